@@ -1,0 +1,70 @@
+# lua-async: the `async` and `vdb` modules for Lua 5.4, on libuv.
+#   make            build async.so
+#   make demo       install what is missing, build, run the tutorial tour
+#   make test       install what is missing, build, run the whole suite
+#   make sanitize   the suite under AddressSanitizer + UBSan
+#   make valgrind   the suite under valgrind (leak check)
+#   make bench      benchmarks beside asyncio, Node, cqueues, luv
+#   make install    into the system's Lua 5.4 module directory
+
+LUA       ?= lua5.4
+PKGS      := lua5.4 libuv
+CFLAGS    ?= -O2 -g
+CFLAGS    += -std=c11 -D_POSIX_C_SOURCE=200809L -fPIC -Wall -Wextra -Werror \
+             $(shell pkg-config --cflags $(PKGS) 2>/dev/null) -Iinclude -Ibuild
+LDLIBS    := $(shell pkg-config --libs libuv 2>/dev/null)
+LIBFLAG   ?= -shared
+BUILD     := build
+LUA_CDIR  ?= /usr/local/lib/lua/5.4
+LUA_INC   ?= /usr/include/lua5.4
+
+ASYNC_SRC := lua_async.c src/loop.c src/future.c src/task.c
+ASYNC_HDR := include/lua_async.h src/core.h $(BUILD)/prelude.h
+
+.PHONY: all deps demo test sanitize valgrind bench install clean check-deps
+
+all: async.so
+
+$(BUILD)/prelude.h: src/prelude.lua tools/embed.lua
+	@mkdir -p $(BUILD)
+	$(LUA) tools/embed.lua async_prelude $< > $@
+
+async.so: $(ASYNC_SRC) $(ASYNC_HDR)
+	$(CC) $(CFLAGS) $(LIBFLAG) -o $@ $(ASYNC_SRC) $(LDLIBS)
+
+# a C host that owns its libuv loop and hands it to async (spec/host_spec.lua)
+$(BUILD)/host: spec/host/host.c include/lua_async.h
+	@mkdir -p $(BUILD)
+	$(CC) $(CFLAGS) -o $@ $< $(shell pkg-config --libs $(PKGS)) -lm
+
+deps:
+	@tools/deps.sh
+
+demo: deps all
+	@$(LUA) examples/demo.lua
+
+test: deps all $(BUILD)/host
+	@tools/run-tests.sh
+
+sanitize: deps
+	$(MAKE) clean
+	$(MAKE) all $(BUILD)/host CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
+	ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$(CURDIR)/tools/lsan.supp \
+	  LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
+	  SANITIZED=1 tools/run-tests.sh
+	$(MAKE) clean
+
+valgrind: deps all $(BUILD)/host
+	VALGRIND=1 tools/run-tests.sh
+
+bench: deps all
+	@bench/run.sh
+
+install: all
+	install -d $(DESTDIR)$(LUA_CDIR)
+	install -m 0755 async.so $(DESTDIR)$(LUA_CDIR)/async.so
+	install -d $(DESTDIR)/usr/local/include
+	install -m 0644 include/lua_async.h $(DESTDIR)/usr/local/include/lua_async.h
+
+clean:
+	rm -rf $(BUILD) async.so vdb.so

@@ -1,0 +1,63 @@
+/*
+ * lua_async.h - the C API that the `async` module publishes.
+ *
+ * Other C modules (vdb, third-party I/O bindings) suspend Lua tasks through
+ * this table of function pointers instead of linking against `async`:
+ *
+ *     const lua_async_api *api = lua_async_get_api(L);  // after require "async"
+ *     lua_async_future *f = api->future_new(L);         // pushes an awaitable
+ *     ... start libuv work on api->loop(L) ...
+ *     // later, in a libuv callback on the loop thread:
+ *     lua_State *M = api->state(f);
+ *     lua_pushinteger(M, 42); api->resolve(f, 1);       // or: push err; api->reject(f)
+ *
+ * A pending future is pinned (it cannot be collected) until it is resolved,
+ * rejected or cancelled.  A future that the awaiting task cancels stays
+ * pinned until the C side settles it: resolve/reject on a cancelled future
+ * only drop the values and unpin it, so a callback never has to care.
+ */
+#ifndef LUA_ASYNC_H
+#define LUA_ASYNC_H
+
+#include <lua.h>
+#include <uv.h>
+
+#define LUA_ASYNC_API_VERSION 1
+#define LUA_ASYNC_API_KEY "lua_async.api"   /* registry field: light userdata */
+#define LUA_ASYNC_LOOP_KEY "lua_async.loop" /* registry field set by use_loop */
+
+typedef struct lua_async_future lua_async_future;
+
+typedef struct lua_async_api {
+  int version;
+  /* the libuv loop of this Lua state */
+  uv_loop_t *(*loop)(lua_State *L);
+  /* push a new pending Future on L (an awaitable) and return it, pinned */
+  lua_async_future *(*future_new)(lua_State *L);
+  /* the Lua state to push results on, from a libuv callback */
+  lua_State *(*state)(lua_async_future *f);
+  /* pop n values from state(f) and complete f with them; unpins f */
+  void (*resolve)(lua_async_future *f, int n);
+  /* pop one error value from state(f) and fail f with it; unpins f */
+  void (*reject)(lua_async_future *f);
+  /* non-zero once the awaiting side cancelled f */
+  int (*cancelled)(lua_async_future *f);
+} lua_async_api;
+
+/* Fetch the API published by `async` (NULL if async is not loaded). */
+static inline const lua_async_api *lua_async_get_api(lua_State *L) {
+  const lua_async_api *api;
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_ASYNC_API_KEY);
+  api = (const lua_async_api *)lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  return (api && api->version >= LUA_ASYNC_API_VERSION) ? api : NULL;
+}
+
+/* A host that runs its own libuv loop hands it over before the first
+ * require "async"; async then never runs or closes it (use async.step). */
+static inline void lua_async_use_loop(lua_State *L, uv_loop_t *loop) {
+  lua_pushlightuserdata(L, loop);
+  lua_setfield(L, LUA_REGISTRYINDEX, LUA_ASYNC_LOOP_KEY);
+}
+
+#endif

@@ -1,0 +1,136 @@
+/* core.h - the runtime's internal types, shared by the files in src/ only. */
+#ifndef LUA_ASYNC_CORE_H
+#define LUA_ASYNC_CORE_H
+
+#include <stdint.h>
+#include <lua.h>
+#include <lauxlib.h>
+#include <uv.h>
+#include "../include/lua_async.h"
+
+/* First byte of every userdata the loop queues, so a queue entry can be
+ * dispatched without a metatable lookup. */
+enum { TAG_FUTURE = 0x5a, TAG_TASK, TAG_HANDLE };
+enum { PENDING = 0, DONE, CANCELLED };
+
+/* Future user values */
+enum { UV_RESULT = 1, UV_CALLBACKS, UV_CANCELMSG, FUTURE_NUV = UV_CANCELMSG };
+/* Task user values (after the future's) */
+enum { UV_THREAD = FUTURE_NUV + 1, UV_WAITER, UV_NAME, UV_CORO, TASK_NUV = UV_CORO };
+
+typedef struct Loop Loop;
+
+typedef struct Future {
+  unsigned char tag;
+  unsigned char state;
+  unsigned char failed;     /* DONE with an exception */
+  unsigned char retrieved;  /* its exception was looked at */
+  int nres;                 /* number of results when DONE */
+  int ncb;                  /* callbacks registered (0, 1: inline, >1: table) */
+  int pin_ref;              /* C API: registry ref while pending, else LUA_NOREF */
+  Loop *loop;
+} Future;
+
+typedef struct Task {
+  Future f;
+  lua_State *T;             /* the task's own thread (kept by UV_THREAD) */
+  Future *waiter;           /* the future it awaits, or NULL */
+  int heap_idx;             /* >= 0 while sleeping in the timer heap */
+  int must_cancel;          /* deliver CancelledError at the next step */
+  int ncancel;              /* cancellation requests not yet uncancelled */
+  int id;
+  unsigned char started, awaiting, sleeping;
+  int nsleepres;            /* values async.sleep gives back */
+} Task;
+
+typedef struct Handle {     /* call_soon / call_later */
+  unsigned char tag;
+  unsigned char cancelled;
+  int heap_idx;
+  int nargs;
+  int keep;                 /* in the loop's keep-alive table */
+} Handle;
+
+typedef struct TimerEntry {
+  uint64_t due, seq;
+  unsigned char is_task;    /* else a Handle */
+  void *obj;
+} TimerEntry;
+
+struct Loop {
+  lua_State *LL;            /* the loop's own thread: runs callbacks */
+  uv_loop_t *uv;
+  int own_uv;               /* we created it (and must close it) */
+  uv_timer_t timer;
+  uv_check_t check;
+  uv_idle_t idle;
+  int state_ref;            /* registry ref of the loop's table (below) */
+  int q_n[2], q_cur;        /* ready queue: two alternating tables */
+  TimerEntry *heap;
+  int heap_n, heap_cap;
+  uint64_t seq;
+  Task *current;            /* the task being resumed */
+  int running;              /* run() or step() is on the C stack */
+  int in_loop;              /* the loop is draining callbacks (perhaps a host's uv_run) */
+  int debug;
+  int next_task_id;
+  int npending;             /* tasks not yet done */
+  double slow_threshold;    /* seconds, debug mode */
+  int npool;                /* finished threads kept for reuse (LS_POOL) */
+  int task_main_ref;        /* the C function every task thread starts in */
+  int mt_ref[3];            /* metatables of Future, Task, coroutine objects */
+  const void *mt_ptr[3];
+};
+
+enum { MT_FUTURE = 0, MT_TASK, MT_CORO };
+/* push the metatable quickly / test an object's metatable */
+void loop_setmetatable(lua_State *L, Loop *lp, int which);
+int  loop_hasmetatable(lua_State *L, Loop *lp, int idx, int which);
+void loop_register_mt(lua_State *L, Loop *lp, int which);  /* the table at -1 */
+
+/* slots of the loop table (registry, state_ref) */
+enum { LS_PENDING = 1, LS_Q0, LS_Q1, LS_KEEP, LS_UNRETRIEVED, LS_GENTHREADS,
+       LS_TRACEBACKS, LS_STRTB, LS_ERRORS, LS_HANDLER, LS_POOL, LS_N = LS_POOL };
+
+/* loop.c */
+Loop *loop_get(lua_State *L);              /* upvalue 1 of every core function */
+void loop_push_slot(lua_State *L, Loop *lp, int slot);
+void loop_enqueue(lua_State *L, Loop *lp, int cb, int arg);   /* stack indices */
+void loop_enqueue_task(lua_State *L, Loop *lp, Task *t);
+int  heap_push(Loop *lp, uint64_t due, int is_task, void *obj);
+void heap_remove(Loop *lp, int idx);
+uint64_t loop_now(Loop *lp);
+uint64_t delay_to_due(Loop *lp, double seconds);
+int  loop_close(lua_State *L);             /* __gc of the loop userdata */
+void loop_report(lua_State *L, Loop *lp, int errindex, const char *what, int ctxindex);
+int  loop_open(lua_State *L, Loop *lp);    /* registers loop functions in table at -1 */
+
+/* future.c */
+Future *future_check(lua_State *L, int idx);  /* Future or Task */
+Future *future_test(lua_State *L, int idx);
+Future *future_new(lua_State *L, Loop *lp);
+int  future_push_results(lua_State *L, int idx);  /* raises if failed/cancelled */
+void future_set_result(lua_State *L, int fidx, int n);   /* pops n values */
+void future_set_exception(lua_State *L, int fidx);        /* pops 1 value */
+int  future_cancel(lua_State *L, int fidx, int msgidx);   /* 1 if it was cancelled now */
+void future_add_callback(lua_State *L, int fidx, int cbidx);
+void future_remove_callback(lua_State *L, int fidx, int cbidx);
+void push_error(lua_State *L, Loop *lp, const char *cls, int msgidx);
+int  raise_error(lua_State *L, Loop *lp, const char *cls, const char *fmt, ...);
+int  future_open(lua_State *L, Loop *lp);
+int  future_gc(lua_State *L);
+extern const lua_async_api async_api;
+
+/* task.c */
+Task *task_test(lua_State *L, int idx);
+void task_step(lua_State *L, Loop *lp, int tidx, int argidx);
+void task_wake_from_heap(Loop *lp, Task *t);
+void push_task(lua_State *L, Loop *lp, Task *t);
+int  task_open(lua_State *L, Loop *lp);
+
+#define CORO_MT "async.coroutine"
+#define FUTURE_MT "async.Future"
+#define TASK_MT "async.Task"
+#define HANDLE_MT "async.Handle"
+
+#endif

@@ -1,0 +1,588 @@
+/*
+ * loop.c - one event loop per Lua state.
+ *
+ * Ready work is a FIFO of (callback, argument) pairs kept in two Lua tables
+ * that alternate: one round runs the entries that were queued before it
+ * started, while new entries go to the other table (asyncio's rule that a
+ * callback scheduled during a round runs in the next one).  A uv_check
+ * handle drains the queue after every poll; a uv_idle handle is active only
+ * while work is queued, so that poll does not block then.  Sleeps and
+ * call_later sit in one binary heap under a single uv_timer.  Nothing spins.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "core.h"
+
+#define MAX_ROUNDS 64   /* ready rounds before letting libuv poll for I/O */
+
+Loop *loop_get(lua_State *L) { return (Loop *)lua_touserdata(L, lua_upvalueindex(1)); }
+
+void loop_push_slot(lua_State *L, Loop *lp, int slot) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lp->state_ref);
+  lua_rawgeti(L, -1, slot);
+  lua_remove(L, -2);
+}
+
+uint64_t loop_now(Loop *lp) { return uv_now(lp->uv); }
+
+/* Metatables by registry reference and identity: luaL_setmetatable and
+ * luaL_testudata look them up by name, which costs a string hash on the
+ * hot path of every await. */
+void loop_register_mt(lua_State *L, Loop *lp, int which) {
+  lp->mt_ptr[which] = lua_topointer(L, -1);
+  lua_pushvalue(L, -1);
+  lp->mt_ref[which] = luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+void loop_setmetatable(lua_State *L, Loop *lp, int which) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lp->mt_ref[which]);
+  lua_setmetatable(L, -2);
+}
+
+int loop_hasmetatable(lua_State *L, Loop *lp, int idx, int which) {
+  if (!lua_getmetatable(L, idx)) return 0;
+  int r = lua_topointer(L, -1) == lp->mt_ptr[which];
+  lua_pop(L, 1);
+  return r;
+}
+
+static void on_idle(uv_idle_t *h) { (void)h; }
+
+/* the idle handle only keeps poll from blocking while work is queued */
+static void queue_grew(Loop *lp) {
+  if (lp->q_n[0] + lp->q_n[1] == 2) uv_idle_start(&lp->idle, on_idle);
+}
+
+void loop_enqueue(lua_State *L, Loop *lp, int cb, int arg) {
+  int n;
+  cb = lua_absindex(L, cb); arg = lua_absindex(L, arg);
+  loop_push_slot(L, lp, LS_Q0 + lp->q_cur);
+  n = lp->q_n[lp->q_cur];
+  lua_pushvalue(L, cb);  lua_rawseti(L, -2, n + 1);
+  lua_pushvalue(L, arg); lua_rawseti(L, -2, n + 2);
+  lua_pop(L, 1);
+  lp->q_n[lp->q_cur] = n + 2;
+  queue_grew(lp);
+}
+
+void loop_enqueue_task(lua_State *L, Loop *lp, Task *t) {
+  push_task(L, lp, t);
+  lua_pushnil(L);
+  loop_enqueue(L, lp, -2, -1);
+  lua_pop(L, 2);
+}
+
+/* ---- timer heap, ordered by (due, seq) ---------------------------------- */
+
+static int entry_less(const TimerEntry *a, const TimerEntry *b) {
+  return a->due < b->due || (a->due == b->due && a->seq < b->seq);
+}
+
+static void entry_moved(Loop *lp, int i) {
+  TimerEntry *e = &lp->heap[i];
+  if (e->is_task) ((Task *)e->obj)->heap_idx = i;
+  else ((Handle *)e->obj)->heap_idx = i;
+}
+
+static void sift_up(Loop *lp, int i) {
+  TimerEntry e = lp->heap[i];
+  while (i > 0) {
+    int p = (i - 1) / 2;
+    if (!entry_less(&e, &lp->heap[p])) break;
+    lp->heap[i] = lp->heap[p]; entry_moved(lp, i);
+    i = p;
+  }
+  lp->heap[i] = e; entry_moved(lp, i);
+}
+
+static void sift_down(Loop *lp, int i) {
+  TimerEntry e = lp->heap[i];
+  for (;;) {
+    int c = 2 * i + 1;
+    if (c >= lp->heap_n) break;
+    if (c + 1 < lp->heap_n && entry_less(&lp->heap[c + 1], &lp->heap[c])) c++;
+    if (!entry_less(&lp->heap[c], &e)) break;
+    lp->heap[i] = lp->heap[c]; entry_moved(lp, i);
+    i = c;
+  }
+  lp->heap[i] = e; entry_moved(lp, i);
+}
+
+static void on_timer(uv_timer_t *h);
+
+static void rearm_timer(Loop *lp) {
+  if (lp->heap_n == 0) { uv_timer_stop(&lp->timer); return; }
+  uint64_t now = uv_now(lp->uv), due = lp->heap[0].due;
+  uv_timer_start(&lp->timer, on_timer, due > now ? due - now : 0, 0);
+}
+
+int heap_push(Loop *lp, uint64_t due, int is_task, void *obj) {
+  if (lp->heap_n == lp->heap_cap) {
+    int cap = lp->heap_cap ? lp->heap_cap * 2 : 64;
+    TimerEntry *h = realloc(lp->heap, cap * sizeof *h);
+    if (!h) return -1;
+    lp->heap = h; lp->heap_cap = cap;
+  }
+  TimerEntry *e = &lp->heap[lp->heap_n];
+  e->due = due; e->seq = lp->seq++; e->is_task = (unsigned char)is_task; e->obj = obj;
+  sift_up(lp, lp->heap_n++);
+  if (lp->heap[0].obj == obj) rearm_timer(lp);
+  return 0;
+}
+
+void heap_remove(Loop *lp, int i) {
+  TimerEntry *e = &lp->heap[i];
+  if (e->is_task) ((Task *)e->obj)->heap_idx = -1;
+  else ((Handle *)e->obj)->heap_idx = -1;
+  lp->heap_n--;
+  if (i != lp->heap_n) {
+    lp->heap[i] = lp->heap[lp->heap_n];
+    entry_moved(lp, i);
+    sift_down(lp, i);
+    sift_up(lp, i);
+  }
+  if (i == 0) rearm_timer(lp);
+}
+
+static void handle_unkeep(lua_State *L, Loop *lp, int hidx) {
+  Handle *h = lua_touserdata(L, hidx);
+  if (!h->keep) return;
+  h->keep = 0;
+  hidx = lua_absindex(L, hidx);
+  loop_push_slot(L, lp, LS_KEEP);
+  lua_pushnil(L); lua_rawsetp(L, -2, h);
+  lua_pop(L, 1);
+}
+
+static void on_timer(uv_timer_t *th) {
+  Loop *lp = th->data;
+  lua_State *L = lp->LL;
+  uint64_t now = uv_now(lp->uv);
+  while (lp->heap_n > 0 && lp->heap[0].due <= now) {
+    TimerEntry e = lp->heap[0];
+    heap_remove(lp, 0);
+    if (e.is_task) {
+      loop_enqueue_task(L, lp, (Task *)e.obj);
+    } else {                       /* a call_later handle: from keep to queue */
+      loop_push_slot(L, lp, LS_KEEP);
+      lua_rawgetp(L, -1, e.obj);
+      lua_pushnil(L);
+      loop_enqueue(L, lp, -2, -1);
+      lua_settop(L, 0);
+    }
+  }
+  rearm_timer(lp);
+}
+
+/* ---- reporting errors nobody catches ------------------------------------ */
+
+/* The exception handler gets {message=, exception=, task=}; the default
+ * writes to stderr with the recorded traceback. */
+void loop_report(lua_State *L, Loop *lp, int errindex, const char *what, int ctxindex) {
+  int top = lua_gettop(L);
+  errindex = lua_absindex(L, errindex);
+  if (ctxindex) ctxindex = lua_absindex(L, ctxindex);
+  loop_push_slot(L, lp, LS_HANDLER);
+  if (!lua_isnil(L, -1)) {
+    lua_createtable(L, 0, 3);
+    lua_pushstring(L, what); lua_setfield(L, -2, "message");
+    lua_pushvalue(L, errindex); lua_setfield(L, -2, "exception");
+    if (ctxindex) { lua_pushvalue(L, ctxindex); lua_setfield(L, -2, "task"); }
+    if (lua_pcall(L, 1, 0, 0) != LUA_OK)
+      fprintf(stderr, "lua-async: exception handler failed: %s\n", luaL_tolstring(L, -1, NULL));
+    lua_settop(L, top);
+    return;
+  }
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  luaL_addstring(&b, what);
+  if (ctxindex) { luaL_addstring(&b, "\ntask: "); luaL_tolstring(L, ctxindex, NULL); luaL_addvalue(&b); }
+  luaL_addstring(&b, "\n");
+  luaL_tolstring(L, errindex, NULL); luaL_addvalue(&b);
+  /* the traceback recorded for this error, if any */
+  loop_push_slot(L, lp, lua_type(L, errindex) == LUA_TSTRING ? LS_STRTB : LS_TRACEBACKS);
+  lua_pushvalue(L, errindex); lua_rawget(L, -2);
+  if (lua_isstring(L, -1)) { lua_remove(L, -2); luaL_addstring(&b, "\n"); luaL_addvalue(&b); }
+  else lua_pop(L, 2);
+  luaL_pushresult(&b);
+  fprintf(stderr, "%s\n", lua_tostring(L, -1));
+  fflush(stderr);
+  lua_settop(L, top);
+}
+
+/* ---- draining the ready queue ------------------------------------------- */
+
+static void run_handle(lua_State *L, Loop *lp, int hidx) {
+  Handle *h = lua_touserdata(L, hidx);
+  if (h->cancelled) return;
+  handle_unkeep(L, lp, hidx);
+  for (int i = 1; i <= h->nargs + 1; i++) lua_getiuservalue(L, hidx, i);
+  if (lua_pcall(L, h->nargs, 0, 0) != LUA_OK) {
+    loop_report(L, lp, -1, "Exception in callback", 0);
+    lua_pop(L, 1);
+  }
+}
+
+static void run_function(lua_State *L, Loop *lp, int fidx, int aidx) {
+  lua_pushvalue(L, fidx); lua_pushvalue(L, aidx);
+  if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+    loop_report(L, lp, -1, "Exception in callback", 0);
+    lua_pop(L, 1);
+  }
+}
+
+static void process_ready(Loop *lp) {
+  lua_State *L = lp->LL;
+  for (int round = 0; round < MAX_ROUNDS; round++) {
+    int cur = lp->q_cur, n = lp->q_n[cur];
+    if (n == 0) break;
+    lp->q_cur = cur ^ 1;               /* entries queued from now on: next round */
+    loop_push_slot(L, lp, LS_Q0 + cur);
+    for (int i = 1; i <= n; i += 2) {
+      lua_rawgeti(L, 1, i); lua_rawgeti(L, 1, i + 1);
+      lua_pushnil(L); lua_rawseti(L, 1, i);
+      lua_pushnil(L); lua_rawseti(L, 1, i + 1);
+      if (lua_type(L, 2) == LUA_TUSERDATA) {
+        unsigned char tag = *(unsigned char *)lua_touserdata(L, 2);
+        if (tag == TAG_TASK) task_step(L, lp, 2, 3);
+        else if (tag == TAG_HANDLE) run_handle(L, lp, 2);
+      } else {
+        run_function(L, lp, 2, 3);
+      }
+      lua_settop(L, 1);
+    }
+    lua_settop(L, 0);
+    lp->q_n[cur] = 0;
+  }
+  if (lp->q_n[0] + lp->q_n[1] == 0) uv_idle_stop(&lp->idle);
+}
+
+static void on_check(uv_check_t *h) {
+  Loop *lp = h->data;
+  int was = lp->in_loop;
+  lp->in_loop = 1;
+  process_ready(lp);
+  lp->in_loop = was;
+}
+
+/* ---- Lua functions ------------------------------------------------------ */
+
+static int l_time(lua_State *L) {
+  (void)L;
+  lua_pushnumber(L, (double)uv_hrtime() / 1e9);
+  return 1;
+}
+
+static Handle *handle_new(lua_State *L, Loop *lp, int fidx, int nargs) {
+  Handle *h = lua_newuserdatauv(L, sizeof *h, nargs + 1);
+  h->tag = TAG_HANDLE; h->cancelled = 0; h->heap_idx = -1; h->nargs = nargs; h->keep = 0;
+  luaL_setmetatable(L, HANDLE_MT);
+  for (int i = 0; i <= nargs; i++) {
+    lua_pushvalue(L, fidx + i);
+    lua_setiuservalue(L, -2, i + 1);
+  }
+  (void)lp;
+  return h;
+}
+
+static int l_call_soon(lua_State *L) {
+  Loop *lp = loop_get(L);
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  handle_new(L, lp, 1, lua_gettop(L) - 1);
+  lua_pushnil(L);
+  loop_enqueue(L, lp, -2, -1);
+  lua_pop(L, 1);
+  return 1;
+}
+
+static double check_delay(lua_State *L, int idx, const char *fname) {
+  double d = luaL_checknumber(L, idx);
+  if (d != d) luaL_error(L, "bad argument #%d to '%s' (delay is NaN)", idx, fname);
+  return d < 0 ? 0 : d;
+}
+
+uint64_t delay_to_due(Loop *lp, double d) {
+  double ms = d * 1000.0;
+  if (ms > 1e15) ms = 1e15;
+  return uv_now(lp->uv) + (uint64_t)(ms + 0.999);  /* never wake early */
+}
+
+static int l_call_later(lua_State *L) {
+  Loop *lp = loop_get(L);
+  double d = check_delay(L, 1, "call_later");
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  Handle *h = handle_new(L, lp, 2, lua_gettop(L) - 2);
+  h->keep = 1;
+  loop_push_slot(L, lp, LS_KEEP);
+  lua_pushvalue(L, -2); lua_rawsetp(L, -2, h);
+  lua_pop(L, 1);
+  if (heap_push(lp, delay_to_due(lp, d), 0, h) != 0) return luaL_error(L, "call_later: out of memory");
+  return 1;
+}
+
+static int handle_cancel(lua_State *L) {
+  Handle *h = luaL_checkudata(L, 1, HANDLE_MT);
+  Loop *lp = loop_get(L);
+  h->cancelled = 1;
+  if (h->heap_idx >= 0) heap_remove(lp, h->heap_idx);
+  handle_unkeep(L, lp, 1);
+  return 0;
+}
+
+static int handle_cancelled(lua_State *L) {
+  Handle *h = luaL_checkudata(L, 1, HANDLE_MT);
+  lua_pushboolean(L, h->cancelled);
+  return 1;
+}
+
+/* Run libuv until `done` says so.  Raises (after tidying) on a deadlock:
+ * nothing queued, no timer, no active handle or request, yet not done. */
+typedef int (*done_fn)(lua_State *L, Loop *lp, void *ud);
+
+static int run_until(lua_State *L, Loop *lp, done_fn done, void *ud) {
+  while (!done(L, lp, ud)) {
+    if (lp->q_n[0] + lp->q_n[1] == 0 && lp->heap_n == 0 && !uv_loop_alive(lp->uv))
+      return 0;
+    uv_run(lp->uv, UV_RUN_ONCE);
+  }
+  return 1;
+}
+
+static int main_done(lua_State *L, Loop *lp, void *ud) {
+  (void)L; (void)lp;
+  return ((Future *)ud)->state != PENDING;
+}
+
+static int all_done(lua_State *L, Loop *lp, void *ud) {
+  (void)L; (void)ud;
+  return lp->npending == 0;
+}
+
+/* cancel every pending task (async.run's shutdown) */
+static void cancel_all(lua_State *L, Loop *lp) {
+  int top = lua_gettop(L);
+  loop_push_slot(L, lp, LS_PENDING);
+  lua_getfield(L, LUA_REGISTRYINDEX, TASK_MT);
+  lua_getfield(L, -1, "__index");
+  lua_getfield(L, -1, "cancel");
+  int cancel = lua_gettop(L), pend = top + 1;
+  lua_pushnil(L);
+  while (lua_next(L, pend)) {
+    lua_pushvalue(L, cancel); lua_pushvalue(L, -2);
+    lua_call(L, 1, 0);
+    lua_pop(L, 1);
+  }
+  lua_settop(L, top);
+}
+
+static void report_unretrieved(lua_State *L, Loop *lp) {
+  int top = lua_gettop(L);
+  loop_push_slot(L, lp, LS_UNRETRIEVED);
+  lua_pushnil(L);
+  while (lua_next(L, top + 1)) {
+    Future *f = lua_touserdata(L, -2);
+    lua_pop(L, 1);
+    if (f && f->failed && !f->retrieved) {
+      f->retrieved = 1;
+      lua_getiuservalue(L, -1, UV_RESULT);
+      loop_report(L, lp, -1, f->tag == TAG_TASK ? "Task exception was never retrieved"
+                                               : "Future exception was never retrieved", -2);
+      lua_pop(L, 1);
+    }
+  }
+  lua_settop(L, top);
+  lua_newtable(L); lua_newtable(L);
+  lua_pushliteral(L, "k"); lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lp->state_ref);
+  lua_insert(L, -2);
+  lua_rawseti(L, -2, LS_UNRETRIEVED);
+  lua_settop(L, top);
+}
+
+/* start(main, ...) is in Lua terms: make main a coroutine object, wrap it in
+ * a task.  The prelude passes us that task. */
+static int l_run_task(lua_State *L) {
+  Loop *lp = loop_get(L);
+  Future *f = future_check(L, 1);
+  if (!lp->own_uv) {
+    return luaL_error(L, "async.run: the loop belongs to the host program; "
+                         "use async.start and async.step");
+  }
+  lp->running = 1;
+  int ok = run_until(L, lp, main_done, f);
+  f->retrieved = 1;              /* its error goes to the caller */
+  cancel_all(L, lp);
+  int ok2 = run_until(L, lp, all_done, NULL);
+  report_unretrieved(L, lp);
+  lp->running = 0;
+  if (!ok) {
+    lua_pushliteral(L, "async.run: the main task is waiting for something that can never "
+                       "happen (nothing queued, no timer, no I/O): deadlock");
+    return lua_error(L);
+  }
+  if (!ok2) {
+    lua_pushliteral(L, "async.run: tasks could not finish cancelling (deadlock)");
+    return lua_error(L);
+  }
+  f->retrieved = 1;
+  return future_push_results(L, 1);
+}
+
+static int l_running(lua_State *L) {
+  Loop *lp = loop_get(L);
+  lua_pushboolean(L, lp->running || lp->in_loop);
+  return 1;
+}
+
+static void on_step_timer(uv_timer_t *h) { (void)h; }
+
+static int l_step(lua_State *L) {
+  Loop *lp = loop_get(L);
+  double timeout = luaL_optnumber(L, 1, 0);
+  if (lp->running) return luaL_error(L, "async.step cannot be called from a running event loop");
+  lp->running = 1;
+  if (!lp->own_uv) {
+    lp->in_loop = 1;
+    process_ready(lp);
+    lp->in_loop = 0;
+  } else if (timeout <= 0 || lp->q_n[0] + lp->q_n[1] > 0) {
+    uv_run(lp->uv, UV_RUN_NOWAIT);
+  } else {
+    uv_timer_t st;
+    uv_timer_init(lp->uv, &st);
+    uv_timer_start(&st, on_step_timer, (uint64_t)(timeout * 1000.0 + 0.5), 0);
+    uv_run(lp->uv, UV_RUN_ONCE);
+    uv_close((uv_handle_t *)&st, NULL);
+    uv_run(lp->uv, UV_RUN_NOWAIT);   /* let the close complete */
+  }
+  lp->running = 0;
+  lua_pushboolean(L, lp->npending > 0 || lp->q_n[0] + lp->q_n[1] > 0);
+  return 1;
+}
+
+static int l_set_debug(lua_State *L) {
+  Loop *lp = loop_get(L);
+  lp->debug = lua_toboolean(L, 1);
+  if (lp->debug) lua_warning(L, "@on", 0);
+  return 0;
+}
+
+static int l_get_debug(lua_State *L) {
+  lua_pushboolean(L, loop_get(L)->debug);
+  return 1;
+}
+
+static int l_set_exception_handler(lua_State *L) {
+  Loop *lp = loop_get(L);
+  if (!lua_isnoneornil(L, 1)) luaL_checktype(L, 1, LUA_TFUNCTION);
+  lua_settop(L, 1);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lp->state_ref);
+  lua_pushvalue(L, 1);
+  lua_rawseti(L, -2, LS_HANDLER);
+  return 0;
+}
+
+/* the prelude hands over its error classes: C raises them by name */
+static int l_set_errors(lua_State *L) {
+  Loop *lp = loop_get(L);
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lp->state_ref);
+  lua_pushvalue(L, 1);
+  lua_rawseti(L, -2, LS_ERRORS);
+  return 0;
+}
+
+static int l_pending_count(lua_State *L) {
+  lua_pushinteger(L, loop_get(L)->npending);
+  return 1;
+}
+
+static int loop_gc(lua_State *L) {
+  Loop *lp = lua_touserdata(L, 1);
+  if (!lp->uv) return 0;
+  uv_close((uv_handle_t *)&lp->timer, NULL);
+  uv_close((uv_handle_t *)&lp->check, NULL);
+  uv_close((uv_handle_t *)&lp->idle, NULL);
+  if (lp->own_uv) {
+    uv_run(lp->uv, UV_RUN_NOWAIT);
+    uv_loop_close(lp->uv);
+    free(lp->uv);
+  }
+  free(lp->heap);
+  lp->uv = NULL;
+  return 0;
+}
+
+static const luaL_Reg loop_funcs[] = {
+  {"time", l_time}, {"call_soon", l_call_soon}, {"call_later", l_call_later},
+  {"run_task", l_run_task}, {"step", l_step}, {"running", l_running},
+  {"set_debug", l_set_debug}, {"get_debug", l_get_debug},
+  {"set_exception_handler", l_set_exception_handler},
+  {"pending_count", l_pending_count}, {"set_errors", l_set_errors},
+  {NULL, NULL}
+};
+
+static const luaL_Reg handle_methods[] = {
+  {"cancel", handle_cancel}, {"cancelled", handle_cancelled}, {NULL, NULL}
+};
+
+static void new_weak_table(lua_State *L, const char *mode) {
+  lua_newtable(L);
+  lua_newtable(L);
+  lua_pushstring(L, mode); lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+}
+
+/* Creates the loop (a userdata anchored in the registry, so that lua_close
+ * tears it down) and registers the loop functions into the table at -1. */
+int loop_open(lua_State *L, Loop *lp) {
+  int t = lua_gettop(L);
+  memset(lp, 0, sizeof *lp);
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_ASYNC_LOOP_KEY);
+  lp->uv = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  if (!lp->uv) {
+    lp->uv = malloc(sizeof *lp->uv);
+    if (!lp->uv || uv_loop_init(lp->uv) != 0) return luaL_error(L, "async: cannot create a libuv loop");
+    lp->own_uv = 1;
+  }
+  lp->LL = lua_newthread(L);
+  lua_setfield(L, LUA_REGISTRYINDEX, "lua_async.loopthread");
+  lua_createtable(L, LS_N, 0);
+  lua_newtable(L); lua_rawseti(L, -2, LS_PENDING);
+  lua_newtable(L); lua_rawseti(L, -2, LS_Q0);
+  lua_newtable(L); lua_rawseti(L, -2, LS_Q1);
+  lua_newtable(L); lua_rawseti(L, -2, LS_KEEP);
+  new_weak_table(L, "k"); lua_rawseti(L, -2, LS_UNRETRIEVED);
+  new_weak_table(L, "k"); lua_rawseti(L, -2, LS_GENTHREADS);
+  new_weak_table(L, "k"); lua_rawseti(L, -2, LS_TRACEBACKS);
+  lua_newtable(L); lua_rawseti(L, -2, LS_STRTB);
+  lua_newtable(L); lua_rawseti(L, -2, LS_ERRORS);
+  lua_newtable(L); lua_rawseti(L, -2, LS_POOL);
+  lp->state_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  uv_timer_init(lp->uv, &lp->timer); lp->timer.data = lp;
+  uv_check_init(lp->uv, &lp->check); lp->check.data = lp;
+  uv_idle_init(lp->uv, &lp->idle); lp->idle.data = lp;
+  uv_check_start(&lp->check, on_check);
+  uv_unref((uv_handle_t *)&lp->check);  /* draining alone keeps nothing alive */
+  lp->slow_threshold = 0.1;
+  const char *dbg = getenv("LUA_ASYNC_DEBUG");
+  lp->debug = dbg && dbg[0] && strcmp(dbg, "0") != 0;
+  if (lp->debug) lua_warning(L, "@on", 0);
+
+  luaL_newmetatable(L, HANDLE_MT);
+  lua_newtable(L);
+  lua_pushlightuserdata(L, lp);
+  luaL_setfuncs(L, handle_methods, 1);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+
+  lua_settop(L, t);
+  lua_pushlightuserdata(L, lp);
+  luaL_setfuncs(L, loop_funcs, 1);
+  return 0;
+}
+
+int loop_close(lua_State *L) { return loop_gc(L); }

@@ -1,0 +1,689 @@
+/*
+ * task.c - coroutine objects, tasks and the await protocol.
+ *
+ * A coroutine object is a lazy call: a function and its arguments.  Awaiting
+ * one calls the function inline on the awaiting task's thread (no new Lua
+ * thread); wrapping one in a Task gives it a thread of its own.
+ *
+ * A task's thread starts in task_main, which runs the body under lua_pcallk
+ * *inside* the thread: Lua 5.4 unwinds to-be-closed variables only for an
+ * error caught by a protected call in the same thread, and only then may a
+ * __close yield (await).  So errors and cancellations are caught here and
+ * become the task's result.
+ *
+ * await(future) registers the task as the future's callback, records it as
+ * the task's waiter, and yields nothing; the scheduler resumes the task with
+ * (true, results...) or (false, error), and the continuation returns or
+ * raises.  A yield the scheduler did not ask for (a bare coroutine.yield) is
+ * an error.  An async generator's thread passes an await upward by yielding
+ * AWAIT_MARK to the iterator, which suspends the task in turn.
+ */
+#include <stdio.h>
+#include <string.h>
+#include "core.h"
+
+enum { TAG_CORO = 0x60 };
+enum { CORO_CREATED = 0, CORO_AWAITED, CORO_SCHEDULED };
+
+typedef struct Coro {
+  unsigned char tag, state;
+  int nargs;
+  int line;                 /* where it was created */
+} Coro;
+
+static char AWAIT_MARK;     /* its address: a generator's await passing up */
+
+/* ---- coroutine objects -------------------------------------------------- */
+
+/* push a coroutine object for fn(args...), fn at fidx followed by nargs args */
+static void coro_push(lua_State *L, int fidx, int nargs) {
+  lua_Debug ar;
+  fidx = lua_absindex(L, fidx);
+  Coro *c = lua_newuserdatauv(L, sizeof *c, nargs + 2);
+  c->tag = TAG_CORO; c->state = CORO_CREATED; c->nargs = nargs; c->line = -1;
+  loop_setmetatable(L, loop_get(L), MT_CORO);
+  lua_pushvalue(L, fidx); lua_setiuservalue(L, -2, 1);
+  for (int i = 1; i <= nargs; i++) { lua_pushvalue(L, fidx + i); lua_setiuservalue(L, -2, i + 2); }
+  if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "fl", &ar)) {  /* the creating function */
+    c->line = ar.currentline;
+    lua_setiuservalue(L, -2, 2);
+  }
+}
+
+/* async.fn(f)(...) */
+static int async_call(lua_State *L) {
+  int n = lua_gettop(L);
+  lua_pushvalue(L, lua_upvalueindex(2));
+  lua_insert(L, 1);
+  coro_push(L, 1, n);
+  return 1;
+}
+
+static int l_fn(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  lua_settop(L, 1);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_pushcclosure(L, async_call, 2);
+  return 1;
+}
+
+/* core.coro(fn, ...): a coroutine object for a plain function */
+static int l_coro(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  coro_push(L, 1, lua_gettop(L) - 1);
+  return 1;
+}
+
+static int coro_gc(lua_State *L) {
+  Coro *c = lua_touserdata(L, 1);
+  lua_Debug ar;
+  if (c->state != CORO_CREATED) return 0;
+  const char *def = "?", *at = "?";
+  lua_getiuservalue(L, 1, 1);
+  if (lua_getinfo(L, ">S", &ar)) {
+    if (ar.what[0] == 'C') lua_pushliteral(L, "a library awaitable");
+    else lua_pushfstring(L, "function defined at %s:%d", ar.short_src, ar.linedefined);
+    def = lua_tostring(L, -1);
+  }
+  if (lua_getiuservalue(L, 1, 2) == LUA_TFUNCTION && lua_getinfo(L, ">S", &ar)) {
+    lua_pushfstring(L, "%s:%d", ar.short_src, c->line); at = lua_tostring(L, -1);
+  }
+  lua_pushfstring(L, "coroutine (%s) was never awaited; created at %s", def, at);
+  lua_warning(L, lua_tostring(L, -1), 0);
+  return 0;
+}
+
+static int coro_tostring(lua_State *L) {
+  static const char *st[] = {"created", "awaited", "scheduled"};
+  Coro *c = lua_touserdata(L, 1);
+  lua_pushfstring(L, "<coroutine object %s: %p>", st[c->state], (void *)c);
+  return 1;
+}
+
+/* ---- tasks -------------------------------------------------------------- */
+
+void push_task(lua_State *L, Loop *lp, Task *t) {
+  loop_push_slot(L, lp, LS_PENDING);
+  lua_rawgetp(L, -1, t);
+  lua_remove(L, -2);
+}
+
+Task *task_test(lua_State *L, int idx) {
+  Future *f = future_test(L, idx);
+  return f && f->tag == TAG_TASK ? (Task *)f : NULL;
+}
+
+static Task *task_check(lua_State *L, int idx) {
+  Task *t = task_test(L, idx);
+  if (!t) luaL_typeerror(L, idx, "Task");
+  return t;
+}
+
+static int is_gen_thread(lua_State *L, Loop *lp) {
+  loop_push_slot(L, lp, LS_GENTHREADS);
+  lua_pushthread(L);
+  lua_rawget(L, -2);
+  int r = lua_toboolean(L, -1);
+  lua_pop(L, 2);
+  return r;
+}
+
+/* The task on whose behalf L may await.  *is_gen: L is an async generator's
+ * thread driven by that task. */
+static Task *await_context(lua_State *L, Loop *lp, const char *what, int *is_gen) {
+  Task *t = lp->current;
+  *is_gen = 0;
+  if (t && t->T == L) return t;
+  if (t && is_gen_thread(L, lp)) { *is_gen = 1; return t; }
+  if (t) luaL_error(L, "%s: called inside a plain coroutine (coroutine.wrap/create) that a task "
+                       "runs; it cannot suspend the task from there (use async.generator)", what);
+  else luaL_error(L, "%s: await outside of a running task (use async.run or async.spawn)", what);
+  return NULL;
+}
+
+static int suspend_yield(lua_State *L, Task *t, int is_gen, lua_KContext ctx, lua_KFunction k) {
+  if (is_gen) {
+    lua_pushlightuserdata(L, &AWAIT_MARK);
+    return lua_yieldk(L, 1, ctx, k);
+  }
+  t->awaiting = 1;
+  return lua_yieldk(L, 0, ctx, k);
+}
+
+static void check_yieldable(lua_State *L, const char *what) {
+  if (!lua_isyieldable(L))
+    luaL_error(L, "%s: cannot suspend here (inside a C function that does not allow yields, "
+                  "such as a table.sort or string.gsub callback)", what);
+}
+
+/* continuation after a suspension: (true, values...) or (false, err) on top */
+static int resume_k(lua_State *L, int status, lua_KContext base) {
+  (void)status;
+  if (!lua_toboolean(L, (int)base + 1)) {
+    lua_pushvalue(L, (int)base + 2);
+    return lua_error(L);
+  }
+  return lua_gettop(L) - (int)base - 1;
+}
+
+static int await_coro_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  return lua_gettop(L) - (int)ctx;
+}
+
+static int l_await(lua_State *L) {
+  Loop *lp = loop_get(L);
+  int is_gen;
+  Coro *c;
+  Future *f;
+  lua_settop(L, 1);
+  if ((f = future_test(L, 1)) != NULL) {
+    Task *t = await_context(L, lp, "await", &is_gen);
+    if (f->state != PENDING) return future_push_results(L, 1);
+    if (f == &t->f) return luaL_error(L, "await: a task cannot await itself");
+    if (f->loop != lp) return luaL_error(L, "await: the future belongs to another loop");
+    check_yieldable(L, "await");
+    push_task(L, lp, t);
+    future_add_callback(L, 1, -1);
+    lua_pushvalue(L, 1);
+    lua_setiuservalue(L, -2, UV_WAITER);
+    lua_pop(L, 1);
+    t->waiter = f;
+    return suspend_yield(L, t, is_gen, 1, resume_k);
+  }
+  if ((c = lua_touserdata(L, 1)) != NULL && c->tag == TAG_CORO && loop_hasmetatable(L, lp, 1, MT_CORO)) {
+    await_context(L, lp, "await", &is_gen);
+    if (c->state != CORO_CREATED)
+      return raise_error(L, lp, "InvalidStateError", "cannot reuse an already %s coroutine object",
+                         c->state == CORO_AWAITED ? "awaited" : "scheduled");
+    c->state = CORO_AWAITED;
+    luaL_checkstack(L, c->nargs + 2, "too many arguments");
+    lua_getiuservalue(L, 1, 1);
+    for (int i = 1; i <= c->nargs; i++) lua_getiuservalue(L, 1, i + 2);
+    lua_callk(L, c->nargs, LUA_MULTRET, 1, await_coro_k);
+    return await_coro_k(L, LUA_OK, 1);
+  }
+  return luaL_typeerror(L, 1, "awaitable (coroutine object, Task or Future)");
+}
+
+/* core.suspend(): used by async generators' iterators.  The generator has
+ * already registered the task as a waiter; suspend the task (or, from a
+ * nested generator, pass the mark further up) and hand back the raw resume
+ * values (ok, values...). */
+static int suspend_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status; (void)ctx;
+  return lua_gettop(L);
+}
+
+static int l_suspend(lua_State *L) {
+  int is_gen;
+  Task *t = await_context(L, loop_get(L), "await", &is_gen);
+  lua_settop(L, 0);
+  check_yieldable(L, "await");
+  return suspend_yield(L, t, is_gen, 0, suspend_k);
+}
+
+/* ---- sleep -------------------------------------------------------------- */
+
+static int sleep_impl(lua_State *L) {
+  Loop *lp = loop_get(L);
+  int is_gen;
+  double d = luaL_checknumber(L, 1);
+  if (d != d) return luaL_argerror(L, 1, "delay is NaN");
+  Task *t = await_context(L, lp, "sleep", &is_gen);
+  int nv = lua_gettop(L) - 1;
+  check_yieldable(L, "sleep");
+  t->sleeping = 1;
+  if (d <= 0) loop_enqueue_task(L, lp, t);
+  else if (heap_push(lp, delay_to_due(lp, d), 1, t) != 0) return luaL_error(L, "sleep: out of memory");
+  return suspend_yield(L, t, is_gen, nv + 1, resume_k);
+}
+
+/* async.sleep(delay, ...): a coroutine object running sleep_impl */
+static int l_sleep(lua_State *L) {
+  int n = lua_gettop(L);
+  luaL_checknumber(L, 1);
+  lua_pushvalue(L, lua_upvalueindex(2));
+  lua_insert(L, 1);
+  coro_push(L, 1, n);
+  return 1;
+}
+
+/* ---- task lifecycle ----------------------------------------------------- */
+
+static int is_cancelled_error(lua_State *L, Loop *lp, int idx) {
+  idx = lua_absindex(L, idx);
+  loop_push_slot(L, lp, LS_ERRORS);
+  lua_getfield(L, -1, "is_cancelled");
+  lua_remove(L, -2);
+  lua_pushvalue(L, idx);
+  lua_call(L, 1, 1);
+  int r = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return r;
+}
+
+/* message handler: record where the error was raised, keep the value */
+static int task_msgh(lua_State *L) {
+  Loop *lp = loop_get(L);
+  if (is_cancelled_error(L, lp, 1)) return 1;
+  luaL_traceback(L, L, NULL, 1);
+  if (lua_type(L, 1) == LUA_TSTRING) {
+    loop_push_slot(L, lp, LS_STRTB);          /* strings never leave a weak table: cap it */
+    lua_pushvalue(L, 1); lua_pushvalue(L, -3); lua_rawset(L, -3);
+    lua_getfield(L, -1, "#");
+    lua_Integer n = lua_tointeger(L, -1) + 1;
+    lua_pop(L, 1);
+    if (n > 1024) {
+      lua_newtable(L);
+      lua_rawgeti(L, LUA_REGISTRYINDEX, lp->state_ref);
+      lua_insert(L, -2);
+      lua_rawseti(L, -2, LS_STRTB);
+      lua_pop(L, 1);
+    } else {
+      lua_pushinteger(L, n); lua_setfield(L, -2, "#");
+    }
+  } else if (!lua_isnil(L, 1)) {
+    loop_push_slot(L, lp, LS_TRACEBACKS);
+    lua_pushvalue(L, 1); lua_pushvalue(L, -3); lua_rawset(L, -3);
+  }
+  lua_settop(L, 1);
+  return 1;
+}
+
+static int task_main_k(lua_State *L, int status, lua_KContext ctx) {
+  Loop *lp = (Loop *)ctx;
+  if (status == LUA_OK || status == LUA_YIELD) {
+    future_set_result(L, 1, lua_gettop(L) - 2);
+  } else if (is_cancelled_error(L, lp, -1)) {
+    lua_getfield(L, -1, "message");
+    future_cancel(L, 1, -1);
+  } else {
+    future_set_exception(L, 1);
+  }
+  return 0;
+}
+
+/* the thread's body: stack = task, fn, args... */
+static int task_main(lua_State *L) {
+  Loop *lp = lua_touserdata(L, lua_upvalueindex(1));
+  lua_pushvalue(L, lua_upvalueindex(2));       /* task_msgh */
+  lua_insert(L, 2);
+  lua_pcallk(L, lua_gettop(L) - 3, LUA_MULTRET, 2, (lua_KContext)lp, task_main_k);
+  return task_main_k(L, LUA_OK, (lua_KContext)lp);
+}
+
+#define POOL_MAX 256
+
+/* A thread whose body returned normally is clean (status OK, empty stack)
+ * and can run another task: keep a few. */
+static void pool_put(lua_State *L, Loop *lp, lua_State *T) {
+  if (lp->npool >= POOL_MAX || lua_status(T) != LUA_OK || lua_gettop(T) != 0) return;
+  loop_push_slot(L, lp, LS_POOL);
+  lua_pushthread(T);
+  lua_xmove(T, L, 1);
+  lua_rawseti(L, -2, ++lp->npool);
+  lua_pop(L, 1);
+}
+
+/* give the task a thread holding task_main, the task, fn and args;
+ * returns the count to resume with */
+static int task_start_thread(lua_State *L, Loop *lp, int tidx, Task *t) {
+  lua_State *T;
+  if (lp->npool > 0) {
+    loop_push_slot(L, lp, LS_POOL);
+    lua_rawgeti(L, -1, lp->npool);
+    lua_pushnil(L); lua_rawseti(L, -3, lp->npool--);
+    lua_remove(L, -2);
+    T = lua_tothread(L, -1);
+  } else {
+    T = lua_newthread(L);
+  }
+  t->T = T;
+  lua_setiuservalue(L, tidx, UV_THREAD);
+  lua_getiuservalue(L, tidx, UV_CORO);
+  Coro *c = lua_touserdata(L, -1);
+  int coro = lua_gettop(L);
+  luaL_checkstack(L, c->nargs + 3, "too many arguments");
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lp->task_main_ref);
+  lua_pushvalue(L, tidx);
+  for (int i = 1; i <= c->nargs + 2; i++) if (i != 2) lua_getiuservalue(L, coro, i);
+  lua_xmove(L, T, c->nargs + 3);
+  lua_pop(L, 1);
+  lua_pushnil(L); lua_setiuservalue(L, tidx, UV_CORO);
+  return c->nargs + 2;
+}
+
+static void task_finished(lua_State *L, Loop *lp, int tidx, Task *t, lua_State *reusable) {
+  tidx = lua_absindex(L, tidx);
+  if (reusable) pool_put(L, lp, reusable);
+  t->T = NULL;
+  lua_pushnil(L); lua_setiuservalue(L, tidx, UV_THREAD);
+  lua_pushnil(L); lua_setiuservalue(L, tidx, UV_WAITER);
+  loop_push_slot(L, lp, LS_PENDING);
+  lua_pushnil(L); lua_rawsetp(L, -2, t);
+  lua_pop(L, 1);
+  lp->npending--;
+}
+
+/* debug mode: the tutorial's time.sleep mistake, named */
+static void warn_slow(lua_State *L, int tidx, double secs) {
+  char buf[300];
+  Task *t = lua_touserdata(L, tidx);
+  if (lua_getiuservalue(L, tidx, UV_NAME) == LUA_TSTRING)
+    snprintf(buf, sizeof buf, "Executing <Task name='%.200s'> took %.3f seconds", lua_tostring(L, -1), secs);
+  else
+    snprintf(buf, sizeof buf, "Executing <Task name='Task-%d'> took %.3f seconds", t->id, secs);
+  lua_pop(L, 1);
+  lua_warning(L, buf, 0);
+}
+
+/* Resume the task at tidx: first run, or wake after a wait.  argidx holds
+ * the future it was waiting for, or nil (a sleep, a cancel, the start). */
+void task_step(lua_State *L, Loop *lp, int tidx, int argidx) {
+  Task *t = lua_touserdata(L, tidx);
+  int nargs, nres;
+  if (t->f.state != PENDING) return;
+  if (!t->started) {
+    t->started = 1;
+    if (t->must_cancel) {                    /* cancelled before it ran */
+      lua_getiuservalue(L, tidx, UV_CANCELMSG);
+      future_cancel(L, tidx, -1);
+      lua_pop(L, 1);
+      task_finished(L, lp, tidx, t, NULL);
+      return;
+    }
+    nargs = task_start_thread(L, lp, tidx, t);
+  } else {
+    Future *f = lua_isnil(L, argidx) ? NULL : lua_touserdata(L, argidx);
+    if (f && f != t->waiter) return;         /* a stale wake-up */
+    t->waiter = NULL; t->sleeping = 0;
+    if (t->must_cancel) {
+      t->must_cancel = 0;
+      lua_pushboolean(L, 0);
+      lua_getiuservalue(L, tidx, UV_CANCELMSG);
+      push_error(L, lp, "CancelledError", -1);
+      lua_remove(L, -2);
+      nargs = 2;
+    } else if (f && f->state == CANCELLED) {
+      lua_pushboolean(L, 0);
+      lua_getiuservalue(L, argidx, UV_CANCELMSG);
+      push_error(L, lp, "CancelledError", -1);
+      lua_remove(L, -2);
+      nargs = 2;
+    } else if (f && f->failed) {
+      f->retrieved = 1;
+      lua_pushboolean(L, 0);
+      lua_getiuservalue(L, argidx, UV_RESULT);
+      nargs = 2;
+    } else if (f) {
+      lua_pushboolean(L, 1);
+      lua_getiuservalue(L, argidx, UV_RESULT);
+      if (f->nres == 0) { lua_pop(L, 1); nargs = 1; }
+      else if (f->nres == 1) nargs = 2;
+      else {
+        int r = lua_gettop(L);
+        luaL_checkstack(L, f->nres, "too many results");
+        for (int i = 1; i <= f->nres; i++) lua_rawgeti(L, r, i);
+        lua_remove(L, r);
+        nargs = f->nres + 1;
+      }
+    } else {
+      lua_pushboolean(L, 1);
+      nargs = 1;
+    }
+    lua_xmove(L, t->T, nargs);
+  }
+  lua_State *T = t->T;
+  lua_getiuservalue(L, tidx, UV_THREAD);     /* keep T reachable while it runs */
+  Task *prev = lp->current;
+  lp->current = t;
+  uint64_t t0 = lp->debug ? uv_hrtime() : 0;
+  int status = lua_resume(T, L, nargs, &nres);
+  lp->current = prev;
+  if (lp->debug) {
+    double secs = (double)(uv_hrtime() - t0) / 1e9;
+    if (secs > lp->slow_threshold) warn_slow(L, tidx, secs);
+  }
+  if (status == LUA_YIELD) {
+    lua_pop(T, nres);
+    if (t->awaiting) { t->awaiting = 0; lua_pop(L, 1); return; }
+    lua_resetthread(T);                      /* not ours: a bare coroutine.yield */
+    lua_pushliteral(L, "coroutine.yield() inside a task: tasks suspend only through await "
+                       "(use async.generator for iterators that await)");
+    future_set_exception(L, tidx);
+    T = NULL;
+  } else if (status != LUA_OK) {             /* escaped task_main's pcall */
+    lua_xmove(T, L, 1);
+    future_set_exception(L, tidx);
+    T = NULL;
+  }
+  task_finished(L, lp, tidx, t, T);
+  lua_pop(L, 1);
+}
+
+static int l_create_task(lua_State *L) {
+  Loop *lp = loop_get(L);
+  lua_settop(L, 2);
+  Coro *c = lua_touserdata(L, 1);
+  if (!c || c->tag != TAG_CORO || !loop_hasmetatable(L, lp, 1, MT_CORO))
+    return luaL_typeerror(L, 1, "coroutine object");
+  if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TSTRING);
+  if (c->state != CORO_CREATED)
+    return raise_error(L, lp, "InvalidStateError", "create_task: the coroutine object was already %s",
+                       c->state == CORO_AWAITED ? "awaited" : "scheduled");
+  c->state = CORO_SCHEDULED;
+  Task *t = lua_newuserdatauv(L, sizeof *t, TASK_NUV);
+  memset(t, 0, sizeof *t);
+  t->f.tag = TAG_TASK; t->f.loop = lp; t->f.pin_ref = LUA_NOREF;
+  t->heap_idx = -1;
+  t->id = ++lp->next_task_id;
+  loop_setmetatable(L, lp, MT_TASK);
+  int tidx = lua_gettop(L);
+  if (!lua_isnoneornil(L, 2)) { lua_pushvalue(L, 2); lua_setiuservalue(L, tidx, UV_NAME); }
+  /* the thread comes at the first step: a task that has not started costs
+   * no stack, and a finished task's thread serves the next one */
+  lua_pushvalue(L, 1);
+  lua_setiuservalue(L, tidx, UV_CORO);
+  loop_push_slot(L, lp, LS_PENDING);
+  lua_pushvalue(L, tidx); lua_rawsetp(L, -2, t);
+  lua_pop(L, 1);
+  lp->npending++;
+  lua_pushnil(L);
+  loop_enqueue(L, lp, tidx, -1);
+  lua_settop(L, tidx);
+  return 1;
+}
+
+static int task_cancel_at(lua_State *L, Loop *lp, int tidx, int msgidx);
+
+static int task_cancel_at(lua_State *L, Loop *lp, int tidx, int msgidx) {
+  Task *t = lua_touserdata(L, tidx);
+  if (t->f.state != PENDING) return 0;
+  tidx = lua_absindex(L, tidx);
+  if (msgidx) msgidx = lua_absindex(L, msgidx);
+  t->ncancel++;
+  if (msgidx) lua_pushvalue(L, msgidx); else lua_pushnil(L);
+  lua_setiuservalue(L, tidx, UV_CANCELMSG);
+  if (t->heap_idx >= 0) {                    /* sleeping: wake it now */
+    heap_remove(lp, t->heap_idx);
+    t->must_cancel = 1;
+    loop_enqueue_task(L, lp, t);
+    return 1;
+  }
+  if (t->waiter) {
+    int done;
+    lua_getiuservalue(L, tidx, UV_WAITER);
+    if (t->waiter->tag == TAG_TASK) done = task_cancel_at(L, lp, -1, msgidx);
+    else done = future_cancel(L, -1, msgidx);
+    lua_pop(L, 1);
+    if (done) return 1;                      /* the waiter's callback wakes us */
+  }
+  t->must_cancel = 1;
+  return 1;
+}
+
+static int t_cancel(lua_State *L) {
+  task_check(L, 1);
+  lua_pushboolean(L, task_cancel_at(L, loop_get(L), 1, lua_isnoneornil(L, 2) ? 0 : 2));
+  return 1;
+}
+
+static int t_uncancel(lua_State *L) {
+  Task *t = task_check(L, 1);
+  if (t->ncancel > 0) t->ncancel--;
+  if (t->ncancel == 0) t->must_cancel = 0;
+  lua_pushinteger(L, t->ncancel);
+  return 1;
+}
+
+static int t_cancelling(lua_State *L) {
+  lua_pushinteger(L, task_check(L, 1)->ncancel);
+  return 1;
+}
+
+static int t_get_name(lua_State *L) {
+  Task *t = task_check(L, 1);
+  if (lua_getiuservalue(L, 1, UV_NAME) == LUA_TNIL) lua_pushfstring(L, "Task-%d", t->id);
+  return 1;
+}
+
+static int t_set_name(lua_State *L) {
+  task_check(L, 1);
+  luaL_checkany(L, 2);
+  luaL_tolstring(L, 2, NULL);
+  lua_setiuservalue(L, 1, UV_NAME);
+  return 0;
+}
+
+static int t_tostring(lua_State *L) {
+  Task *t = task_check(L, 1);
+  static const char *states[] = {"pending", "finished", "cancelled"};
+  t_get_name(L);
+  lua_pushfstring(L, "<Task %s name='%s'>", t->f.failed ? "finished (error)" : states[t->f.state],
+                  lua_tostring(L, -1));
+  return 1;
+}
+
+static int task_gc(lua_State *L) {
+  Task *t = lua_touserdata(L, 1);
+  if (t->heap_idx >= 0) heap_remove(t->f.loop, t->heap_idx);
+  return future_gc(L);
+}
+
+static int l_current_task(lua_State *L) {
+  Loop *lp = loop_get(L);
+  if (!lp->current) return 0;
+  push_task(L, lp, lp->current);
+  return 1;
+}
+
+static int l_all_tasks(lua_State *L) {
+  Loop *lp = loop_get(L);
+  lua_createtable(L, lp->npending, 0);
+  loop_push_slot(L, lp, LS_PENDING);
+  int n = 0;
+  lua_pushnil(L);
+  while (lua_next(L, -2)) { lua_rawseti(L, -4, ++n); }
+  lua_pop(L, 1);
+  return 1;
+}
+
+static int l_iscoroutine(lua_State *L) {
+  Coro *c = lua_touserdata(L, 1);
+  lua_pushboolean(L, c && c->tag == TAG_CORO && loop_hasmetatable(L, loop_get(L), 1, MT_CORO));
+  return 1;
+}
+
+static int l_isfuture(lua_State *L) {
+  lua_pushboolean(L, future_test(L, 1) != NULL);
+  return 1;
+}
+
+static int l_istask(lua_State *L) {
+  lua_pushboolean(L, task_test(L, 1) != NULL);
+  return 1;
+}
+
+/* core.gen_thread(fn): a thread for an async generator, allowed to await */
+static int l_gen_thread(lua_State *L) {
+  Loop *lp = loop_get(L);
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  lua_State *G = lua_newthread(L);
+  lua_pushvalue(L, 1);
+  lua_xmove(L, G, 1);
+  loop_push_slot(L, lp, LS_GENTHREADS);
+  lua_pushvalue(L, -2); lua_pushboolean(L, 1); lua_rawset(L, -3);
+  lua_pop(L, 1);
+  return 1;
+}
+
+/* async.traceback(e) */
+static int l_traceback(lua_State *L) {
+  Loop *lp = loop_get(L);
+  luaL_checkany(L, 1);
+  if (lua_isnil(L, 1)) return 0;
+  loop_push_slot(L, lp, lua_type(L, 1) == LUA_TSTRING ? LS_STRTB : LS_TRACEBACKS);
+  lua_pushvalue(L, 1);
+  lua_rawget(L, -2);
+  return 1;
+}
+
+extern const luaL_Reg future_shared_methods[];
+
+static const luaL_Reg task_methods[] = {
+  {"cancel", t_cancel}, {"uncancel", t_uncancel}, {"cancelling", t_cancelling},
+  {"get_name", t_get_name}, {"set_name", t_set_name}, {NULL, NULL}
+};
+
+static const luaL_Reg task_funcs[] = {
+  {"fn", l_fn}, {"coro", l_coro}, {"await", l_await}, {"suspend", l_suspend},
+  {"current_task", l_current_task}, {"all_tasks", l_all_tasks},
+  {"iscoroutine", l_iscoroutine}, {"isfuture", l_isfuture}, {"istask", l_istask},
+  {"gen_thread", l_gen_thread}, {"traceback", l_traceback},
+  {NULL, NULL}
+};
+
+int task_open(lua_State *L, Loop *lp) {
+  int mod = lua_gettop(L);
+  luaL_newmetatable(L, CORO_MT);
+  loop_register_mt(L, lp, MT_CORO);
+  lua_pushcfunction(L, coro_gc); lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, coro_tostring); lua_setfield(L, -2, "__tostring");
+  lua_pushliteral(L, "coroutine"); lua_setfield(L, -2, "__name");
+  lua_pop(L, 1);
+
+  luaL_newmetatable(L, TASK_MT);
+  loop_register_mt(L, lp, MT_TASK);
+  lua_newtable(L);
+  lua_pushlightuserdata(L, lp); luaL_setfuncs(L, future_shared_methods, 1);
+  lua_pushlightuserdata(L, lp); luaL_setfuncs(L, task_methods, 1);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, task_gc); lua_setfield(L, -2, "__gc");
+  lua_pushlightuserdata(L, lp);
+  lua_pushcclosure(L, t_tostring, 1); lua_setfield(L, -2, "__tostring");
+  lua_pop(L, 1);
+
+  lua_pushlightuserdata(L, lp);
+  luaL_setfuncs(L, task_funcs, 1);
+
+  lua_pushlightuserdata(L, lp);
+  lua_pushlightuserdata(L, lp);
+  lua_pushcclosure(L, task_msgh, 1);
+  lua_pushcclosure(L, task_main, 2);
+  lp->task_main_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pushlightuserdata(L, lp);
+  lua_pushcclosure(L, l_create_task, 1);
+  lua_setfield(L, mod, "create_task");
+
+  lua_pushlightuserdata(L, lp);
+  lua_pushlightuserdata(L, lp);
+  lua_pushcclosure(L, sleep_impl, 1);
+  lua_pushcclosure(L, l_sleep, 2);
+  lua_setfield(L, mod, "sleep");
+
+  lua_pushlightuserdata(L, &AWAIT_MARK);
+  lua_setfield(L, mod, "AWAIT_MARK");
+  return 0;
+}

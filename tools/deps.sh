@@ -1,0 +1,17 @@
+#!/bin/sh
+# Install what the build and the tests need, from Debian's packages, when it
+# is missing.  Runs as root (or with sudo) on a fresh Debian 12 machine.
+set -e
+need="lua5.4 liblua5.4-dev libuv1-dev lua-busted pkg-config gcc make"
+[ -n "$EXTRA_DEPS" ] && need="$need $EXTRA_DEPS"
+missing=""
+for p in $need; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+echo "installing:$missing"
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO=sudo
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
