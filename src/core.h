@@ -10,7 +10,7 @@
 
 /* First byte of every userdata the loop queues, so a queue entry can be
  * dispatched without a metatable lookup. */
-enum { TAG_FUTURE = 0x5a, TAG_TASK, TAG_HANDLE };
+enum { TAG_FUTURE = 0x5a, TAG_TASK, TAG_HANDLE, TAG_GATHER };
 enum { PENDING = 0, DONE, CANCELLED };
 
 /* Future user values */
@@ -39,6 +39,7 @@ typedef struct Task {
   int must_cancel;          /* deliver CancelledError at the next step */
   int ncancel;              /* cancellation requests not yet uncancelled */
   int id;
+  int slot;                 /* index in the loop's table of pending tasks */
   unsigned char started, awaiting, sleeping;
   int nsleepres;            /* values async.sleep gives back */
 } Task;
@@ -75,6 +76,8 @@ struct Loop {
   int debug;
   int next_task_id;
   int npending;             /* tasks not yet done */
+  int *free_slots;          /* free indices of the pending table (LS_PENDING) */
+  int nfree, free_cap, max_slot;
   double slow_threshold;    /* seconds, debug mode */
   int npool;                /* finished threads kept for reuse (LS_POOL) */
   int task_main_ref;        /* the C function every task thread starts in */
@@ -122,11 +125,16 @@ int  future_gc(lua_State *L);
 extern const lua_async_api async_api;
 
 /* task.c */
+Task *task_new(lua_State *L, Loop *lp, int cidx, int nameidx);
 Task *task_test(lua_State *L, int idx);
 void task_step(lua_State *L, Loop *lp, int tidx, int argidx);
 void task_wake_from_heap(Loop *lp, Task *t);
 void push_task(lua_State *L, Loop *lp, Task *t);
 int  task_open(lua_State *L, Loop *lp);
+
+/* combinators.c */
+void gather_child_done(lua_State *L, int gidx, int fidx);
+int  combinators_open(lua_State *L, Loop *lp);
 
 #define CORO_MT "async.coroutine"
 #define FUTURE_MT "async.Future"

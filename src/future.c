@@ -54,23 +54,33 @@ int raise_error(lua_State *L, Loop *lp, const char *cls, const char *fmt, ...) {
   return lua_error(L);
 }
 
+/* A gather's bookkeeping runs at once (nothing user-visible happens before
+ * its own future completes); every other callback is queued. */
+static void run_callback(lua_State *L, Loop *lp, int cb, int fidx) {
+  unsigned char *p = lua_touserdata(L, cb);
+  if (p && *p == TAG_GATHER) gather_child_done(L, cb, fidx);
+  else loop_enqueue(L, lp, cb, fidx);
+}
+
 static void schedule_callbacks(lua_State *L, Future *f, int fidx) {
   Loop *lp = f->loop;
-  if (f->ncb == 0) return;
+  int n = f->ncb;
+  if (n == 0) return;
   lua_getiuservalue(L, fidx, UV_CALLBACKS);
-  if (f->ncb == 1) {
-    loop_enqueue(L, lp, -1, fidx);
+  lua_pushnil(L);
+  lua_setiuservalue(L, fidx, UV_CALLBACKS);
+  f->ncb = 0;
+  if (n == 1) {
+    run_callback(L, lp, lua_gettop(L), fidx);
   } else {
-    for (int i = 1; i <= f->ncb; i++) {
-      lua_rawgeti(L, -1, i);
-      loop_enqueue(L, lp, -1, fidx);
+    int t = lua_gettop(L);
+    for (int i = 1; i <= n; i++) {
+      lua_rawgeti(L, t, i);
+      run_callback(L, lp, lua_gettop(L), fidx);
       lua_pop(L, 1);
     }
   }
   lua_pop(L, 1);
-  lua_pushnil(L);
-  lua_setiuservalue(L, fidx, UV_CALLBACKS);
-  f->ncb = 0;
 }
 
 static void unpin(lua_State *L, Future *f) {
@@ -146,7 +156,7 @@ int future_push_results(lua_State *L, int idx) {
 void future_add_callback(lua_State *L, int fidx, int cbidx) {
   Future *f = lua_touserdata(L, fidx);
   fidx = lua_absindex(L, fidx); cbidx = lua_absindex(L, cbidx);
-  if (f->state != PENDING) { loop_enqueue(L, f->loop, cbidx, fidx); return; }
+  if (f->state != PENDING) { run_callback(L, f->loop, cbidx, fidx); return; }
   if (f->ncb == 0) {
     lua_pushvalue(L, cbidx);
     lua_setiuservalue(L, fidx, UV_CALLBACKS);

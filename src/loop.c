@@ -247,6 +247,7 @@ static void process_ready(Loop *lp) {
         unsigned char tag = *(unsigned char *)lua_touserdata(L, 2);
         if (tag == TAG_TASK) task_step(L, lp, 2, 3);
         else if (tag == TAG_HANDLE) run_handle(L, lp, 2);
+        else if (tag == TAG_GATHER) gather_child_done(L, 2, 3);
       } else {
         run_function(L, lp, 2, 3);
       }
@@ -511,6 +512,7 @@ static int loop_gc(lua_State *L) {
     free(lp->uv);
   }
   free(lp->heap);
+  free(lp->free_slots);
   lp->uv = NULL;
   return 0;
 }

@@ -156,37 +156,9 @@ end
 -- gather
 ---------------------------------------------------------------------------
 
+-- the children's bookkeeping is in C (src/combinators.c)
 local function gather_body(list, n, return_exceptions)
-  local futs = {}
-  for i = 1, n do futs[i] = ensure_future(list[i], 4) end
-  local outer = Future()
-  local remaining = n
-  local function on_done(f)
-    remaining = remaining - 1
-    if outer:done() then
-      if not f:cancelled() then f:exception() end   -- seen: do not report it
-      return
-    end
-    if not return_exceptions then
-      if f:cancelled() then return outer:set_exception(CancelledError()) end
-      local e = f:exception()
-      if e ~= nil then return outer:set_exception(e) end
-    end
-    if remaining == 0 then
-      local res = { n = n }
-      for i = 1, n do
-        local fi = futs[i]
-        if fi:cancelled() then
-          res[i] = CancelledError()
-        else
-          local e = fi:exception()
-          if e ~= nil then res[i] = e else res[i] = (fi:result()) end
-        end
-      end
-      outer:set_result(res)
-    end
-  end
-  for i = 1, n do futs[i]:add_done_callback(on_done) end
+  local outer, futs = core.gather(list, n, return_exceptions)
   local ok, res = pcall(await, outer)
   if not ok and outer:cancelled() then cancel_all(futs, n) end
   if not ok then error(res, 0) end
@@ -196,9 +168,10 @@ end
 function M.gather(...)
   local list, n, opts = awaitables(...)
   if n == 0 then return core.coro(function() return { n = 0 } end) end
-  for i = 1, n do
-    if not M.isawaitable(list[i]) then
-      error(("bad argument #%d to 'gather' (awaitable expected, got %s)"):format(i, type(list[i])), 2)
+  for i = 1, n do        -- fail at the call, not when awaited
+    local aw = list[i]
+    if not (iscoroutine(aw) or isfuture(aw)) then
+      error(("bad argument #%d to 'gather' (awaitable expected, got %s)"):format(i, type(aw)), 2)
     end
   end
   return core.coro(gather_body, list, n, opts and opts.return_exceptions)

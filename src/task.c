@@ -19,6 +19,7 @@
  * AWAIT_MARK to the iterator, which suspends the task in turn.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include "core.h"
 
@@ -103,10 +104,26 @@ static int coro_tostring(lua_State *L) {
 
 /* ---- tasks -------------------------------------------------------------- */
 
+/* Pending tasks sit in an array (LS_PENDING) at their own slot, so that
+ * none is collected while it waits; freed slots are reused. */
 void push_task(lua_State *L, Loop *lp, Task *t) {
   loop_push_slot(L, lp, LS_PENDING);
-  lua_rawgetp(L, -1, t);
+  lua_rawgeti(L, -1, t->slot);
   lua_remove(L, -2);
+}
+
+static int slot_take(Loop *lp) {
+  return lp->nfree > 0 ? lp->free_slots[--lp->nfree] : ++lp->max_slot;
+}
+
+static void slot_give(Loop *lp, int slot) {
+  if (lp->nfree == lp->free_cap) {
+    int cap = lp->free_cap ? lp->free_cap * 2 : 256;
+    int *p = realloc(lp->free_slots, cap * sizeof *p);
+    if (!p) return;                          /* the slot is lost, nothing else */
+    lp->free_slots = p; lp->free_cap = cap;
+  }
+  lp->free_slots[lp->nfree++] = slot;
 }
 
 Task *task_test(lua_State *L, int idx) {
@@ -362,8 +379,9 @@ static void task_finished(lua_State *L, Loop *lp, int tidx, Task *t, lua_State *
   lua_pushnil(L); lua_setiuservalue(L, tidx, UV_THREAD);
   lua_pushnil(L); lua_setiuservalue(L, tidx, UV_WAITER);
   loop_push_slot(L, lp, LS_PENDING);
-  lua_pushnil(L); lua_rawsetp(L, -2, t);
+  lua_pushnil(L); lua_rawseti(L, -2, t->slot);
   lua_pop(L, 1);
+  slot_give(lp, t->slot);
   lp->npending--;
 }
 
@@ -463,16 +481,15 @@ void task_step(lua_State *L, Loop *lp, int tidx, int argidx) {
   lua_pop(L, 1);
 }
 
-static int l_create_task(lua_State *L) {
-  Loop *lp = loop_get(L);
-  lua_settop(L, 2);
-  Coro *c = lua_touserdata(L, 1);
-  if (!c || c->tag != TAG_CORO || !loop_hasmetatable(L, lp, 1, MT_CORO))
-    return luaL_typeerror(L, 1, "coroutine object");
-  if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TSTRING);
+/* Wrap the coroutine object at cidx in a new Task (pushed), name at nameidx
+ * (0: none).  Returns NULL, pushing nothing, if cidx is no coroutine object. */
+Task *task_new(lua_State *L, Loop *lp, int cidx, int nameidx) {
+  Coro *c = lua_touserdata(L, cidx);
+  if (!c || c->tag != TAG_CORO || !loop_hasmetatable(L, lp, cidx, MT_CORO)) return NULL;
+  cidx = lua_absindex(L, cidx);
   if (c->state != CORO_CREATED)
-    return raise_error(L, lp, "InvalidStateError", "create_task: the coroutine object was already %s",
-                       c->state == CORO_AWAITED ? "awaited" : "scheduled");
+    raise_error(L, lp, "InvalidStateError", "create_task: the coroutine object was already %s",
+                c->state == CORO_AWAITED ? "awaited" : "scheduled");
   c->state = CORO_SCHEDULED;
   Task *t = lua_newuserdatauv(L, sizeof *t, TASK_NUV);
   memset(t, 0, sizeof *t);
@@ -481,18 +498,27 @@ static int l_create_task(lua_State *L) {
   t->id = ++lp->next_task_id;
   loop_setmetatable(L, lp, MT_TASK);
   int tidx = lua_gettop(L);
-  if (!lua_isnoneornil(L, 2)) { lua_pushvalue(L, 2); lua_setiuservalue(L, tidx, UV_NAME); }
+  if (nameidx) { lua_pushvalue(L, nameidx); lua_setiuservalue(L, tidx, UV_NAME); }
   /* the thread comes at the first step: a task that has not started costs
    * no stack, and a finished task's thread serves the next one */
-  lua_pushvalue(L, 1);
+  lua_pushvalue(L, cidx);
   lua_setiuservalue(L, tidx, UV_CORO);
+  t->slot = slot_take(lp);
   loop_push_slot(L, lp, LS_PENDING);
-  lua_pushvalue(L, tidx); lua_rawsetp(L, -2, t);
+  lua_pushvalue(L, tidx); lua_rawseti(L, -2, t->slot);
   lua_pop(L, 1);
   lp->npending++;
   lua_pushnil(L);
   loop_enqueue(L, lp, tidx, -1);
-  lua_settop(L, tidx);
+  lua_pop(L, 1);
+  return t;
+}
+
+static int l_create_task(lua_State *L) {
+  Loop *lp = loop_get(L);
+  lua_settop(L, 2);
+  if (!lua_isnil(L, 2)) luaL_checktype(L, 2, LUA_TSTRING);
+  if (!task_new(L, lp, 1, lua_isnil(L, 2) ? 0 : 2)) return luaL_typeerror(L, 1, "coroutine object");
   return 1;
 }
 
