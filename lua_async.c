@@ -6,6 +6,7 @@
  * module.  The C core registers its functions in a `core` table; the Lua
  * prelude (src/prelude.lua, compiled in) composes them into the module.
  */
+#include <stdlib.h>
 #include <lua.h>
 #include <lauxlib.h>
 #include "src/core.h"
@@ -17,9 +18,11 @@ int luaopen_async(lua_State *L) {
   if (lua_getfield(L, LUA_REGISTRYINDEX, MODULE_KEY) != LUA_TNIL) return 1;
   lua_pop(L, 1);
 
-  /* the loop lives in a userdata created before any of its objects, so
+  /* the loop is owned by a userdata created before any of its objects, so
    * lua_close finalises it after them */
-  Loop *lp = lua_newuserdatauv(L, sizeof *lp, 0);
+  Loop **box = lua_newuserdatauv(L, sizeof *box, 0);
+  Loop *lp = *box = malloc(sizeof *lp);
+  if (!lp) return luaL_error(L, "async: out of memory");
   lua_newtable(L);
   lua_pushcfunction(L, loop_close);
   lua_setfield(L, -2, "__gc");

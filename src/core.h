@@ -62,9 +62,9 @@ struct Loop {
   lua_State *LL;            /* the loop's own thread: runs callbacks */
   uv_loop_t *uv;
   int own_uv;               /* we created it (and must close it) */
-  uv_timer_t timer;
-  uv_check_t check;
-  uv_idle_t idle;
+  uv_timer_t *timer;        /* each malloc'd: see loop_gc */
+  uv_check_t *check;
+  uv_idle_t *idle;
   int state_ref;            /* registry ref of the loop's table (below) */
   int q_n[2], q_cur;        /* ready queue: two alternating tables */
   TimerEntry *heap;

@@ -51,7 +51,7 @@ static void on_idle(uv_idle_t *h) { (void)h; }
 
 /* the idle handle only keeps poll from blocking while work is queued */
 static void queue_grew(Loop *lp) {
-  if (lp->q_n[0] + lp->q_n[1] == 2) uv_idle_start(&lp->idle, on_idle);
+  if (lp->q_n[0] + lp->q_n[1] == 2) uv_idle_start(lp->idle, on_idle);
 }
 
 void loop_enqueue(lua_State *L, Loop *lp, int cb, int arg) {
@@ -112,9 +112,9 @@ static void sift_down(Loop *lp, int i) {
 static void on_timer(uv_timer_t *h);
 
 static void rearm_timer(Loop *lp) {
-  if (lp->heap_n == 0) { uv_timer_stop(&lp->timer); return; }
+  if (lp->heap_n == 0) { uv_timer_stop(lp->timer); return; }
   uint64_t now = uv_now(lp->uv), due = lp->heap[0].due;
-  uv_timer_start(&lp->timer, on_timer, due > now ? due - now : 0, 0);
+  uv_timer_start(lp->timer, on_timer, due > now ? due - now : 0, 0);
 }
 
 int heap_push(Loop *lp, uint64_t due, int is_task, void *obj) {
@@ -256,7 +256,7 @@ static void process_ready(Loop *lp) {
     lua_settop(L, 0);
     lp->q_n[cur] = 0;
   }
-  if (lp->q_n[0] + lp->q_n[1] == 0) uv_idle_stop(&lp->idle);
+  if (lp->q_n[0] + lp->q_n[1] == 0) uv_idle_stop(lp->idle);
 }
 
 static void on_check(uv_check_t *h) {
@@ -500,12 +500,18 @@ static int l_pending_count(lua_State *L) {
   return 1;
 }
 
+/* When the host owns the loop, our handles finish closing in the host's
+ * next uv_run, after lua_close has unloaded this library: so each handle is
+ * its own malloc'd block and libc's free is its close callback. */
+static void close_with_free(uv_handle_t *h) {
+  uv_close(h, (uv_close_cb)(void (*)(void))free);
+}
+
 static int loop_gc(lua_State *L) {
-  Loop *lp = lua_touserdata(L, 1);
-  if (!lp->uv) return 0;
-  uv_close((uv_handle_t *)&lp->timer, NULL);
-  uv_close((uv_handle_t *)&lp->check, NULL);
-  uv_close((uv_handle_t *)&lp->idle, NULL);
+  Loop *lp = *(Loop **)lua_touserdata(L, 1);
+  close_with_free((uv_handle_t *)lp->timer);
+  close_with_free((uv_handle_t *)lp->check);
+  close_with_free((uv_handle_t *)lp->idle);
   if (lp->own_uv) {
     uv_run(lp->uv, UV_RUN_NOWAIT);
     uv_loop_close(lp->uv);
@@ -513,7 +519,7 @@ static int loop_gc(lua_State *L) {
   }
   free(lp->heap);
   free(lp->free_slots);
-  lp->uv = NULL;
+  free(lp);
   return 0;
 }
 
@@ -564,11 +570,15 @@ int loop_open(lua_State *L, Loop *lp) {
   lua_newtable(L); lua_rawseti(L, -2, LS_ERRORS);
   lua_newtable(L); lua_rawseti(L, -2, LS_POOL);
   lp->state_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  uv_timer_init(lp->uv, &lp->timer); lp->timer.data = lp;
-  uv_check_init(lp->uv, &lp->check); lp->check.data = lp;
-  uv_idle_init(lp->uv, &lp->idle); lp->idle.data = lp;
-  uv_check_start(&lp->check, on_check);
-  uv_unref((uv_handle_t *)&lp->check);  /* draining alone keeps nothing alive */
+  lp->timer = malloc(sizeof *lp->timer);
+  lp->check = malloc(sizeof *lp->check);
+  lp->idle = malloc(sizeof *lp->idle);
+  if (!lp->timer || !lp->check || !lp->idle) return luaL_error(L, "async: out of memory");
+  uv_timer_init(lp->uv, lp->timer); lp->timer->data = lp;
+  uv_check_init(lp->uv, lp->check); lp->check->data = lp;
+  uv_idle_init(lp->uv, lp->idle); lp->idle->data = lp;
+  uv_check_start(lp->check, on_check);
+  uv_unref((uv_handle_t *)lp->check);  /* draining alone keeps nothing alive */
   lp->slow_threshold = 0.1;
   const char *dbg = getenv("LUA_ASYNC_DEBUG");
   lp->debug = dbg && dbg[0] && strcmp(dbg, "0") != 0;

@@ -221,7 +221,8 @@ static int l_await(lua_State *L) {
     lua_callk(L, c->nargs, LUA_MULTRET, 1, await_coro_k);
     return await_coro_k(L, LUA_OK, 1);
   }
-  return luaL_typeerror(L, 1, "awaitable (coroutine object, Task or Future)");
+  return luaL_error(L, "bad argument #1 to 'await' (awaitable expected: coroutine object, "
+                       "Task or Future; got %s)", luaL_typename(L, 1));
 }
 
 /* core.suspend(): used by async generators' iterators.  The generator has
