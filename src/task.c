@@ -244,6 +244,17 @@ static int l_suspend(lua_State *L) {
 
 /* ---- sleep -------------------------------------------------------------- */
 
+/* after a sleep: stack = delay, values..., ok, err? */
+static int sleep_k(lua_State *L, int status, lua_KContext nv) {
+  (void)status;
+  if (!lua_toboolean(L, (int)nv + 2)) {
+    lua_pushvalue(L, (int)nv + 3);
+    return lua_error(L);
+  }
+  lua_settop(L, (int)nv + 1);
+  return (int)nv;
+}
+
 static int sleep_impl(lua_State *L) {
   Loop *lp = loop_get(L);
   int is_gen;
@@ -255,7 +266,7 @@ static int sleep_impl(lua_State *L) {
   t->sleeping = 1;
   if (d <= 0) loop_enqueue_task(L, lp, t);
   else if (heap_push(lp, delay_to_due(lp, d), 1, t) != 0) return luaL_error(L, "sleep: out of memory");
-  return suspend_yield(L, t, is_gen, nv + 1, resume_k);
+  return suspend_yield(L, t, is_gen, nv, sleep_k);
 }
 
 /* async.sleep(delay, ...): a coroutine object running sleep_impl */

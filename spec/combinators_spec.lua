@@ -1,0 +1,281 @@
+-- API.md section 4: sleep and the combinators, with the tutorial's timing stories
+local H = require "helper"
+local async, await = H.async, H.await
+
+local function elapsed(f)
+  local t0 = async.time()
+  local r = table.pack(f())
+  return async.time() - t0, table.unpack(r, 1, r.n)
+end
+
+describe("sleep", function()
+  it("completes after the delay with the given results", function()
+    local dt, a, b = elapsed(function() return async.run(function() return await(async.sleep(0.05, "x", "y")) end) end)
+    assert.same({ "x", "y" }, { a, b })
+    assert.is_true(dt >= 0.05 and dt < 1, dt)
+  end)
+
+  it("sleep(0) yields once to the loop", function()
+    local log = {}
+    async.run(function()
+      async.spawn(function() log[#log + 1] = "other" end)
+      log[#log + 1] = "before"
+      await(async.sleep(0))
+      log[#log + 1] = "after"
+    end)
+    assert.same({ "before", "other", "after" }, log)
+  end)
+
+  it("is lazy: nothing happens until awaited", function()
+    async.run(function()
+      local s = async.sleep(10)
+      assert.is_true(async.iscoroutine(s))
+      await(async.sleep(0))
+      s = nil
+      collectgarbage()
+    end)
+  end)
+end)
+
+local task = async(function(name, delay, log)
+  log[#log + 1] = name .. " start"
+  await(async.sleep(delay))
+  log[#log + 1] = name .. " done"
+  return name .. "_result"
+end)
+
+describe("gather", function()
+  it("runs concurrently: sleeps of 1, 0.5 and 0.8 s take about 1 s, results in argument order", function()
+    local log = {}
+    local dt, r = elapsed(function()
+      return async.run(function() return await(async.gather(task("A", 1, log), task("B", 0.5, log), task("C", 0.8, log))) end)
+    end)
+    assert.same({ "A_result", "B_result", "C_result" }, { r[1], r[2], r[3] })
+    assert.is_true(dt >= 0.99 and dt < 1.8, "took " .. dt)
+    assert.same({ "A start", "B start", "C start", "B done", "C done", "A done" }, log)
+  end)
+
+  it("takes a list with options, and gather() of nothing gives {}", function()
+    async.run(function()
+      local r = await(async.gather({ async.sleep(0, 1), async.sleep(0, 2, "ignored") }))
+      assert.same({ 1, 2 }, { r[1], r[2] })
+      assert.same({}, { table.unpack(await(async.gather())) })
+      assert.same({}, { table.unpack(await(async.gather({}))) })
+    end)
+  end)
+
+  it("accepts tasks and futures, and gives nil results their place", function()
+    async.run(function()
+      local t = async.spawn(function() return nil end)
+      local f = async.Future()
+      async.call_soon(function() f:set_result("f") end)
+      local r = await(async.gather(t, f, async.sleep(0, 3)))
+      assert.is_nil(r[1]); assert.equal("f", r[2]); assert.equal(3, r[3]); assert.equal(3, r.n)
+    end)
+  end)
+
+  it("raises the first error at once; the others go on running", function()
+    local finished = false
+    async.run(function()
+      local slow = async.spawn(function() await(async.sleep(0.05)); finished = true end)
+      local t0 = async.time()
+      local e = H.catch(await, async.gather(slow, async(function() await(async.sleep(0.01)); error("early", 0) end)()))
+      assert.equal("early", e)
+      assert.is_true(async.time() - t0 < 0.04)
+      assert.is_false(finished)
+      await(slow)
+      assert.is_true(finished)
+    end)
+  end)
+
+  it("return_exceptions puts errors in the list", function()
+    async.run(function()
+      local fail = async(function() await(async.sleep(0.01)); error({ kind = "ValueError" }) end)
+      local r = await(async.gather({ async.sleep(0, "ok1"), fail(), async.sleep(0, "ok3") }, { return_exceptions = true }))
+      assert.equal("ok1", r[1]); assert.equal("ValueError", r[2].kind); assert.equal("ok3", r[3])
+    end)
+  end)
+
+  it("cancelling the gather cancels every child", function()
+    async.run(function()
+      local a = async.spawn(function() await(async.sleep(10)) end)
+      local b = async.spawn(function() await(async.sleep(10)) end)
+      local g = async.spawn(function() return await(async.gather(a, b)) end)
+      await(async.sleep(0.01))
+      g:cancel()
+      assert.is_true(async.CancelledError:is(H.catch(await, g)))
+      await(async.sleep(0))
+      assert.is_true(a:cancelled()); assert.is_true(b:cancelled())
+    end)
+  end)
+
+  it("rejects a non-awaitable at the call, naming the argument", function()
+    assert.matches("bad argument #2 to 'gather' %(awaitable expected, got number%)",
+      H.catch(async.gather, async.sleep(0), 5))
+  end)
+end)
+
+local slow_operation = async(function(d) await(async.sleep(d)); return "done" end)
+
+describe("wait_for", function()
+  it("gives the results in time, else cancels and raises TimeoutError", function()
+    async.run(function()
+      assert.equal("done", await(async.wait_for(slow_operation(0.01), 1)))
+      local t0 = async.time()
+      local e = H.catch(await, async.wait_for(slow_operation(5), 0.1))
+      assert.is_true(async.TimeoutError:is(e))
+      assert.matches("^TimeoutError", tostring(e))
+      assert.is_true(async.time() - t0 < 1)
+      assert.equal("done", await(async.wait_for(slow_operation(0.01), nil)))
+    end)
+  end)
+
+  it("waits for the awaitable to finish cancelling before raising", function()
+    local cleaned = false
+    async.run(function()
+      local op = async(function()
+        local _ <close> = setmetatable({}, { __close = function() await(async.sleep(0.02)); cleaned = true end })
+        await(async.sleep(5))
+      end)
+      assert.is_true(async.TimeoutError:is(H.catch(await, async.wait_for(op(), 0.01))))
+      assert.is_true(cleaned)
+    end)
+  end)
+
+  it("gathered with return_exceptions: only the slow one times out (tutorial 7.5)", function()
+    async.run(function()
+      local r = await(async.gather({
+        async.wait_for(slow_operation(0.05), 0.2),
+        async.wait_for(slow_operation(1), 0.2),
+        async.wait_for(slow_operation(0.03), 0.2),
+      }, { return_exceptions = true }))
+      assert.equal("done", r[1]); assert.is_true(async.TimeoutError:is(r[2])); assert.equal("done", r[3])
+    end)
+  end)
+
+  it("does not swallow an outer cancellation", function()
+    async.run(function()
+      local t = async.spawn(function() await(async.wait_for(async.sleep(5), 2)) end)
+      await(async.sleep(0.01))
+      t:cancel()
+      assert.is_true(async.CancelledError:is(H.catch(await, t)))
+    end)
+  end)
+end)
+
+describe("timeout scopes", function()
+  it("turn the deadline's cancellation into TimeoutError when the scope exits", function()
+    async.run(function()
+      local scope
+      local e = H.catch(await, async(function()
+        local t <close> = async.timeout(0.05)
+        scope = t
+        await(async.sleep(5))
+      end)())
+      assert.is_true(async.TimeoutError:is(e))
+      assert.is_true(scope:expired())
+    end)
+  end)
+
+  it("do nothing when the work finishes in time; reschedule moves the deadline", function()
+    async.run(function()
+      do
+        local t <close> = async.timeout(1)
+        await(async.sleep(0.01))
+        assert.is_false(t:expired())
+      end
+      local e = H.catch(await, async(function()
+        local t <close> = async.timeout(10)
+        t:reschedule(0.02)
+        await(async.sleep(1))
+      end)())
+      assert.is_true(async.TimeoutError:is(e))
+      do
+        local t <close> = async.timeout(0.01)
+        t:reschedule(nil)          -- no deadline any more
+        await(async.sleep(0.03))
+      end
+    end)
+  end)
+
+  it("need a running task", function()
+    assert.matches("inside a running task", H.catch(async.timeout, 1))
+  end)
+end)
+
+describe("wait and as_completed", function()
+  it("wait returns done and pending by return_when", function()
+    async.run(function()
+      local fast = async.spawn(function() await(async.sleep(0.01)); return 1 end)
+      local slow = async.spawn(function() await(async.sleep(0.2)); return 2 end)
+      local done, pending = await(async.wait({ fast, slow }, { return_when = "FIRST_COMPLETED" }))
+      assert.same({ fast }, done); assert.same({ slow }, pending)
+      done, pending = await(async.wait({ fast, slow }, { timeout = 0.01 }))
+      assert.same({ fast }, done); assert.same({ slow }, pending)
+      done, pending = await(async.wait({ fast, slow }))
+      assert.equal(2, #done); assert.equal(0, #pending)
+    end)
+  end)
+
+  it("wait FIRST_EXCEPTION stops at the first error", function()
+    async.run(function()
+      local bad = async.spawn(function() await(async.sleep(0.01)); error("x", 0) end)
+      local slow = async.spawn(function() await(async.sleep(0.2)) end)
+      local done, pending = await(async.wait({ bad, slow }, { return_when = "FIRST_EXCEPTION" }))
+      assert.same({ bad }, done); assert.same({ slow }, pending)
+      slow:cancel()
+    end)
+  end)
+
+  it("wait rejects a bad return_when", function()
+    assert.matches("return_when", H.catch(async.wait, {}, { return_when = "SOMETIME" }))
+  end)
+
+  it("as_completed yields tasks in completion order", function()
+    async.run(function()
+      local order = {}
+      local ts = {}
+      for _, d in ipairs { 0.03, 0.01, 0.02 } do ts[#ts + 1] = async.sleep(d, d) end
+      for t in async.as_completed(ts) do order[#order + 1] = await(t) end
+      assert.same({ 0.01, 0.02, 0.03 }, order)
+    end)
+  end)
+
+  it("as_completed raises TimeoutError when the deadline passes", function()
+    async.run(function()
+      local it = async.as_completed({ async.sleep(0.01, 1), async.sleep(1, 2) }, { timeout = 0.05 })
+      assert.equal(1, await(it()))
+      assert.is_true(async.TimeoutError:is(H.catch(it)))
+    end)
+  end)
+end)
+
+describe("race and shield", function()
+  it("race gives the first result and cancels the rest", function()
+    async.run(function()
+      local slow = async.spawn(function() await(async.sleep(1)) end)
+      local a, b = await(async.race(slow, async.sleep(0.01, "fast", 2)))
+      assert.same({ "fast", 2 }, { a, b })
+      await(async.sleep(0))
+      assert.is_true(slow:cancelled())
+    end)
+  end)
+
+  it("race raises the first error", function()
+    async.run(function()
+      local e = H.catch(await, async.race(async.sleep(1), async(function() error("first", 0) end)()))
+      assert.equal("first", e)
+    end)
+  end)
+
+  it("shield protects the inner work from the awaiter's cancellation", function()
+    async.run(function()
+      local inner = async.spawn(function() await(async.sleep(0.05)); return "survived" end)
+      local waiter = async.spawn(function() return await(async.shield(inner)) end)
+      await(async.sleep(0.01))
+      waiter:cancel()
+      assert.is_true(async.CancelledError:is(H.catch(await, waiter)))
+      assert.equal("survived", await(inner))
+    end)
+  end)
+end)
