@@ -696,6 +696,7 @@ end
 
 local AWAIT_MARK = core.AWAIT_MARK
 local CLOSE = {}                      -- resumes a suspended generator to close it
+local FAILED = {}                     -- a generator body's error, caught in its thread
 M.GeneratorExit = class("GeneratorExit", M.Error)
 
 local function gen_yield(...)
@@ -709,7 +710,12 @@ function M.generator(body)
   end
   return function(...)
     local args = pack(...)
-    local co = core.gen_thread(function() return body(gen_yield, unpack(args, 1, args.n)) end)
+    -- the body runs under pcall inside its own thread: only then are its
+    -- <close> variables closed (and may await) when it fails
+    local co = core.gen_thread(function()
+      local ok, e = pcall(body, gen_yield, unpack(args, 1, args.n))
+      if not ok then return FAILED, e end
+    end)
     local finished, running = false, false
 
     -- resume the generator, carrying its awaits up to the loop, until it
@@ -718,7 +724,11 @@ function M.generator(body)
       local r = pack(coroutine.resume(co, ...))
       while true do
         if not r[1] then finished = true; error(r[2], 0) end
-        if coroutine.status(co) == "dead" then finished = true; return nil end
+        if coroutine.status(co) == "dead" then
+          finished = true
+          if r[2] == FAILED then error(r[3], 0) end
+          return nil
+        end
         if r[2] ~= AWAIT_MARK then return unpack(r, 2, r.n) end
         r = pack(coroutine.resume(co, core.suspend()))
       end
