@@ -9,8 +9,8 @@
 
 LUA       ?= lua5.4
 PKGS      := lua5.4 libuv
-CFLAGS    ?= -O2 -g
-CFLAGS    += -std=c11 -D_POSIX_C_SOURCE=200809L -fPIC -Wall -Wextra -Werror \
+OPT       ?= -O2 -g
+CFLAGS    := $(OPT) -std=c11 -D_POSIX_C_SOURCE=200809L -fPIC -Wall -Wextra -Werror \
              $(shell pkg-config --cflags $(PKGS) 2>/dev/null) -Iinclude -Ibuild
 LDLIBS    := $(shell pkg-config --libs libuv 2>/dev/null)
 LIBFLAG   ?= -shared
@@ -48,7 +48,7 @@ test: deps all $(BUILD)/host
 
 sanitize: deps
 	$(MAKE) clean
-	$(MAKE) all $(BUILD)/host CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
+	$(MAKE) all $(BUILD)/host OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
 	ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$(CURDIR)/tools/lsan.supp \
 	  LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
 	  SANITIZED=1 tools/run-tests.sh
