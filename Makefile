@@ -18,7 +18,7 @@ BUILD     := build
 LUA_CDIR  ?= /usr/local/lib/lua/5.4
 LUA_INC   ?= /usr/include/lua5.4
 
-ASYNC_SRC := lua_async.c src/loop.c src/future.c src/task.c src/combinators.c
+ASYNC_SRC := lua_async.c src/loop.c src/future.c src/task.c src/combinators.c src/sync.c
 ASYNC_HDR := include/lua_async.h src/core.h $(BUILD)/prelude.h
 
 .PHONY: all deps demo test sanitize valgrind bench install clean check-deps

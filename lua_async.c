@@ -36,6 +36,7 @@ int luaopen_async(lua_State *L) {
   future_open(L, lp);
   task_open(L, lp);
   combinators_open(L, lp);
+  sync_open(L, lp);
 
   lua_pushlightuserdata(L, (void *)&async_api);
   lua_setfield(L, LUA_REGISTRYINDEX, LUA_ASYNC_API_KEY);

@@ -10,7 +10,7 @@
 
 /* First byte of every userdata the loop queues, so a queue entry can be
  * dispatched without a metatable lookup. */
-enum { TAG_FUTURE = 0x5a, TAG_TASK, TAG_HANDLE, TAG_GATHER };
+enum { TAG_FUTURE = 0x5a, TAG_TASK, TAG_HANDLE, TAG_GATHER, TAG_SEM, TAG_QUEUE, TAG_GUARD };
 enum { PENDING = 0, DONE, CANCELLED };
 
 /* Future user values */
@@ -126,6 +126,11 @@ extern const lua_async_api async_api;
 
 /* task.c */
 Task *task_new(lua_State *L, Loop *lp, int cidx, int nameidx);
+void coro_push(lua_State *L, int fidx, int nargs);   /* a coroutine object for fn(args) */
+int  await_future_k(lua_State *L, int fidx, lua_KContext ctx, lua_KFunction k);
+
+/* sync.c */
+int  sync_open(lua_State *L, Loop *lp);
 Task *task_test(lua_State *L, int idx);
 void task_step(lua_State *L, Loop *lp, int tidx, int argidx);
 void task_wake_from_heap(Loop *lp, Task *t);

@@ -62,6 +62,9 @@ core.set_errors {
   CancelledError = CancelledError,
   InvalidStateError = InvalidStateError,
   TimeoutError = TimeoutError,
+  QueueEmpty = M.QueueEmpty,
+  QueueFull = M.QueueFull,
+  QueueShutDown = M.QueueShutDown,
   is_cancelled = function(e) return getmetatable(e) == CancelledError end,
 }
 
@@ -407,108 +410,15 @@ function Deque:iter()
   return function() i = i + 1; if i <= self.last then return self[i] end end
 end
 
--- wake the first waiter that is still waiting
-local function wake_next(waiters)
-  while not waiters:empty() do
-    local w = waiters:popleft()
-    if not w:done() then w:set_result(); return true end
-  end
-  return false
-end
 
 ---------------------------------------------------------------------------
--- Semaphore, BoundedSemaphore, Lock
+-- Semaphore, BoundedSemaphore, Lock and Queue are in C (src/sync.c)
 ---------------------------------------------------------------------------
 
-local Guard = {}
-Guard.__index = Guard
-function Guard:release()
-  if not self.released then
-    self.released = true
-    self.owner:release()
-  end
-end
-Guard.__close = Guard.release
-
-local Semaphore = {}
-Semaphore.__index = Semaphore
-
-local function new_semaphore(mt, value, what)
-  if value == nil then value = 1 end
-  if math.type(value) ~= "integer" or value < 0 then
-    error(("bad argument #1 to '%s' (non-negative integer expected, got %s)"):format(what, tostring(value)), 3)
-  end
-  return setmetatable({ _value = value, _bound = value, _waiters = deque() }, mt)
-end
-
-function Semaphore:locked()
-  if self._value == 0 then return true end
-  for w in self._waiters:iter() do if not w:cancelled() then return true end end
-  return false
-end
-function Semaphore:value() return self._value end
-
-local function wake_up_next(self)
-  local waiters = self._waiters
-  for w in waiters:iter() do
-    if not w:done() then
-      self._value = self._value - 1
-      w:set_result()
-      return true
-    end
-  end
-  return false
-end
-
-local function sem_acquire(self)
-  if self._waiters:empty() and self._value > 0 then
-    self._value = self._value - 1
-    return setmetatable({ owner = self }, Guard)
-  end
-  if not self:locked() then
-    self._value = self._value - 1
-    return setmetatable({ owner = self }, Guard)
-  end
-  local fut = Future()
-  self._waiters:push(fut)
-  local ok, err = pcall(await, fut)
-  self._waiters:remove(fut)
-  if not ok and fut:done() and not fut:cancelled() then
-    self._value = self._value + 1     -- woken, but cancelled: pass the turn on
-  end
-  while self._value > 0 do
-    if not wake_up_next(self) then break end
-  end
-  if not ok then error(err, 0) end
-  return setmetatable({ owner = self }, Guard)
-end
-Semaphore.acquire = fn(sem_acquire)
-
-function Semaphore:release()
-  self._value = self._value + 1
-  wake_up_next(self)
-end
-
-function M.Semaphore(value) return new_semaphore(Semaphore, value, "Semaphore") end
-
-local BoundedSemaphore = setmetatable({}, { __index = Semaphore })
-BoundedSemaphore.__index = BoundedSemaphore
-function BoundedSemaphore:release()
-  if self._value >= self._bound then
-    error("BoundedSemaphore released too many times", 2)
-  end
-  Semaphore.release(self)
-end
-function M.BoundedSemaphore(value) return new_semaphore(BoundedSemaphore, value, "BoundedSemaphore") end
-
-local Lock = setmetatable({}, { __index = Semaphore })
-Lock.__index = Lock
-function Lock:locked() return self._value == 0 end
-function Lock:release()
-  if self._value ~= 0 then error("Lock.release: the lock is not acquired", 2) end
-  Semaphore.release(self)
-end
-function M.Lock() return new_semaphore(Lock, 1, "Lock") end
+M.Semaphore = core.Semaphore
+M.BoundedSemaphore = core.BoundedSemaphore
+M.Lock = core.Lock
+M.Queue = core.Queue
 
 ---------------------------------------------------------------------------
 -- Event
@@ -542,7 +452,7 @@ local Condition = {}
 Condition.__index = Condition
 function M.Condition(lock)
   lock = lock or M.Lock()
-  if getmetatable(lock) ~= Lock then
+  if not core.islock(lock) then
     error("bad argument #1 to 'Condition' (async.Lock expected)", 2)
   end
   return setmetatable({ _lock = lock, _waiters = deque() }, Condition)
@@ -589,106 +499,6 @@ function Condition:notify(n)
   end
 end
 function Condition:notify_all() self:notify(math.huge) end
-
----------------------------------------------------------------------------
--- Queue
----------------------------------------------------------------------------
-
-local Queue = {}
-Queue.__index = Queue
-function M.Queue(maxsize)
-  maxsize = maxsize or 0
-  if math.type(maxsize) ~= "integer" then
-    error(("bad argument #1 to 'Queue' (integer expected, got %s)"):format(tostring(maxsize)), 2)
-  end
-  return setmetatable({ _maxsize = maxsize, _items = deque(), _n = 0,
-                        _getters = deque(), _putters = deque(),
-                        _unfinished = 0, _finished = M.Event(), _shutdown = false }, Queue)
-end
-function Queue:qsize() return self._n end
-function Queue:maxsize() return self._maxsize end
-function Queue:empty() return self._n == 0 end
-function Queue:full() return self._maxsize > 0 and self._n >= self._maxsize end
-
-function Queue:put_nowait(item)
-  if item == nil then error("bad argument #1 to 'put' (a queue item cannot be nil)", 2) end
-  if self._shutdown then error(M.QueueShutDown("the queue is shut down"), 2) end
-  if self:full() then error(M.QueueFull("the queue is full"), 2) end
-  self._items:push(item)
-  self._n = self._n + 1
-  self._unfinished = self._unfinished + 1
-  self._finished:clear()
-  wake_next(self._getters)
-end
-
-function Queue:get_nowait()
-  if self._n == 0 then
-    if self._shutdown then error(M.QueueShutDown("the queue is shut down"), 2) end
-    error(M.QueueEmpty("the queue is empty"), 2)
-  end
-  local item = self._items:popleft()
-  self._n = self._n - 1
-  wake_next(self._putters)
-  return item
-end
-
--- wait in `waiters` until woken; on cancellation hand the turn on
-local function queue_wait(self, waiters, still_blocked)
-  local fut = Future()
-  waiters:push(fut)
-  local ok, err = pcall(await, fut)
-  if not ok then
-    fut:cancel()
-    waiters:remove(fut)
-    if not still_blocked(self) and not fut:cancelled() then wake_next(waiters) end
-    error(err, 0)
-  end
-end
-
-Queue.put = fn(function(self, item)
-  if item == nil then error("bad argument #1 to 'put' (a queue item cannot be nil)", 2) end
-  while self:full() do
-    if self._shutdown then error(M.QueueShutDown("the queue is shut down"), 0) end
-    queue_wait(self, self._putters, Queue.full)
-  end
-  return self:put_nowait(item)
-end)
-
-Queue.get = fn(function(self)
-  while self._n == 0 do
-    if self._shutdown then error(M.QueueShutDown("the queue is shut down"), 0) end
-    queue_wait(self, self._getters, Queue.empty)
-  end
-  return self:get_nowait()
-end)
-
-function Queue:task_done()
-  if self._unfinished <= 0 then error("Queue.task_done() called too many times", 2) end
-  self._unfinished = self._unfinished - 1
-  if self._unfinished == 0 then self._finished:set() end
-end
-
-Queue.join = fn(function(self)
-  if self._unfinished > 0 then await(self._finished:wait()) end
-end)
-
-function Queue:shutdown(immediate)
-  self._shutdown = true
-  if immediate then
-    while self._n > 0 do
-      self._items:popleft()
-      self._n = self._n - 1
-      if self._unfinished > 0 then self._unfinished = self._unfinished - 1 end
-    end
-    if self._unfinished == 0 then self._finished:set() end
-  end
-  for _, ws in ipairs { self._getters, self._putters } do
-    while not ws:empty() do
-      local w = ws:popleft()
-      if not w:done() then w:set_result() end
-    end
-  end
-end
 
 ---------------------------------------------------------------------------
 -- async generators

@@ -37,7 +37,7 @@ static char AWAIT_MARK;     /* its address: a generator's await passing up */
 /* ---- coroutine objects -------------------------------------------------- */
 
 /* push a coroutine object for fn(args...), fn at fidx followed by nargs args */
-static void coro_push(lua_State *L, int fidx, int nargs) {
+void coro_push(lua_State *L, int fidx, int nargs) {
   lua_Debug ar;
   fidx = lua_absindex(L, fidx);
   Coro *c = lua_newuserdatauv(L, sizeof *c, nargs + 2);
@@ -189,6 +189,27 @@ static int await_coro_k(lua_State *L, int status, lua_KContext ctx) {
   return lua_gettop(L) - (int)ctx;
 }
 
+/* Suspend the running task until the pending future at fidx completes; k
+ * then finds (true, results...) or (false, err) on top of the stack.  For C
+ * code that waits: the synchronisation primitives, the C API. */
+int await_future_k(lua_State *L, int fidx, lua_KContext ctx, lua_KFunction k) {
+  Loop *lp = loop_get(L);
+  int is_gen;
+  Future *f = lua_touserdata(L, fidx);
+  Task *t = await_context(L, lp, "await", &is_gen);
+  if (f == &t->f) return luaL_error(L, "await: a task cannot await itself");
+  if (f->loop != lp) return luaL_error(L, "await: the future belongs to another loop");
+  check_yieldable(L, "await");
+  fidx = lua_absindex(L, fidx);
+  push_task(L, lp, t);
+  future_add_callback(L, fidx, -1);
+  lua_pushvalue(L, fidx);
+  lua_setiuservalue(L, -2, UV_WAITER);
+  lua_pop(L, 1);
+  t->waiter = f;
+  return suspend_yield(L, t, is_gen, ctx, k);
+}
+
 static int l_await(lua_State *L) {
   Loop *lp = loop_get(L);
   int is_gen;
@@ -196,18 +217,11 @@ static int l_await(lua_State *L) {
   Future *f;
   lua_settop(L, 1);
   if ((f = future_test(L, 1)) != NULL) {
-    Task *t = await_context(L, lp, "await", &is_gen);
-    if (f->state != PENDING) return future_push_results(L, 1);
-    if (f == &t->f) return luaL_error(L, "await: a task cannot await itself");
-    if (f->loop != lp) return luaL_error(L, "await: the future belongs to another loop");
-    check_yieldable(L, "await");
-    push_task(L, lp, t);
-    future_add_callback(L, 1, -1);
-    lua_pushvalue(L, 1);
-    lua_setiuservalue(L, -2, UV_WAITER);
-    lua_pop(L, 1);
-    t->waiter = f;
-    return suspend_yield(L, t, is_gen, 1, resume_k);
+    if (f->state != PENDING) {
+      await_context(L, lp, "await", &is_gen);
+      return future_push_results(L, 1);
+    }
+    return await_future_k(L, 1, 1, resume_k);
   }
   if ((c = lua_touserdata(L, 1)) != NULL && c->tag == TAG_CORO && loop_hasmetatable(L, lp, 1, MT_CORO)) {
     await_context(L, lp, "await", &is_gen);

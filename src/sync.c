@@ -1,0 +1,480 @@
+/*
+ * sync.c - Semaphore, BoundedSemaphore, Lock and Queue (asyncio's rules).
+ *
+ * Each waiter is a Future in a FIFO ring; whoever frees a slot (release,
+ * put, get) completes the first waiter still pending.  A waiter that was
+ * cancelled stays in its ring, done, and is skipped when it reaches the
+ * head.  `sem:acquire()`, `q:get()`, `q:put(x)` and `q:join()` return
+ * coroutine objects over the C functions below, so they stay lazy, and the
+ * common case (a free slot, an item ready) returns without suspending.
+ */
+#include "core.h"
+
+/* ---- a FIFO of Lua values in a table kept as a user value --------------- */
+
+typedef struct Ring { int head, tail; } Ring;   /* items at [head, tail) */
+
+static void ring_init(lua_State *L, int ud, int slot, Ring *r) {
+  r->head = r->tail = 1;
+  lua_newtable(L);
+  lua_setiuservalue(L, ud, slot);
+}
+
+static int ring_len(const Ring *r) { return r->tail - r->head; }
+
+static void ring_push(lua_State *L, int ud, int slot, Ring *r, int v) {
+  v = lua_absindex(L, v);
+  lua_getiuservalue(L, ud, slot);
+  lua_pushvalue(L, v);
+  lua_rawseti(L, -2, r->tail++);
+  lua_pop(L, 1);
+}
+
+/* push the head (nil if empty) and remove it */
+static void ring_pop(lua_State *L, int ud, int slot, Ring *r) {
+  if (r->head == r->tail) { lua_pushnil(L); return; }
+  lua_getiuservalue(L, ud, slot);
+  lua_rawgeti(L, -1, r->head);
+  lua_pushnil(L);
+  lua_rawseti(L, -3, r->head++);
+  lua_remove(L, -2);
+  if (r->head == r->tail) r->head = r->tail = 1;   /* keep indices small */
+}
+
+/* drop waiters at the head that are already done (cancelled) */
+static void ring_skip_done(lua_State *L, int ud, int slot, Ring *r) {
+  while (r->head < r->tail) {
+    lua_getiuservalue(L, ud, slot);
+    lua_rawgeti(L, -1, r->head);
+    Future *f = lua_touserdata(L, -1);
+    lua_pop(L, 2);
+    if (f && f->state == PENDING) return;
+    ring_pop(L, ud, slot, r);
+    lua_pop(L, 1);
+  }
+}
+
+/* complete the first pending waiter; 1 if there was one */
+static int ring_wake(lua_State *L, int ud, int slot, Ring *r) {
+  ring_skip_done(L, ud, slot, r);
+  if (r->head == r->tail) return 0;
+  ring_pop(L, ud, slot, r);
+  future_set_result(L, -1, 0);
+  lua_pop(L, 1);
+  return 1;
+}
+
+static void ring_wake_all(lua_State *L, int ud, int slot, Ring *r) {
+  while (ring_wake(L, ud, slot, r)) {}
+}
+
+/* A waiter woken with (false, err) leaves its future behind: mark it
+ * cancelled (if still pending) so that nobody hands it a turn.  Returns 1 if
+ * it had been given a turn it will not use. */
+static int waiter_abandoned(lua_State *L, int fidx) {
+  Future *f = lua_touserdata(L, fidx);
+  if (f->state == PENDING) { future_cancel(L, fidx, 0); return 0; }
+  return f->state == DONE && !f->failed;
+}
+
+/* ---- Semaphore, BoundedSemaphore, Lock ---------------------------------- */
+
+enum { K_SEM, K_BOUNDED, K_LOCK };
+static const char *const kind_names[] = {"Semaphore", "BoundedSemaphore", "Lock"};
+
+typedef struct Sem {
+  unsigned char tag, kind;
+  int value, bound;
+  Ring waiters;              /* user value 1 */
+} Sem;
+
+typedef struct Guard { unsigned char tag, released; } Guard;   /* user value 1: its owner */
+
+#define SEM_MT "async.Semaphore"
+#define GUARD_MT "async.Guard"
+#define QUEUE_MT "async.Queue"
+
+static Sem *sem_check(lua_State *L, int idx) {
+  Sem *s = luaL_testudata(L, idx, SEM_MT);
+  if (!s) luaL_typeerror(L, idx, "Semaphore or Lock");
+  return s;
+}
+
+static int sem_locked_now(lua_State *L, int idx, Sem *s) {
+  if (s->kind == K_LOCK || s->value == 0) return s->value == 0;
+  ring_skip_done(L, idx, 1, &s->waiters);
+  return ring_len(&s->waiters) > 0;
+}
+
+static void sem_wake_while_free(lua_State *L, int idx, Sem *s) {
+  while (s->value > 0) {
+    ring_skip_done(L, idx, 1, &s->waiters);
+    if (ring_len(&s->waiters) == 0) break;
+    s->value--;
+    ring_wake(L, idx, 1, &s->waiters);
+  }
+}
+
+static void sem_release_at(lua_State *L, int idx, Sem *s) {
+  if (s->kind == K_LOCK && s->value != 0)
+    luaL_error(L, "Lock.release: the lock is not acquired");
+  if (s->kind == K_BOUNDED && s->value >= s->bound)
+    luaL_error(L, "BoundedSemaphore released too many times");
+  s->value++;
+  sem_wake_while_free(L, idx, s);
+}
+
+static int push_guard(lua_State *L, int semidx) {
+  Guard *g = lua_newuserdatauv(L, sizeof *g, 1);
+  g->tag = TAG_GUARD; g->released = 0;
+  luaL_setmetatable(L, GUARD_MT);
+  lua_pushvalue(L, semidx);
+  lua_setiuservalue(L, -2, 1);
+  return 1;
+}
+
+/* after waiting: stack = sem, fut, ok, err? */
+static int acquire_k(lua_State *L, int status, lua_KContext ctx) {
+  Sem *s = lua_touserdata(L, 1);
+  (void)status; (void)ctx;
+  if (!lua_toboolean(L, 3)) {
+    if (waiter_abandoned(L, 2)) s->value++;        /* pass the turn on */
+    sem_wake_while_free(L, 1, s);
+    lua_pushvalue(L, 4);
+    return lua_error(L);
+  }
+  sem_wake_while_free(L, 1, s);
+  return push_guard(L, 1);
+}
+
+/* the body of sem:acquire(), run when awaited */
+static int acquire_impl(lua_State *L) {
+  Sem *s = lua_touserdata(L, 1);
+  lua_settop(L, 1);
+  if (!sem_locked_now(L, 1, s)) {
+    s->value--;
+    return push_guard(L, 1);
+  }
+  future_new(L, loop_get(L));
+  ring_push(L, 1, 1, &s->waiters, 2);
+  return await_future_k(L, 2, 0, acquire_k);
+}
+
+static int sem_acquire(lua_State *L) {
+  sem_check(L, 1);
+  lua_settop(L, 1);
+  lua_pushvalue(L, lua_upvalueindex(2));      /* acquire_impl */
+  lua_insert(L, 1);
+  coro_push(L, 1, 1);
+  return 1;
+}
+
+static int sem_release(lua_State *L) {
+  sem_release_at(L, 1, sem_check(L, 1));
+  return 0;
+}
+
+static int sem_locked(lua_State *L) {
+  Sem *s = sem_check(L, 1);
+  lua_pushboolean(L, sem_locked_now(L, 1, s));
+  return 1;
+}
+
+static int sem_value(lua_State *L) {
+  lua_pushinteger(L, sem_check(L, 1)->value);
+  return 1;
+}
+
+static int sem_tostring(lua_State *L) {
+  Sem *s = sem_check(L, 1);
+  lua_pushfstring(L, "<%s value=%d waiters=%d>", kind_names[s->kind], s->value, ring_len(&s->waiters));
+  return 1;
+}
+
+static int new_sem(lua_State *L, int kind, lua_Integer value) {
+  if (value < 0 || value > 0x7fffffff)
+    return luaL_error(L, "bad argument #1 to '%s' (non-negative integer expected, got %d)",
+                      kind_names[kind], (int)value);
+  Sem *s = lua_newuserdatauv(L, sizeof *s, 1);
+  s->tag = TAG_SEM; s->kind = (unsigned char)kind; s->value = s->bound = (int)value;
+  luaL_setmetatable(L, SEM_MT);
+  ring_init(L, lua_gettop(L), 1, &s->waiters);
+  return 1;
+}
+
+static lua_Integer opt_count(lua_State *L, const char *fname) {
+  if (lua_isnoneornil(L, 1)) return 1;
+  if (!lua_isinteger(L, 1))
+    luaL_error(L, "bad argument #1 to '%s' (non-negative integer expected, got %s)",
+               fname, lua_isnumber(L, 1) ? lua_tostring(L, 1) : luaL_typename(L, 1));
+  return lua_tointeger(L, 1);
+}
+
+static int l_semaphore(lua_State *L) { return new_sem(L, K_SEM, opt_count(L, "Semaphore")); }
+static int l_bounded(lua_State *L) { return new_sem(L, K_BOUNDED, opt_count(L, "BoundedSemaphore")); }
+static int l_lock(lua_State *L) { return new_sem(L, K_LOCK, 1); }
+
+static int l_islock(lua_State *L) {
+  Sem *s = luaL_testudata(L, 1, SEM_MT);
+  lua_pushboolean(L, s && s->kind == K_LOCK);
+  return 1;
+}
+
+static int guard_release(lua_State *L) {
+  Guard *g = luaL_checkudata(L, 1, GUARD_MT);
+  if (g->released) return 0;
+  g->released = 1;
+  lua_getiuservalue(L, 1, 1);
+  sem_release_at(L, lua_gettop(L), lua_touserdata(L, -1));
+  return 0;
+}
+
+/* ---- Queue -------------------------------------------------------------- */
+
+enum { Q_ITEMS = 1, Q_GETTERS, Q_PUTTERS, Q_JOINERS, Q_NUV = Q_JOINERS };
+
+typedef struct Queue {
+  unsigned char tag, shutdown;
+  int maxsize, unfinished;
+  Ring items, getters, putters, joiners;
+} Queue;
+
+static Queue *queue_check(lua_State *L, int idx) {
+  return luaL_checkudata(L, idx, QUEUE_MT);
+}
+
+static int q_full(Queue *q) { return q->maxsize > 0 && ring_len(&q->items) >= q->maxsize; }
+
+static int raise_queue(lua_State *L, const char *cls, const char *msg) {
+  return raise_error(L, loop_get(L), cls, "%s", msg);
+}
+
+static void queue_put_now(lua_State *L, int qi, Queue *q, int v) {
+  ring_push(L, qi, Q_ITEMS, &q->items, v);
+  q->unfinished++;
+  ring_wake(L, qi, Q_GETTERS, &q->getters);
+}
+
+static int q_put_nowait(lua_State *L) {
+  Queue *q = queue_check(L, 1);
+  if (lua_isnoneornil(L, 2)) return luaL_error(L, "bad argument #1 to 'put' (a queue item cannot be nil)");
+  if (q->shutdown) return raise_queue(L, "QueueShutDown", "the queue is shut down");
+  if (q_full(q)) return raise_queue(L, "QueueFull", "the queue is full");
+  queue_put_now(L, 1, q, 2);
+  return 0;
+}
+
+static int queue_get_now(lua_State *L, int qi, Queue *q) {
+  ring_pop(L, qi, Q_ITEMS, &q->items);
+  ring_wake(L, qi, Q_PUTTERS, &q->putters);
+  return 1;
+}
+
+static int q_get_nowait(lua_State *L) {
+  Queue *q = queue_check(L, 1);
+  if (ring_len(&q->items) == 0)
+    return q->shutdown ? raise_queue(L, "QueueShutDown", "the queue is shut down")
+                       : raise_queue(L, "QueueEmpty", "the queue is empty");
+  return queue_get_now(L, 1, q);
+}
+
+/* get and put wait in a loop: a woken waiter checks again (another task may
+ * have taken the item first).  Stack: queue, [item,] then the future. */
+static int get_loop(lua_State *L);
+
+static int get_k(lua_State *L, int status, lua_KContext ctx) {
+  Queue *q = lua_touserdata(L, 1);
+  (void)status; (void)ctx;
+  if (!lua_toboolean(L, 3)) {
+    if (waiter_abandoned(L, 2) && ring_len(&q->items) > 0) ring_wake(L, 1, Q_GETTERS, &q->getters);
+    lua_pushvalue(L, 4);
+    return lua_error(L);
+  }
+  lua_settop(L, 1);
+  return get_loop(L);
+}
+
+static int get_loop(lua_State *L) {
+  Queue *q = lua_touserdata(L, 1);
+  if (ring_len(&q->items) > 0) return queue_get_now(L, 1, q);
+  if (q->shutdown) return raise_queue(L, "QueueShutDown", "the queue is shut down");
+  future_new(L, loop_get(L));
+  ring_push(L, 1, Q_GETTERS, &q->getters, 2);
+  return await_future_k(L, 2, 0, get_k);
+}
+
+static int get_impl(lua_State *L) {
+  lua_settop(L, 1);
+  return get_loop(L);
+}
+
+static int put_loop(lua_State *L);
+
+static int put_k(lua_State *L, int status, lua_KContext ctx) {
+  Queue *q = lua_touserdata(L, 1);
+  (void)status; (void)ctx;
+  if (!lua_toboolean(L, 4)) {
+    if (waiter_abandoned(L, 3) && !q_full(q)) ring_wake(L, 1, Q_PUTTERS, &q->putters);
+    lua_pushvalue(L, 5);
+    return lua_error(L);
+  }
+  lua_settop(L, 2);
+  return put_loop(L);
+}
+
+static int put_loop(lua_State *L) {
+  Queue *q = lua_touserdata(L, 1);
+  if (q->shutdown) return raise_queue(L, "QueueShutDown", "the queue is shut down");
+  if (!q_full(q)) { queue_put_now(L, 1, q, 2); return 0; }
+  future_new(L, loop_get(L));
+  ring_push(L, 1, Q_PUTTERS, &q->putters, 3);
+  return await_future_k(L, 3, 0, put_k);
+}
+
+static int put_impl(lua_State *L) {
+  lua_settop(L, 2);
+  return put_loop(L);
+}
+
+static int join_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status; (void)ctx;
+  if (!lua_toboolean(L, 3)) { lua_pushvalue(L, 4); return lua_error(L); }
+  return 0;
+}
+
+static int join_impl(lua_State *L) {
+  Queue *q = lua_touserdata(L, 1);
+  lua_settop(L, 1);
+  if (q->unfinished == 0) return 0;
+  future_new(L, loop_get(L));
+  ring_push(L, 1, Q_JOINERS, &q->joiners, 2);
+  return await_future_k(L, 2, 0, join_k);
+}
+
+/* q:get(), q:put(x), q:join(): coroutine objects over the impls above */
+static int q_method_coro(lua_State *L, int nargs) {
+  lua_settop(L, nargs);
+  lua_pushvalue(L, lua_upvalueindex(2));
+  lua_insert(L, 1);
+  coro_push(L, 1, nargs);
+  return 1;
+}
+
+static int q_get(lua_State *L) { queue_check(L, 1); return q_method_coro(L, 1); }
+static int q_join(lua_State *L) { queue_check(L, 1); return q_method_coro(L, 1); }
+static int q_put(lua_State *L) {
+  queue_check(L, 1);
+  if (lua_isnoneornil(L, 2)) return luaL_error(L, "bad argument #1 to 'put' (a queue item cannot be nil)");
+  return q_method_coro(L, 2);
+}
+
+static int q_task_done(lua_State *L) {
+  Queue *q = queue_check(L, 1);
+  if (q->unfinished <= 0) return luaL_error(L, "Queue.task_done() called too many times");
+  if (--q->unfinished == 0) ring_wake_all(L, 1, Q_JOINERS, &q->joiners);
+  return 0;
+}
+
+static int q_shutdown(lua_State *L) {
+  Queue *q = queue_check(L, 1);
+  q->shutdown = 1;
+  if (lua_toboolean(L, 2)) {                  /* immediate: drop the items */
+    while (ring_len(&q->items) > 0) {
+      ring_pop(L, 1, Q_ITEMS, &q->items);
+      lua_pop(L, 1);
+      if (q->unfinished > 0) q->unfinished--;
+    }
+    if (q->unfinished == 0) ring_wake_all(L, 1, Q_JOINERS, &q->joiners);
+  }
+  ring_wake_all(L, 1, Q_GETTERS, &q->getters);
+  ring_wake_all(L, 1, Q_PUTTERS, &q->putters);
+  return 0;
+}
+
+static int q_qsize(lua_State *L) { lua_pushinteger(L, ring_len(&queue_check(L, 1)->items)); return 1; }
+static int q_empty(lua_State *L) { lua_pushboolean(L, ring_len(&queue_check(L, 1)->items) == 0); return 1; }
+static int q_full_m(lua_State *L) { lua_pushboolean(L, q_full(queue_check(L, 1))); return 1; }
+static int q_maxsize(lua_State *L) { lua_pushinteger(L, queue_check(L, 1)->maxsize); return 1; }
+
+static int q_tostring(lua_State *L) {
+  Queue *q = queue_check(L, 1);
+  lua_pushfstring(L, "<Queue maxsize=%d qsize=%d%s>", q->maxsize, ring_len(&q->items),
+                  q->shutdown ? " shut down" : "");
+  return 1;
+}
+
+static int l_queue(lua_State *L) {
+  lua_Integer maxsize = 0;
+  if (!lua_isnoneornil(L, 1)) {
+    if (!lua_isinteger(L, 1))
+      return luaL_error(L, "bad argument #1 to 'Queue' (integer expected, got %s)", luaL_typename(L, 1));
+    maxsize = lua_tointeger(L, 1);
+    if (maxsize < 0 || maxsize > 0x7fffffff) maxsize = 0;   /* asyncio: <= 0 is unbounded */
+  }
+  Queue *q = lua_newuserdatauv(L, sizeof *q, Q_NUV);
+  q->tag = TAG_QUEUE; q->shutdown = 0; q->maxsize = (int)maxsize; q->unfinished = 0;
+  luaL_setmetatable(L, QUEUE_MT);
+  int qi = lua_gettop(L);
+  ring_init(L, qi, Q_ITEMS, &q->items);
+  ring_init(L, qi, Q_GETTERS, &q->getters);
+  ring_init(L, qi, Q_PUTTERS, &q->putters);
+  ring_init(L, qi, Q_JOINERS, &q->joiners);
+  return 1;
+}
+
+/* ---- registration ------------------------------------------------------- */
+
+/* methods whose upvalues are (loop, impl closure) */
+static void set_coro_method(lua_State *L, Loop *lp, const char *name, lua_CFunction m, lua_CFunction impl) {
+  lua_pushlightuserdata(L, lp);
+  lua_pushlightuserdata(L, lp);
+  lua_pushcclosure(L, impl, 1);
+  lua_pushcclosure(L, m, 2);
+  lua_setfield(L, -2, name);
+}
+
+int sync_open(lua_State *L, Loop *lp) {
+  static const luaL_Reg sem_methods[] = {
+    {"release", sem_release}, {"locked", sem_locked}, {"value", sem_value}, {NULL, NULL}
+  };
+  static const luaL_Reg queue_methods[] = {
+    {"put_nowait", q_put_nowait}, {"get_nowait", q_get_nowait}, {"task_done", q_task_done},
+    {"shutdown", q_shutdown}, {"qsize", q_qsize}, {"empty", q_empty}, {"full", q_full_m},
+    {"maxsize", q_maxsize}, {NULL, NULL}
+  };
+  static const luaL_Reg funcs[] = {
+    {"Semaphore", l_semaphore}, {"BoundedSemaphore", l_bounded}, {"Lock", l_lock},
+    {"Queue", l_queue}, {"islock", l_islock}, {NULL, NULL}
+  };
+
+  luaL_newmetatable(L, SEM_MT);
+  lua_newtable(L);
+  lua_pushlightuserdata(L, lp);
+  luaL_setfuncs(L, sem_methods, 1);
+  set_coro_method(L, lp, "acquire", sem_acquire, acquire_impl);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, sem_tostring); lua_setfield(L, -2, "__tostring");
+  lua_pop(L, 1);
+
+  luaL_newmetatable(L, GUARD_MT);
+  lua_newtable(L);
+  lua_pushcfunction(L, guard_release); lua_setfield(L, -2, "release");
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, guard_release); lua_setfield(L, -2, "__close");
+  lua_pop(L, 1);
+
+  luaL_newmetatable(L, QUEUE_MT);
+  lua_newtable(L);
+  lua_pushlightuserdata(L, lp);
+  luaL_setfuncs(L, queue_methods, 1);
+  set_coro_method(L, lp, "get", q_get, get_impl);
+  set_coro_method(L, lp, "put", q_put, put_impl);
+  set_coro_method(L, lp, "join", q_join, join_impl);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, q_tostring); lua_setfield(L, -2, "__tostring");
+  lua_pop(L, 1);
+
+  lua_pushlightuserdata(L, lp);
+  luaL_setfuncs(L, funcs, 1);
+  return 0;
+}
