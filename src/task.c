@@ -192,6 +192,9 @@ static int await_coro_k(lua_State *L, int status, lua_KContext ctx) {
 /* Suspend the running task until the pending future at fidx completes; k
  * then finds (true, results...) or (false, err) on top of the stack.  For C
  * code that waits: the synchronisation primitives, the C API. */
+static int sleep_impl(lua_State *L);
+static int do_sleep(lua_State *L, Loop *lp, int base);
+
 int await_future_k(lua_State *L, int fidx, lua_KContext ctx, lua_KFunction k) {
   Loop *lp = loop_get(L);
   int is_gen;
@@ -231,6 +234,11 @@ static int l_await(lua_State *L) {
     c->state = CORO_AWAITED;
     luaL_checkstack(L, c->nargs + 2, "too many arguments");
     lua_getiuservalue(L, 1, 1);
+    if (lua_tocfunction(L, -1) == sleep_impl) {   /* the common case, without a frame */
+      lua_pop(L, 1);
+      for (int i = 1; i <= c->nargs; i++) lua_getiuservalue(L, 1, i + 2);
+      return do_sleep(L, lp, 2);
+    }
     for (int i = 1; i <= c->nargs; i++) lua_getiuservalue(L, 1, i + 2);
     lua_callk(L, c->nargs, LUA_MULTRET, 1, await_coro_k);
     return await_coro_k(L, LUA_OK, 1);
@@ -258,29 +266,37 @@ static int l_suspend(lua_State *L) {
 
 /* ---- sleep -------------------------------------------------------------- */
 
-/* after a sleep: stack = delay, values..., ok, err? */
-static int sleep_k(lua_State *L, int status, lua_KContext nv) {
+/* A sleep's stack: [coroutine object,] delay, values...; `base` is the
+ * delay's index.  The continuation finds ok, err? above the values. */
+#define SLEEP_CTX(base, nv) ((lua_KContext)(nv) * 4 + (base))
+
+static int sleep_k(lua_State *L, int status, lua_KContext ctx) {
+  int base = (int)(ctx % 4), nv = (int)(ctx / 4);
   (void)status;
-  if (!lua_toboolean(L, (int)nv + 2)) {
-    lua_pushvalue(L, (int)nv + 3);
+  if (!lua_toboolean(L, base + nv + 1)) {
+    lua_pushvalue(L, base + nv + 2);
     return lua_error(L);
   }
-  lua_settop(L, (int)nv + 1);
-  return (int)nv;
+  lua_settop(L, base + nv);
+  return nv;
 }
 
-static int sleep_impl(lua_State *L) {
-  Loop *lp = loop_get(L);
+static int do_sleep(lua_State *L, Loop *lp, int base) {
   int is_gen;
-  double d = luaL_checknumber(L, 1);
-  if (d != d) return luaL_argerror(L, 1, "delay is NaN");
+  double d = lua_tonumber(L, base);
+  if (d != d) return luaL_error(L, "bad argument #1 to 'sleep' (delay is NaN)");
   Task *t = await_context(L, lp, "sleep", &is_gen);
-  int nv = lua_gettop(L) - 1;
+  int nv = lua_gettop(L) - base;
   check_yieldable(L, "sleep");
   t->sleeping = 1;
   if (d <= 0) loop_enqueue_task(L, lp, t);
   else if (heap_push(lp, delay_to_due(lp, d), 1, t) != 0) return luaL_error(L, "sleep: out of memory");
-  return suspend_yield(L, t, is_gen, nv, sleep_k);
+  return suspend_yield(L, t, is_gen, SLEEP_CTX(base, nv), sleep_k);
+}
+
+static int sleep_impl(lua_State *L) {
+  luaL_checknumber(L, 1);
+  return do_sleep(L, loop_get(L), 1);
 }
 
 /* async.sleep(delay, ...): a coroutine object running sleep_impl */
