@@ -8,20 +8,20 @@
 #   make install    into the system's Lua 5.4 module directory
 
 LUA       ?= lua5.4
+LUA_INC   ?= /usr/include/lua5.4
 PKGS      := lua5.4 libuv
 OPT       ?= -O2 -g
 CFLAGS    := $(OPT) -std=c11 -D_POSIX_C_SOURCE=200809L -fPIC -Wall -Wextra -Werror \
-             $(shell pkg-config --cflags $(PKGS) 2>/dev/null) -Iinclude -Ibuild
+             -I$(LUA_INC) $(shell pkg-config --cflags libuv 2>/dev/null) -Iinclude -Ibuild
 LDLIBS    := $(shell pkg-config --libs libuv 2>/dev/null)
 LIBFLAG   ?= -shared
 BUILD     := build
 LUA_CDIR  ?= /usr/local/lib/lua/5.4
-LUA_INC   ?= /usr/include/lua5.4
 
 ASYNC_SRC := lua_async.c src/loop.c src/future.c src/task.c src/combinators.c src/sync.c
 ASYNC_HDR := include/lua_async.h src/core.h $(BUILD)/prelude.h
 
-.PHONY: all deps demo test sanitize valgrind bench install clean check-deps
+.PHONY: all deps demo test sanitize valgrind bench install install-lib clean
 
 all: async.so
 
@@ -60,11 +60,13 @@ valgrind: deps all $(BUILD)/host
 bench: deps all
 	@bench/run.sh
 
-install: all
-	install -d $(DESTDIR)$(LUA_CDIR)
-	install -m 0755 async.so $(DESTDIR)$(LUA_CDIR)/async.so
+install: install-lib
 	install -d $(DESTDIR)/usr/local/include
 	install -m 0644 include/lua_async.h $(DESTDIR)/usr/local/include/lua_async.h
+
+install-lib: all
+	install -d $(DESTDIR)$(LUA_CDIR)
+	install -m 0755 async.so $(DESTDIR)$(LUA_CDIR)/async.so
 
 clean:
 	rm -rf $(BUILD) async.so vdb.so

@@ -1,0 +1,32 @@
+rockspec_format = "3.0"
+package = "lua-async"
+version = "scm-1"
+source = { url = "git+file://." }
+description = {
+  summary = "Python-asyncio-style concurrency for Lua 5.4 on a libuv event loop",
+  detailed = [[
+    async/await, tasks, futures, gather, wait_for, timeout scopes,
+    cancellation, Semaphore, Lock, Event, Condition, Queue and async
+    generators, written in C over libuv.
+  ]],
+  license = "MIT",
+}
+dependencies = { "lua >= 5.4, < 5.5" }
+external_dependencies = {
+  LIBUV = { header = "uv.h", library = "uv" },
+}
+build = {
+  type = "make",
+  -- the Makefile builds async.so with Debian's libuv; no network needed
+  build_variables = {
+    OPT = "$(CFLAGS)",
+    LUA = "$(LUA)",
+    LUA_INC = "$(LUA_INCDIR)",
+  },
+  install_variables = {
+    LUA_CDIR = "$(LIBDIR)",
+    DESTDIR = "",
+  },
+  install_target = "install-lib",
+  copy_directories = { "examples" },
+}
