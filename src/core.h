@@ -29,9 +29,12 @@ typedef struct Future {
   int ncb;                  /* callbacks registered (0, 1: inline, >1: table) */
   int pin_ref;              /* C API: registry ref while pending, else LUA_NOREF */
   Loop *loop;
+  struct Task *wtask;       /* the task awaiting it, kept as a pointer (it is pending) */
+  int wpos;                 /* how many callbacks came before that task */
 } Future;
 
-typedef struct Task {
+typedef struct Task Task;
+struct Task {
   Future f;
   lua_State *T;             /* the task's own thread (kept by UV_THREAD) */
   Future *waiter;           /* the future it awaits, or NULL */
@@ -42,7 +45,7 @@ typedef struct Task {
   int slot;                 /* index in the loop's table of pending tasks */
   unsigned char started, awaiting, sleeping;
   int nsleepres;            /* values async.sleep gives back */
-} Task;
+};
 
 typedef struct Handle {     /* call_soon / call_later */
   unsigned char tag;
@@ -66,7 +69,10 @@ struct Loop {
   uv_check_t *check;
   uv_idle_t *idle;
   int state_ref;            /* registry ref of the loop's table (below) */
-  int q_n[2], q_cur;        /* ready queue: two alternating tables */
+  struct Ready *rq;         /* ready queue: a ring, see loop.c */
+  unsigned rq_head, rq_tail, rq_mask;
+  int *lfree;               /* free slots for Lua callbacks in LS_QUEUE */
+  int nlfree, lfree_cap, lmax;
   TimerEntry *heap;
   int heap_n, heap_cap;
   uint64_t seq;
@@ -92,7 +98,7 @@ int  loop_hasmetatable(lua_State *L, Loop *lp, int idx, int which);
 void loop_register_mt(lua_State *L, Loop *lp, int which);  /* the table at -1 */
 
 /* slots of the loop table (registry, state_ref) */
-enum { LS_PENDING = 1, LS_Q0, LS_Q1, LS_KEEP, LS_UNRETRIEVED, LS_GENTHREADS,
+enum { LS_PENDING = 1, LS_QUEUE, LS_KEEP, LS_UNRETRIEVED, LS_GENTHREADS,
        LS_TRACEBACKS, LS_STRTB, LS_ERRORS, LS_HANDLER, LS_POOL, LS_N = LS_POOL };
 
 /* loop.c */
@@ -100,6 +106,8 @@ Loop *loop_get(lua_State *L);              /* upvalue 1 of every core function *
 void loop_push_slot(lua_State *L, Loop *lp, int slot);
 void loop_enqueue(lua_State *L, Loop *lp, int cb, int arg);   /* stack indices */
 void loop_enqueue_task(lua_State *L, Loop *lp, Task *t);
+void loop_enqueue_wake(lua_State *L, Loop *lp, Task *t, Future *f);
+int  loop_has_ready(Loop *lp);
 int  heap_push(Loop *lp, uint64_t due, int is_task, void *obj);
 void heap_remove(Loop *lp, int idx);
 uint64_t loop_now(Loop *lp);
@@ -118,6 +126,7 @@ void future_set_exception(lua_State *L, int fidx);        /* pops 1 value */
 int  future_cancel(lua_State *L, int fidx, int msgidx);   /* 1 if it was cancelled now */
 void future_add_callback(lua_State *L, int fidx, int cbidx);
 void future_remove_callback(lua_State *L, int fidx, int cbidx);
+void future_add_waiter(lua_State *L, int fidx, Task *t);   /* wake t when done */
 void push_error(lua_State *L, Loop *lp, const char *cls, int msgidx);
 int  raise_error(lua_State *L, Loop *lp, const char *cls, const char *fmt, ...);
 int  future_open(lua_State *L, Loop *lp);

@@ -62,24 +62,44 @@ static void run_callback(lua_State *L, Loop *lp, int cb, int fidx) {
   else loop_enqueue(L, lp, cb, fidx);
 }
 
+/* Callbacks run (or are queued) in the order they were added; the awaiting
+ * task, kept aside as a pointer, takes its place among them. */
 static void schedule_callbacks(lua_State *L, Future *f, int fidx) {
   Loop *lp = f->loop;
-  int n = f->ncb;
-  if (n == 0) return;
+  int n = f->ncb, wpos = f->wpos;
+  Task *wt = f->wtask;
+  f->wtask = NULL;
+  if (n == 0) {
+    if (wt) loop_enqueue_wake(L, lp, wt, f);
+    return;
+  }
   lua_getiuservalue(L, fidx, UV_CALLBACKS);
   lua_pushnil(L);
   lua_setiuservalue(L, fidx, UV_CALLBACKS);
   f->ncb = 0;
-  if (n == 1) {
-    run_callback(L, lp, lua_gettop(L), fidx);
-  } else {
-    int t = lua_gettop(L);
-    for (int i = 1; i <= n; i++) {
-      lua_rawgeti(L, t, i);
+  int t = lua_gettop(L);
+  for (int i = 0; i < n; i++) {
+    if (wt && i == wpos) loop_enqueue_wake(L, lp, wt, f);
+    if (n == 1) run_callback(L, lp, t, fidx);
+    else {
+      lua_rawgeti(L, t, i + 1);
       run_callback(L, lp, lua_gettop(L), fidx);
       lua_pop(L, 1);
     }
   }
+  if (wt && wpos >= n) loop_enqueue_wake(L, lp, wt, f);
+  lua_pop(L, 1);
+}
+
+void future_add_waiter(lua_State *L, int fidx, Task *t) {
+  Future *f = lua_touserdata(L, fidx);
+  if (f->wtask == NULL) {
+    f->wtask = t;
+    f->wpos = f->ncb;
+    return;
+  }
+  push_task(L, f->loop, t);                 /* a second awaiter: an ordinary callback */
+  future_add_callback(L, fidx, -1);
   lua_pop(L, 1);
 }
 

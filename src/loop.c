@@ -49,28 +49,69 @@ int loop_hasmetatable(lua_State *L, Loop *lp, int idx, int which) {
 
 static void on_idle(uv_idle_t *h) { (void)h; }
 
-/* the idle handle only keeps poll from blocking while work is queued */
-static void queue_grew(Loop *lp) {
-  if (lp->q_n[0] + lp->q_n[1] == 2) uv_idle_start(lp->idle, on_idle);
+/* The ready queue is a ring of entries in C.  Waking a task (the bulk of
+ * the traffic) costs no Lua call: the entry names the task (alive in the
+ * pending table at its slot) and the future it waited for (alive as the
+ * task's waiter).  Any other callback is kept, with its argument, in a Lua
+ * table (LS_QUEUE) at a slot that the entry names, so FIFO order holds. */
+typedef struct Ready {
+  Task *t;                  /* a task to step, or NULL */
+  Future *f;                /* the future it waited for, or NULL */
+  int slot;                 /* the task's pending slot, or the callback's slot */
+} Ready;
+
+int loop_has_ready(Loop *lp) { return lp->rq_tail != lp->rq_head; }
+
+static void ready_push(lua_State *L, Loop *lp, Task *t, Future *f, int slot) {
+  if (!lp->rq || lp->rq_tail - lp->rq_head > lp->rq_mask) {   /* unallocated or full */
+    unsigned cap = lp->rq ? (lp->rq_mask + 1) * 2 : 1024, n = lp->rq_tail - lp->rq_head;
+    Ready *q = malloc(cap * sizeof *q);
+    if (!q) { luaL_error(L, "async: out of memory (ready queue)"); return; }
+    for (unsigned i = 0; i < n; i++) q[i] = lp->rq[(lp->rq_head + i) & lp->rq_mask];
+    free(lp->rq);
+    lp->rq = q; lp->rq_head = 0; lp->rq_tail = n; lp->rq_mask = cap - 1;
+  }
+  if (lp->rq_tail == lp->rq_head) uv_idle_start(lp->idle, on_idle);  /* don't block in poll */
+  Ready *e = &lp->rq[lp->rq_tail++ & lp->rq_mask];
+  e->t = t; e->f = f; e->slot = slot;
+}
+
+static int lslot_take(Loop *lp) {
+  return lp->nlfree > 0 ? lp->lfree[--lp->nlfree] : ++lp->lmax;
+}
+
+static void lslot_give(Loop *lp, int slot) {
+  if (lp->nlfree == lp->lfree_cap) {
+    int cap = lp->lfree_cap ? lp->lfree_cap * 2 : 64;
+    int *p = realloc(lp->lfree, cap * sizeof *p);
+    if (!p) return;                                    /* the slot is lost, nothing else */
+    lp->lfree = p; lp->lfree_cap = cap;
+  }
+  lp->lfree[lp->nlfree++] = slot;
 }
 
 void loop_enqueue(lua_State *L, Loop *lp, int cb, int arg) {
-  int n;
+  unsigned char *p = lua_touserdata(L, cb);
+  if (p && *p == TAG_TASK) {                           /* a task waiting on the future arg */
+    Task *t = (Task *)p;
+    ready_push(L, lp, t, lua_touserdata(L, arg), t->slot);
+    return;
+  }
   cb = lua_absindex(L, cb); arg = lua_absindex(L, arg);
-  loop_push_slot(L, lp, LS_Q0 + lp->q_cur);
-  n = lp->q_n[lp->q_cur];
-  lua_pushvalue(L, cb);  lua_rawseti(L, -2, n + 1);
-  lua_pushvalue(L, arg); lua_rawseti(L, -2, n + 2);
+  int slot = lslot_take(lp);
+  loop_push_slot(L, lp, LS_QUEUE);
+  lua_pushvalue(L, cb);  lua_rawseti(L, -2, 2 * slot - 1);
+  lua_pushvalue(L, arg); lua_rawseti(L, -2, 2 * slot);
   lua_pop(L, 1);
-  lp->q_n[lp->q_cur] = n + 2;
-  queue_grew(lp);
+  ready_push(L, lp, NULL, NULL, slot);
 }
 
 void loop_enqueue_task(lua_State *L, Loop *lp, Task *t) {
-  push_task(L, lp, t);
-  lua_pushnil(L);
-  loop_enqueue(L, lp, -2, -1);
-  lua_pop(L, 2);
+  ready_push(L, lp, t, NULL, t->slot);
+}
+
+void loop_enqueue_wake(lua_State *L, Loop *lp, Task *t, Future *f) {
+  ready_push(L, lp, t, f, t->slot);
 }
 
 /* ---- timer heap, ordered by (due, seq) ---------------------------------- */
@@ -232,31 +273,52 @@ static void run_function(lua_State *L, Loop *lp, int fidx, int aidx) {
   }
 }
 
+/* one entry: stack 1 = pending table, 2 = LS_QUEUE table */
+static void run_entry(lua_State *L, Loop *lp, Ready e) {
+  if (e.t) {
+    lua_rawgeti(L, 1, e.slot);                         /* is it still that task? */
+    if (lua_touserdata(L, -1) != e.t) return;
+    if (e.f) {
+      if (e.f != e.t->waiter) return;                  /* a stale wake-up */
+      lua_getiuservalue(L, -1, UV_WAITER);
+    } else {
+      lua_pushnil(L);
+    }
+    task_step(L, lp, 3, 4);
+    return;
+  }
+  lua_rawgeti(L, 2, 2 * e.slot - 1); lua_rawgeti(L, 2, 2 * e.slot);
+  lua_pushnil(L); lua_rawseti(L, 2, 2 * e.slot - 1);
+  lua_pushnil(L); lua_rawseti(L, 2, 2 * e.slot);
+  lslot_give(lp, e.slot);
+  if (lua_type(L, 3) == LUA_TUSERDATA) {
+    unsigned char tag = *(unsigned char *)lua_touserdata(L, 3);
+    if (tag == TAG_HANDLE) run_handle(L, lp, 3);
+    else if (tag == TAG_GATHER) gather_child_done(L, 3, 4);
+  } else {
+    run_function(L, lp, 3, 4);
+  }
+}
+
+/* Each round runs the entries queued before it started (asyncio's rule);
+ * a few rounds run before libuv polls for I/O again. */
 static void process_ready(Loop *lp) {
   lua_State *L = lp->LL;
-  for (int round = 0; round < MAX_ROUNDS; round++) {
-    int cur = lp->q_cur, n = lp->q_n[cur];
-    if (n == 0) break;
-    lp->q_cur = cur ^ 1;               /* entries queued from now on: next round */
-    loop_push_slot(L, lp, LS_Q0 + cur);
-    for (int i = 1; i <= n; i += 2) {
-      lua_rawgeti(L, 1, i); lua_rawgeti(L, 1, i + 1);
-      lua_pushnil(L); lua_rawseti(L, 1, i);
-      lua_pushnil(L); lua_rawseti(L, 1, i + 1);
-      if (lua_type(L, 2) == LUA_TUSERDATA) {
-        unsigned char tag = *(unsigned char *)lua_touserdata(L, 2);
-        if (tag == TAG_TASK) task_step(L, lp, 2, 3);
-        else if (tag == TAG_HANDLE) run_handle(L, lp, 2);
-        else if (tag == TAG_GATHER) gather_child_done(L, 2, 3);
-      } else {
-        run_function(L, lp, 2, 3);
-      }
-      lua_settop(L, 1);
+  loop_push_slot(L, lp, LS_PENDING);
+  loop_push_slot(L, lp, LS_QUEUE);
+  for (int round = 0; round < MAX_ROUNDS && loop_has_ready(lp); round++) {
+    unsigned n = lp->rq_tail - lp->rq_head;
+    while (n-- > 0) {
+      Ready e = lp->rq[lp->rq_head++ & lp->rq_mask];
+      run_entry(L, lp, e);
+      lua_settop(L, 2);
     }
-    lua_settop(L, 0);
-    lp->q_n[cur] = 0;
   }
-  if (lp->q_n[0] + lp->q_n[1] == 0) uv_idle_stop(lp->idle);
+  lua_settop(L, 0);
+  if (!loop_has_ready(lp)) {
+    uv_idle_stop(lp->idle);
+    lp->rq_head = lp->rq_tail = 0;
+  }
 }
 
 static void on_check(uv_check_t *h) {
@@ -343,7 +405,7 @@ typedef int (*done_fn)(lua_State *L, Loop *lp, void *ud);
 
 static int run_until(lua_State *L, Loop *lp, done_fn done, void *ud) {
   while (!done(L, lp, ud)) {
-    if (lp->q_n[0] + lp->q_n[1] == 0 && lp->heap_n == 0 && !uv_loop_alive(lp->uv))
+    if (!loop_has_ready(lp) && lp->heap_n == 0 && !uv_loop_alive(lp->uv))
       return 0;
     uv_run(lp->uv, UV_RUN_ONCE);
   }
@@ -448,7 +510,7 @@ static int l_step(lua_State *L) {
     lp->in_loop = 1;
     process_ready(lp);
     lp->in_loop = 0;
-  } else if (timeout <= 0 || lp->q_n[0] + lp->q_n[1] > 0) {
+  } else if (timeout <= 0 || loop_has_ready(lp)) {
     uv_run(lp->uv, UV_RUN_NOWAIT);
   } else {
     uv_timer_t st;
@@ -459,7 +521,7 @@ static int l_step(lua_State *L) {
     uv_run(lp->uv, UV_RUN_NOWAIT);   /* let the close complete */
   }
   lp->running = 0;
-  lua_pushboolean(L, lp->npending > 0 || lp->q_n[0] + lp->q_n[1] > 0);
+  lua_pushboolean(L, lp->npending > 0 || loop_has_ready(lp));
   return 1;
 }
 
@@ -519,6 +581,8 @@ static int loop_gc(lua_State *L) {
   }
   free(lp->heap);
   free(lp->free_slots);
+  free(lp->rq);
+  free(lp->lfree);
   free(lp);
   return 0;
 }
@@ -560,8 +624,7 @@ int loop_open(lua_State *L, Loop *lp) {
   lua_setfield(L, LUA_REGISTRYINDEX, "lua_async.loopthread");
   lua_createtable(L, LS_N, 0);
   lua_newtable(L); lua_rawseti(L, -2, LS_PENDING);
-  lua_newtable(L); lua_rawseti(L, -2, LS_Q0);
-  lua_newtable(L); lua_rawseti(L, -2, LS_Q1);
+  lua_newtable(L); lua_rawseti(L, -2, LS_QUEUE);
   lua_newtable(L); lua_rawseti(L, -2, LS_KEEP);
   new_weak_table(L, "k"); lua_rawseti(L, -2, LS_UNRETRIEVED);
   new_weak_table(L, "k"); lua_rawseti(L, -2, LS_GENTHREADS);

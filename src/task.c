@@ -204,8 +204,8 @@ int await_future_k(lua_State *L, int fidx, lua_KContext ctx, lua_KFunction k) {
   if (f->loop != lp) return luaL_error(L, "await: the future belongs to another loop");
   check_yieldable(L, "await");
   fidx = lua_absindex(L, fidx);
+  future_add_waiter(L, fidx, t);
   push_task(L, lp, t);
-  future_add_callback(L, fidx, -1);
   lua_pushvalue(L, fidx);
   lua_setiuservalue(L, -2, UV_WAITER);
   lua_pop(L, 1);
