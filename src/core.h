@@ -87,11 +87,11 @@ struct Loop {
   double slow_threshold;    /* seconds, debug mode */
   int npool;                /* finished threads kept for reuse (LS_POOL) */
   int task_main_ref;        /* the C function every task thread starts in */
-  int mt_ref[3];            /* metatables of Future, Task, coroutine objects */
-  const void *mt_ptr[3];
+  int mt_ref[4];            /* metatables of Future, Task, coroutine objects */
+  const void *mt_ptr[4];
 };
 
-enum { MT_FUTURE = 0, MT_TASK, MT_CORO };
+enum { MT_FUTURE = 0, MT_TASK, MT_CORO, MT_LIBCORO };
 /* push the metatable quickly / test an object's metatable */
 void loop_setmetatable(lua_State *L, Loop *lp, int which);
 int  loop_hasmetatable(lua_State *L, Loop *lp, int idx, int which);
@@ -135,7 +135,7 @@ extern const lua_async_api async_api;
 
 /* task.c */
 Task *task_new(lua_State *L, Loop *lp, int cidx, int nameidx);
-void coro_push(lua_State *L, int fidx, int nargs);   /* a coroutine object for fn(args) */
+void coro_push(lua_State *L, int fidx, int nargs, int lib);   /* a coroutine object for fn(args) */
 int  await_future_k(lua_State *L, int fidx, lua_KContext ctx, lua_KFunction k);
 
 /* sync.c */

@@ -165,7 +165,7 @@ static int sem_acquire(lua_State *L) {
   lua_settop(L, 1);
   lua_pushvalue(L, lua_upvalueindex(2));      /* acquire_impl */
   lua_insert(L, 1);
-  coro_push(L, 1, 1);
+  coro_push(L, 1, 1, 1);
   return 1;
 }
 
@@ -356,7 +356,7 @@ static int q_method_coro(lua_State *L, int nargs) {
   lua_settop(L, nargs);
   lua_pushvalue(L, lua_upvalueindex(2));
   lua_insert(L, 1);
-  coro_push(L, 1, nargs);
+  coro_push(L, 1, nargs, 1);
   return 1;
 }
 

@@ -30,25 +30,38 @@ typedef struct Coro {
   unsigned char tag, state;
   int nargs;
   int line;                 /* where it was created */
+  lua_CFunction direct;     /* a library awaitable's C body (see l_await) */
 } Coro;
 
 static char AWAIT_MARK;     /* its address: a generator's await passing up */
 
 /* ---- coroutine objects -------------------------------------------------- */
 
-/* push a coroutine object for fn(args...), fn at fidx followed by nargs args */
-void coro_push(lua_State *L, int fidx, int nargs) {
+/* Push a coroutine object for fn(args...), fn at fidx followed by nargs
+ * args.  A library awaitable (lib: fn is a C closure whose only upvalue is
+ * the loop) is awaited without a frame of its own, and, outside debug
+ * mode, carries no finalizer: the never-awaited warning is for the
+ * coroutines of async functions, and a finalizer per sleep or get costs. */
+void coro_push(lua_State *L, int fidx, int nargs, int lib) {
   lua_Debug ar;
+  Loop *lp = loop_get(L);
   fidx = lua_absindex(L, fidx);
   Coro *c = lua_newuserdatauv(L, sizeof *c, nargs + 2);
   c->tag = TAG_CORO; c->state = CORO_CREATED; c->nargs = nargs; c->line = -1;
-  loop_setmetatable(L, loop_get(L), MT_CORO);
+  c->direct = lib ? lua_tocfunction(L, fidx) : NULL;
+  loop_setmetatable(L, lp, lib && !lp->debug ? MT_LIBCORO : MT_CORO);
   lua_pushvalue(L, fidx); lua_setiuservalue(L, -2, 1);
   for (int i = 1; i <= nargs; i++) { lua_pushvalue(L, fidx + i); lua_setiuservalue(L, -2, i + 2); }
-  if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "fl", &ar)) {  /* the creating function */
-    c->line = ar.currentline;
+  if ((!lib || lp->debug) && lua_getstack(L, 1, &ar) && lua_getinfo(L, "fl", &ar)) {
+    c->line = ar.currentline;               /* the creating function, for the warning */
     lua_setiuservalue(L, -2, 2);
   }
+}
+
+static Coro *coro_test(lua_State *L, Loop *lp, int idx) {
+  Coro *c = lua_touserdata(L, idx);
+  if (!c || c->tag != TAG_CORO) return NULL;
+  return loop_hasmetatable(L, lp, idx, MT_CORO) || loop_hasmetatable(L, lp, idx, MT_LIBCORO) ? c : NULL;
 }
 
 /* async.fn(f)(...) */
@@ -56,7 +69,7 @@ static int async_call(lua_State *L) {
   int n = lua_gettop(L);
   lua_pushvalue(L, lua_upvalueindex(2));
   lua_insert(L, 1);
-  coro_push(L, 1, n);
+  coro_push(L, 1, n, 0);
   return 1;
 }
 
@@ -72,7 +85,7 @@ static int l_fn(lua_State *L) {
 /* core.coro(fn, ...): a coroutine object for a plain function */
 static int l_coro(lua_State *L) {
   luaL_checktype(L, 1, LUA_TFUNCTION);
-  coro_push(L, 1, lua_gettop(L) - 1);
+  coro_push(L, 1, lua_gettop(L) - 1, 0);
   return 1;
 }
 
@@ -192,8 +205,6 @@ static int await_coro_k(lua_State *L, int status, lua_KContext ctx) {
 /* Suspend the running task until the pending future at fidx completes; k
  * then finds (true, results...) or (false, err) on top of the stack.  For C
  * code that waits: the synchronisation primitives, the C API. */
-static int sleep_impl(lua_State *L);
-static int do_sleep(lua_State *L, Loop *lp, int base);
 
 int await_future_k(lua_State *L, int fidx, lua_KContext ctx, lua_KFunction k) {
   Loop *lp = loop_get(L);
@@ -226,19 +237,20 @@ static int l_await(lua_State *L) {
     }
     return await_future_k(L, 1, 1, resume_k);
   }
-  if ((c = lua_touserdata(L, 1)) != NULL && c->tag == TAG_CORO && loop_hasmetatable(L, lp, 1, MT_CORO)) {
+  if ((c = coro_test(L, lp, 1)) != NULL) {
     await_context(L, lp, "await", &is_gen);
     if (c->state != CORO_CREATED)
       return raise_error(L, lp, "InvalidStateError", "cannot reuse an already %s coroutine object",
                          c->state == CORO_AWAITED ? "awaited" : "scheduled");
     c->state = CORO_AWAITED;
     luaL_checkstack(L, c->nargs + 2, "too many arguments");
-    lua_getiuservalue(L, 1, 1);
-    if (lua_tocfunction(L, -1) == sleep_impl) {   /* the common case, without a frame */
-      lua_pop(L, 1);
+    if (c->direct) {          /* a library awaitable: its C body runs in this frame */
+      lua_CFunction body = c->direct;
       for (int i = 1; i <= c->nargs; i++) lua_getiuservalue(L, 1, i + 2);
-      return do_sleep(L, lp, 2);
+      lua_remove(L, 1);
+      return body(L);
     }
+    lua_getiuservalue(L, 1, 1);
     for (int i = 1; i <= c->nargs; i++) lua_getiuservalue(L, 1, i + 2);
     lua_callk(L, c->nargs, LUA_MULTRET, 1, await_coro_k);
     return await_coro_k(L, LUA_OK, 1);
@@ -305,7 +317,7 @@ static int l_sleep(lua_State *L) {
   luaL_checknumber(L, 1);
   lua_pushvalue(L, lua_upvalueindex(2));
   lua_insert(L, 1);
-  coro_push(L, 1, n);
+  coro_push(L, 1, n, 1);
   return 1;
 }
 
@@ -526,8 +538,8 @@ void task_step(lua_State *L, Loop *lp, int tidx, int argidx) {
 /* Wrap the coroutine object at cidx in a new Task (pushed), name at nameidx
  * (0: none).  Returns NULL, pushing nothing, if cidx is no coroutine object. */
 Task *task_new(lua_State *L, Loop *lp, int cidx, int nameidx) {
-  Coro *c = lua_touserdata(L, cidx);
-  if (!c || c->tag != TAG_CORO || !loop_hasmetatable(L, lp, cidx, MT_CORO)) return NULL;
+  Coro *c = coro_test(L, lp, cidx);
+  if (!c) return NULL;
   cidx = lua_absindex(L, cidx);
   if (c->state != CORO_CREATED)
     raise_error(L, lp, "InvalidStateError", "create_task: the coroutine object was already %s",
@@ -659,8 +671,7 @@ static int l_all_tasks(lua_State *L) {
 }
 
 static int l_iscoroutine(lua_State *L) {
-  Coro *c = lua_touserdata(L, 1);
-  lua_pushboolean(L, c && c->tag == TAG_CORO && loop_hasmetatable(L, loop_get(L), 1, MT_CORO));
+  lua_pushboolean(L, coro_test(L, loop_get(L), 1) != NULL);
   return 1;
 }
 
@@ -718,6 +729,11 @@ int task_open(lua_State *L, Loop *lp) {
   luaL_newmetatable(L, CORO_MT);
   loop_register_mt(L, lp, MT_CORO);
   lua_pushcfunction(L, coro_gc); lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, coro_tostring); lua_setfield(L, -2, "__tostring");
+  lua_pushliteral(L, "coroutine"); lua_setfield(L, -2, "__name");
+  lua_pop(L, 1);
+  luaL_newmetatable(L, CORO_MT ".lib");
+  loop_register_mt(L, lp, MT_LIBCORO);
   lua_pushcfunction(L, coro_tostring); lua_setfield(L, -2, "__tostring");
   lua_pushliteral(L, "coroutine"); lua_setfield(L, -2, "__name");
   lua_pop(L, 1);
