@@ -130,7 +130,6 @@ void future_add_waiter(lua_State *L, int fidx, Task *t);   /* wake t when done *
 void push_error(lua_State *L, Loop *lp, const char *cls, int msgidx);
 int  raise_error(lua_State *L, Loop *lp, const char *cls, const char *fmt, ...);
 int  future_open(lua_State *L, Loop *lp);
-int  future_gc(lua_State *L);
 extern const lua_async_api async_api;
 
 /* task.c */

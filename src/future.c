@@ -127,6 +127,32 @@ void future_set_result(lua_State *L, int fidx, int n) {
   unpin(L, f);
 }
 
+/* An error nobody looked at is reported when its future is collected.
+ * Only a failed future gets a finalizer: a small reporter, reachable from
+ * the future alone, that the collector finalises with it.  (A finalizer on
+ * every future and task would cost every one of them a longer life.) */
+#define REPORTER_MT "async.reporter"
+
+static int reporter_gc(lua_State *L) {
+  lua_getiuservalue(L, 1, 1);
+  Future *f = lua_touserdata(L, -1);
+  if (f && f->failed && !f->retrieved) {
+    f->retrieved = 1;
+    lua_getiuservalue(L, -1, UV_RESULT);
+    loop_report(L, f->loop, -1, f->tag == TAG_TASK ? "Task exception was never retrieved"
+                                                   : "Future exception was never retrieved", -2);
+  }
+  return 0;
+}
+
+static void attach_reporter(lua_State *L, int fidx) {
+  lua_newuserdatauv(L, 1, 1);
+  luaL_setmetatable(L, REPORTER_MT);
+  lua_pushvalue(L, fidx);
+  lua_setiuservalue(L, -2, 1);
+  lua_setiuservalue(L, fidx, UV_CALLBACKS);   /* free once the future is done */
+}
+
 void future_set_exception(lua_State *L, int fidx) {
   Future *f = lua_touserdata(L, fidx);
   fidx = lua_absindex(L, fidx);
@@ -138,6 +164,7 @@ void future_set_exception(lua_State *L, int fidx) {
   lua_pushvalue(L, fidx); lua_pushboolean(L, 1); lua_rawset(L, -3);
   lua_pop(L, 1);
   schedule_callbacks(L, f, fidx);
+  attach_reporter(L, fidx);
   unpin(L, f);
 }
 
@@ -307,19 +334,6 @@ static int f_tostring(lua_State *L) {
   return 1;
 }
 
-/* an error nobody looked at is reported when its future is collected */
-int future_gc(lua_State *L) {
-  Future *f = lua_touserdata(L, 1);
-  if (f->failed && !f->retrieved) {
-    f->retrieved = 1;
-    lua_getiuservalue(L, 1, UV_RESULT);
-    loop_report(L, f->loop, -1, f->tag == TAG_TASK ? "Task exception was never retrieved"
-                                                   : "Future exception was never retrieved", 1);
-    lua_pop(L, 1);
-  }
-  return 0;
-}
-
 const luaL_Reg future_shared_methods[] = {
   {"done", f_done}, {"cancelled", f_cancelled}, {"result", f_result},
   {"exception", f_exception}, {"add_done_callback", f_add_done_callback},
@@ -380,6 +394,9 @@ const lua_async_api async_api = {
 };
 
 int future_open(lua_State *L, Loop *lp) {
+  luaL_newmetatable(L, REPORTER_MT);
+  lua_pushcfunction(L, reporter_gc); lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
   (void)loop_state_of;
   luaL_newmetatable(L, FUTURE_MT);
   loop_register_mt(L, lp, MT_FUTURE);
@@ -389,7 +406,6 @@ int future_open(lua_State *L, Loop *lp) {
   lua_pushlightuserdata(L, lp);
   luaL_setfuncs(L, future_methods, 1);
   lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, future_gc); lua_setfield(L, -2, "__gc");
   lua_pushlightuserdata(L, lp);
   lua_pushcclosure(L, f_tostring, 1); lua_setfield(L, -2, "__tostring");
   lua_pop(L, 1);

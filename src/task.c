@@ -646,12 +646,6 @@ static int t_tostring(lua_State *L) {
   return 1;
 }
 
-static int task_gc(lua_State *L) {
-  Task *t = lua_touserdata(L, 1);
-  if (t->heap_idx >= 0) heap_remove(t->f.loop, t->heap_idx);
-  return future_gc(L);
-}
-
 static int l_current_task(lua_State *L) {
   Loop *lp = loop_get(L);
   if (!lp->current) return 0;
@@ -744,7 +738,6 @@ int task_open(lua_State *L, Loop *lp) {
   lua_pushlightuserdata(L, lp); luaL_setfuncs(L, future_shared_methods, 1);
   lua_pushlightuserdata(L, lp); luaL_setfuncs(L, task_methods, 1);
   lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, task_gc); lua_setfield(L, -2, "__gc");
   lua_pushlightuserdata(L, lp);
   lua_pushcclosure(L, t_tostring, 1); lua_setfield(L, -2, "__tostring");
   lua_pop(L, 1);
