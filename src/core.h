@@ -68,7 +68,7 @@ struct Loop {
   uv_timer_t *timer;        /* each malloc'd: see loop_gc */
   uv_check_t *check;
   uv_idle_t *idle;
-  int state_ref;            /* registry ref of the loop's table (below) */
+  int slot_ref[16];         /* registry refs of the loop's tables (LS_*, below) */
   struct Ready *rq;         /* ready queue: a ring, see loop.c */
   unsigned rq_head, rq_tail, rq_mask;
   int *lfree;               /* free slots for Lua callbacks in LS_QUEUE */
@@ -97,13 +97,14 @@ void loop_setmetatable(lua_State *L, Loop *lp, int which);
 int  loop_hasmetatable(lua_State *L, Loop *lp, int idx, int which);
 void loop_register_mt(lua_State *L, Loop *lp, int which);  /* the table at -1 */
 
-/* slots of the loop table (registry, state_ref) */
+/* the loop's tables, each held by a registry ref (slot_ref) */
 enum { LS_PENDING = 1, LS_QUEUE, LS_KEEP, LS_UNRETRIEVED, LS_GENTHREADS,
        LS_TRACEBACKS, LS_STRTB, LS_ERRORS, LS_HANDLER, LS_POOL, LS_N = LS_POOL };
 
 /* loop.c */
 Loop *loop_get(lua_State *L);              /* upvalue 1 of every core function */
 void loop_push_slot(lua_State *L, Loop *lp, int slot);
+void loop_set_slot(lua_State *L, Loop *lp, int slot);    /* pops the new value (nil: false) */
 void loop_enqueue(lua_State *L, Loop *lp, int cb, int arg);   /* stack indices */
 void loop_enqueue_task(lua_State *L, Loop *lp, Task *t);
 void loop_enqueue_wake(lua_State *L, Loop *lp, Task *t, Future *f);

@@ -19,9 +19,13 @@
 Loop *loop_get(lua_State *L) { return (Loop *)lua_touserdata(L, lua_upvalueindex(1)); }
 
 void loop_push_slot(lua_State *L, Loop *lp, int slot) {
-  lua_rawgeti(L, LUA_REGISTRYINDEX, lp->state_ref);
-  lua_rawgeti(L, -1, slot);
-  lua_remove(L, -2);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lp->slot_ref[slot]);
+}
+
+/* never nil in a registry ref: a nil there could let luaL_ref reuse it */
+void loop_set_slot(lua_State *L, Loop *lp, int slot) {
+  if (lua_isnil(L, -1)) { lua_pop(L, 1); lua_pushboolean(L, 0); }
+  lua_rawseti(L, LUA_REGISTRYINDEX, lp->slot_ref[slot]);
 }
 
 uint64_t loop_now(Loop *lp) { return uv_now(lp->uv); }
@@ -225,7 +229,7 @@ void loop_report(lua_State *L, Loop *lp, int errindex, const char *what, int ctx
   errindex = lua_absindex(L, errindex);
   if (ctxindex) ctxindex = lua_absindex(L, ctxindex);
   loop_push_slot(L, lp, LS_HANDLER);
-  if (!lua_isnil(L, -1)) {
+  if (lua_toboolean(L, -1)) {
     lua_createtable(L, 0, 3);
     lua_pushstring(L, what); lua_setfield(L, -2, "message");
     lua_pushvalue(L, errindex); lua_setfield(L, -2, "exception");
@@ -458,9 +462,7 @@ static void report_unretrieved(lua_State *L, Loop *lp) {
   lua_newtable(L); lua_newtable(L);
   lua_pushliteral(L, "k"); lua_setfield(L, -2, "__mode");
   lua_setmetatable(L, -2);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, lp->state_ref);
-  lua_insert(L, -2);
-  lua_rawseti(L, -2, LS_UNRETRIEVED);
+  loop_set_slot(L, lp, LS_UNRETRIEVED);
   lua_settop(L, top);
 }
 
@@ -541,9 +543,7 @@ static int l_set_exception_handler(lua_State *L) {
   Loop *lp = loop_get(L);
   if (!lua_isnoneornil(L, 1)) luaL_checktype(L, 1, LUA_TFUNCTION);
   lua_settop(L, 1);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, lp->state_ref);
-  lua_pushvalue(L, 1);
-  lua_rawseti(L, -2, LS_HANDLER);
+  loop_set_slot(L, lp, LS_HANDLER);
   return 0;
 }
 
@@ -551,9 +551,8 @@ static int l_set_exception_handler(lua_State *L) {
 static int l_set_errors(lua_State *L) {
   Loop *lp = loop_get(L);
   luaL_checktype(L, 1, LUA_TTABLE);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, lp->state_ref);
-  lua_pushvalue(L, 1);
-  lua_rawseti(L, -2, LS_ERRORS);
+  lua_settop(L, 1);
+  loop_set_slot(L, lp, LS_ERRORS);
   return 0;
 }
 
@@ -622,17 +621,12 @@ int loop_open(lua_State *L, Loop *lp) {
   }
   lp->LL = lua_newthread(L);
   lua_setfield(L, LUA_REGISTRYINDEX, "lua_async.loopthread");
-  lua_createtable(L, LS_N, 0);
-  lua_newtable(L); lua_rawseti(L, -2, LS_PENDING);
-  lua_newtable(L); lua_rawseti(L, -2, LS_QUEUE);
-  lua_newtable(L); lua_rawseti(L, -2, LS_KEEP);
-  new_weak_table(L, "k"); lua_rawseti(L, -2, LS_UNRETRIEVED);
-  new_weak_table(L, "k"); lua_rawseti(L, -2, LS_GENTHREADS);
-  new_weak_table(L, "k"); lua_rawseti(L, -2, LS_TRACEBACKS);
-  lua_newtable(L); lua_rawseti(L, -2, LS_STRTB);
-  lua_newtable(L); lua_rawseti(L, -2, LS_ERRORS);
-  lua_newtable(L); lua_rawseti(L, -2, LS_POOL);
-  lp->state_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  for (int slot = 1; slot <= LS_N; slot++) {
+    if (slot == LS_UNRETRIEVED || slot == LS_GENTHREADS || slot == LS_TRACEBACKS) new_weak_table(L, "k");
+    else if (slot == LS_HANDLER) lua_pushboolean(L, 0);
+    else lua_newtable(L);
+    lp->slot_ref[slot] = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
   lp->timer = malloc(sizeof *lp->timer);
   lp->check = malloc(sizeof *lp->check);
   lp->idle = malloc(sizeof *lp->idle);

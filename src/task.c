@@ -348,10 +348,7 @@ static int task_msgh(lua_State *L) {
     lua_pop(L, 1);
     if (n > 1024) {
       lua_newtable(L);
-      lua_rawgeti(L, LUA_REGISTRYINDEX, lp->state_ref);
-      lua_insert(L, -2);
-      lua_rawseti(L, -2, LS_STRTB);
-      lua_pop(L, 1);
+      loop_set_slot(L, lp, LS_STRTB);
     } else {
       lua_pushinteger(L, n); lua_setfield(L, -2, "#");
     }
