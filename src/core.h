@@ -87,11 +87,11 @@ struct Loop {
   double slow_threshold;    /* seconds, debug mode */
   int npool;                /* finished threads kept for reuse (LS_POOL) */
   int task_main_ref;        /* the C function every task thread starts in */
-  int mt_ref[4];            /* metatables of Future, Task, coroutine objects */
-  const void *mt_ptr[4];
+  int mt_ref[8];            /* metatables of our userdata, by MT_* */
+  const void *mt_ptr[8];
 };
 
-enum { MT_FUTURE = 0, MT_TASK, MT_CORO, MT_LIBCORO };
+enum { MT_FUTURE = 0, MT_TASK, MT_CORO, MT_LIBCORO, MT_SEM, MT_GUARD, MT_QUEUE };
 /* push the metatable quickly / test an object's metatable */
 void loop_setmetatable(lua_State *L, Loop *lp, int which);
 int  loop_hasmetatable(lua_State *L, Loop *lp, int idx, int which);

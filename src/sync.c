@@ -94,11 +94,19 @@ typedef struct Guard { unsigned char tag, released; } Guard;   /* user value 1: 
 #define GUARD_MT "async.Guard"
 #define QUEUE_MT "async.Queue"
 
-static Sem *sem_check(lua_State *L, int idx) {
-  Sem *s = luaL_testudata(L, idx, SEM_MT);
-  if (!s) luaL_typeerror(L, idx, "Semaphore or Lock");
-  return s;
+/* our userdata, by metatable identity (callers have the loop as upvalue 1) */
+static void *test_ud(lua_State *L, int idx, int which) {
+  void *p = lua_touserdata(L, idx);
+  return p && loop_hasmetatable(L, loop_get(L), idx, which) ? p : NULL;
 }
+
+static void *check_ud(lua_State *L, int idx, int which, const char *what) {
+  void *p = test_ud(L, idx, which);
+  if (!p) luaL_typeerror(L, idx, what);
+  return p;
+}
+
+static Sem *sem_check(lua_State *L, int idx) { return check_ud(L, idx, MT_SEM, "Semaphore or Lock"); }
 
 static int sem_locked_now(lua_State *L, int idx, Sem *s) {
   if (s->kind == K_LOCK || s->value == 0) return s->value == 0;
@@ -127,7 +135,7 @@ static void sem_release_at(lua_State *L, int idx, Sem *s) {
 static int push_guard(lua_State *L, int semidx) {
   Guard *g = lua_newuserdatauv(L, sizeof *g, 1);
   g->tag = TAG_GUARD; g->released = 0;
-  luaL_setmetatable(L, GUARD_MT);
+  loop_setmetatable(L, loop_get(L), MT_GUARD);
   lua_pushvalue(L, semidx);
   lua_setiuservalue(L, -2, 1);
   return 1;
@@ -197,7 +205,7 @@ static int new_sem(lua_State *L, int kind, lua_Integer value) {
                       kind_names[kind], (int)value);
   Sem *s = lua_newuserdatauv(L, sizeof *s, 1);
   s->tag = TAG_SEM; s->kind = (unsigned char)kind; s->value = s->bound = (int)value;
-  luaL_setmetatable(L, SEM_MT);
+  loop_setmetatable(L, loop_get(L), MT_SEM);
   ring_init(L, lua_gettop(L), 1, &s->waiters);
   return 1;
 }
@@ -215,13 +223,13 @@ static int l_bounded(lua_State *L) { return new_sem(L, K_BOUNDED, opt_count(L, "
 static int l_lock(lua_State *L) { return new_sem(L, K_LOCK, 1); }
 
 static int l_islock(lua_State *L) {
-  Sem *s = luaL_testudata(L, 1, SEM_MT);
+  Sem *s = test_ud(L, 1, MT_SEM);
   lua_pushboolean(L, s && s->kind == K_LOCK);
   return 1;
 }
 
 static int guard_release(lua_State *L) {
-  Guard *g = luaL_checkudata(L, 1, GUARD_MT);
+  Guard *g = check_ud(L, 1, MT_GUARD, "semaphore guard");
   if (g->released) return 0;
   g->released = 1;
   lua_getiuservalue(L, 1, 1);
@@ -239,9 +247,7 @@ typedef struct Queue {
   Ring items, getters, putters, joiners;
 } Queue;
 
-static Queue *queue_check(lua_State *L, int idx) {
-  return luaL_checkudata(L, idx, QUEUE_MT);
-}
+static Queue *queue_check(lua_State *L, int idx) { return check_ud(L, idx, MT_QUEUE, "Queue"); }
 
 static int q_full(Queue *q) { return q->maxsize > 0 && ring_len(&q->items) >= q->maxsize; }
 
@@ -413,7 +419,7 @@ static int l_queue(lua_State *L) {
   }
   Queue *q = lua_newuserdatauv(L, sizeof *q, Q_NUV);
   q->tag = TAG_QUEUE; q->shutdown = 0; q->maxsize = (int)maxsize; q->unfinished = 0;
-  luaL_setmetatable(L, QUEUE_MT);
+  loop_setmetatable(L, loop_get(L), MT_QUEUE);
   int qi = lua_gettop(L);
   ring_init(L, qi, Q_ITEMS, &q->items);
   ring_init(L, qi, Q_GETTERS, &q->getters);
@@ -448,22 +454,28 @@ int sync_open(lua_State *L, Loop *lp) {
   };
 
   luaL_newmetatable(L, SEM_MT);
+  loop_register_mt(L, lp, MT_SEM);
   lua_newtable(L);
   lua_pushlightuserdata(L, lp);
   luaL_setfuncs(L, sem_methods, 1);
   set_coro_method(L, lp, "acquire", sem_acquire, acquire_impl);
   lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, sem_tostring); lua_setfield(L, -2, "__tostring");
+  lua_pushlightuserdata(L, lp);
+  lua_pushcclosure(L, sem_tostring, 1); lua_setfield(L, -2, "__tostring");
   lua_pop(L, 1);
 
   luaL_newmetatable(L, GUARD_MT);
+  loop_register_mt(L, lp, MT_GUARD);
   lua_newtable(L);
-  lua_pushcfunction(L, guard_release); lua_setfield(L, -2, "release");
+  lua_pushlightuserdata(L, lp);
+  lua_pushcclosure(L, guard_release, 1); lua_setfield(L, -2, "release");
   lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, guard_release); lua_setfield(L, -2, "__close");
+  lua_pushlightuserdata(L, lp);
+  lua_pushcclosure(L, guard_release, 1); lua_setfield(L, -2, "__close");
   lua_pop(L, 1);
 
   luaL_newmetatable(L, QUEUE_MT);
+  loop_register_mt(L, lp, MT_QUEUE);
   lua_newtable(L);
   lua_pushlightuserdata(L, lp);
   luaL_setfuncs(L, queue_methods, 1);
@@ -471,7 +483,8 @@ int sync_open(lua_State *L, Loop *lp) {
   set_coro_method(L, lp, "put", q_put, put_impl);
   set_coro_method(L, lp, "join", q_join, join_impl);
   lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, q_tostring); lua_setfield(L, -2, "__tostring");
+  lua_pushlightuserdata(L, lp);
+  lua_pushcclosure(L, q_tostring, 1); lua_setfield(L, -2, "__tostring");
   lua_pop(L, 1);
 
   lua_pushlightuserdata(L, lp);
