@@ -45,6 +45,9 @@ struct Task {
   int slot;                 /* index in the loop's table of pending tasks */
   unsigned char started, awaiting, sleeping;
   int nsleepres;            /* values async.sleep gives back */
+  const void *ring_owner;   /* the Semaphore/Queue whose ring it waits in, or NULL */
+  int wait_seq;             /* which wait of this task a ring entry stands for */
+  unsigned char granted;    /* woken by the ring (a slot or item is its turn) */
 };
 
 typedef struct Handle {     /* call_soon / call_later */
@@ -137,6 +140,10 @@ extern const lua_async_api async_api;
 Task *task_new(lua_State *L, Loop *lp, int cidx, int nameidx);
 void coro_push(lua_State *L, int fidx, int nargs, int lib);   /* a coroutine object for fn(args) */
 int  await_future_k(lua_State *L, int fidx, lua_KContext ctx, lua_KFunction k);
+/* wait in a ring of sync.c: push the current task and its wait number (for
+ * the ring entry) and return it; then return task_suspend(...) */
+Task *task_ring_wait(lua_State *L, const void *owner);
+int  task_suspend(lua_State *L, lua_KContext ctx, lua_KFunction k);
 
 /* sync.c */
 int  sync_open(lua_State *L, Loop *lp);

@@ -1,10 +1,10 @@
 /*
  * sync.c - Semaphore, BoundedSemaphore, Lock and Queue (asyncio's rules).
  *
- * Each waiter is a Future in a FIFO ring; whoever frees a slot (release,
- * put, get) completes the first waiter still pending.  A waiter that was
- * cancelled stays in its ring, done, and is skipped when it reaches the
- * head.  `sem:acquire()`, `q:get()`, `q:put(x)` and `q:join()` return
+ * Each waiter is the waiting task itself, in a FIFO ring; whoever frees a
+ * slot (release, put, get) wakes the first task still waiting there.  A
+ * waiter that was cancelled leaves a stale entry, skipped when it reaches
+ * the head.  `sem:acquire()`, `q:get()`, `q:put(x)` and `q:join()` return
  * coroutine objects over the C functions below, so they stay lazy, and the
  * common case (a free slot, an item ready) returns without suspending.
  */
@@ -41,40 +41,65 @@ static void ring_pop(lua_State *L, int ud, int slot, Ring *r) {
   if (r->head == r->tail) r->head = r->tail = 1;   /* keep indices small */
 }
 
-/* drop waiters at the head that are already done (cancelled) */
-static void ring_skip_done(lua_State *L, int ud, int slot, Ring *r) {
+/* Waiter rings hold (task, wait number) pairs: the waiting task itself,
+ * woken directly, with no future between.  An entry is stale once its task
+ * stopped waiting there (cancelled: Task.ring_owner cleared) or waits again
+ * (a newer wait number); stale entries are dropped when they reach the head. */
+static void wring_add(lua_State *L, int ud, int slot, Ring *r, const void *owner) {
+  task_ring_wait(L, owner);                 /* pushes the task and its wait number */
+  lua_getiuservalue(L, ud, slot);
+  lua_insert(L, -3);
+  lua_rawseti(L, -3, r->tail + 1);
+  lua_rawseti(L, -2, r->tail);
+  lua_pop(L, 1);
+  r->tail += 2;
+}
+
+static void wring_drop_head(lua_State *L, int ud, int slot, Ring *r) {
+  lua_getiuservalue(L, ud, slot);
+  lua_pushnil(L); lua_rawseti(L, -2, r->head);
+  lua_pushnil(L); lua_rawseti(L, -2, r->head + 1);
+  lua_pop(L, 1);
+  r->head += 2;
+  if (r->head == r->tail) r->head = r->tail = 1;
+}
+
+/* the first task still waiting in the ring (stale entries dropped), or NULL */
+static Task *wring_head(lua_State *L, int ud, int slot, Ring *r, const void *owner) {
   while (r->head < r->tail) {
     lua_getiuservalue(L, ud, slot);
     lua_rawgeti(L, -1, r->head);
-    Future *f = lua_touserdata(L, -1);
-    lua_pop(L, 2);
-    if (f && f->state == PENDING) return;
-    ring_pop(L, ud, slot, r);
-    lua_pop(L, 1);
+    lua_rawgeti(L, -2, r->head + 1);
+    Task *t = lua_touserdata(L, -2);
+    int seq = (int)lua_tointeger(L, -1);
+    lua_pop(L, 3);
+    if (t && t->ring_owner == owner && t->wait_seq == seq && t->f.state == PENDING) return t;
+    wring_drop_head(L, ud, slot, r);
   }
+  return NULL;
 }
 
-/* complete the first pending waiter; 1 if there was one */
-static int ring_wake(lua_State *L, int ud, int slot, Ring *r) {
-  ring_skip_done(L, ud, slot, r);
-  if (r->head == r->tail) return 0;
-  ring_pop(L, ud, slot, r);
-  future_set_result(L, -1, 0);
-  lua_pop(L, 1);
+/* give the first waiting task its turn; 1 if there was one */
+static int wring_wake(lua_State *L, int ud, int slot, Ring *r, const void *owner) {
+  Task *t = wring_head(L, ud, slot, r, owner);
+  if (!t) return 0;
+  wring_drop_head(L, ud, slot, r);
+  t->ring_owner = NULL;
+  t->granted = 1;
+  loop_enqueue_task(L, loop_get(L), t);
   return 1;
 }
 
-static void ring_wake_all(lua_State *L, int ud, int slot, Ring *r) {
-  while (ring_wake(L, ud, slot, r)) {}
-}
-
-/* A waiter woken with (false, err) leaves its future behind: mark it
- * cancelled (if still pending) so that nobody hands it a turn.  Returns 1 if
- * it had been given a turn it will not use. */
-static int waiter_abandoned(lua_State *L, int fidx) {
-  Future *f = lua_touserdata(L, fidx);
-  if (f->state == PENDING) { future_cancel(L, fidx, 0); return 0; }
-  return f->state == DONE && !f->failed;
+/* after a ring wait: 1 if the task was woken for its turn, else 0 with the
+ * error (a cancellation) pushed; *turn says whether a turn had been granted
+ * (and is now lost, to be passed on) */
+static int ring_wait_outcome(lua_State *L, int okidx, int *turn) {
+  Task *t = loop_get(L)->current;
+  *turn = t->granted;
+  t->granted = 0;
+  if (lua_toboolean(L, okidx)) return 1;
+  lua_pushvalue(L, okidx + 1);
+  return 0;
 }
 
 /* ---- Semaphore, BoundedSemaphore, Lock ---------------------------------- */
@@ -110,17 +135,12 @@ static Sem *sem_check(lua_State *L, int idx) { return check_ud(L, idx, MT_SEM, "
 
 static int sem_locked_now(lua_State *L, int idx, Sem *s) {
   if (s->kind == K_LOCK || s->value == 0) return s->value == 0;
-  ring_skip_done(L, idx, 1, &s->waiters);
-  return ring_len(&s->waiters) > 0;
+  return wring_head(L, idx, 1, &s->waiters, s) != NULL;
 }
 
+/* hand free slots to waiters, first come first served */
 static void sem_wake_while_free(lua_State *L, int idx, Sem *s) {
-  while (s->value > 0) {
-    ring_skip_done(L, idx, 1, &s->waiters);
-    if (ring_len(&s->waiters) == 0) break;
-    s->value--;
-    ring_wake(L, idx, 1, &s->waiters);
-  }
+  while (s->value > 0 && wring_wake(L, idx, 1, &s->waiters, s)) s->value--;
 }
 
 static void sem_release_at(lua_State *L, int idx, Sem *s) {
@@ -141,14 +161,14 @@ static int push_guard(lua_State *L, int semidx) {
   return 1;
 }
 
-/* after waiting: stack = sem, fut, ok, err? */
+/* after waiting: stack = sem, ok, err? */
 static int acquire_k(lua_State *L, int status, lua_KContext ctx) {
   Sem *s = lua_touserdata(L, 1);
+  int turn;
   (void)status; (void)ctx;
-  if (!lua_toboolean(L, 3)) {
-    if (waiter_abandoned(L, 2)) s->value++;        /* pass the turn on */
+  if (!ring_wait_outcome(L, 2, &turn)) {
+    if (turn) s->value++;                          /* pass the turn on */
     sem_wake_while_free(L, 1, s);
-    lua_pushvalue(L, 4);
     return lua_error(L);
   }
   sem_wake_while_free(L, 1, s);
@@ -163,9 +183,8 @@ static int acquire_impl(lua_State *L) {
     s->value--;
     return push_guard(L, 1);
   }
-  future_new(L, loop_get(L));
-  ring_push(L, 1, 1, &s->waiters, 2);
-  return await_future_k(L, 2, 0, acquire_k);
+  wring_add(L, 1, 1, &s->waiters, s);
+  return task_suspend(L, 0, acquire_k);
 }
 
 static int sem_acquire(lua_State *L) {
@@ -258,7 +277,7 @@ static int raise_queue(lua_State *L, const char *cls, const char *msg) {
 static void queue_put_now(lua_State *L, int qi, Queue *q, int v) {
   ring_push(L, qi, Q_ITEMS, &q->items, v);
   q->unfinished++;
-  ring_wake(L, qi, Q_GETTERS, &q->getters);
+  wring_wake(L, qi, Q_GETTERS, &q->getters, q);
 }
 
 static int q_put_nowait(lua_State *L) {
@@ -272,7 +291,7 @@ static int q_put_nowait(lua_State *L) {
 
 static int queue_get_now(lua_State *L, int qi, Queue *q) {
   ring_pop(L, qi, Q_ITEMS, &q->items);
-  ring_wake(L, qi, Q_PUTTERS, &q->putters);
+  wring_wake(L, qi, Q_PUTTERS, &q->putters, q);
   return 1;
 }
 
@@ -285,15 +304,15 @@ static int q_get_nowait(lua_State *L) {
 }
 
 /* get and put wait in a loop: a woken waiter checks again (another task may
- * have taken the item first).  Stack: queue, [item,] then the future. */
+ * have taken the item first).  Stack: queue[, item]. */
 static int get_loop(lua_State *L);
 
 static int get_k(lua_State *L, int status, lua_KContext ctx) {
   Queue *q = lua_touserdata(L, 1);
+  int turn;
   (void)status; (void)ctx;
-  if (!lua_toboolean(L, 3)) {
-    if (waiter_abandoned(L, 2) && ring_len(&q->items) > 0) ring_wake(L, 1, Q_GETTERS, &q->getters);
-    lua_pushvalue(L, 4);
+  if (!ring_wait_outcome(L, 2, &turn)) {
+    if (turn && ring_len(&q->items) > 0) wring_wake(L, 1, Q_GETTERS, &q->getters, q);
     return lua_error(L);
   }
   lua_settop(L, 1);
@@ -304,9 +323,8 @@ static int get_loop(lua_State *L) {
   Queue *q = lua_touserdata(L, 1);
   if (ring_len(&q->items) > 0) return queue_get_now(L, 1, q);
   if (q->shutdown) return raise_queue(L, "QueueShutDown", "the queue is shut down");
-  future_new(L, loop_get(L));
-  ring_push(L, 1, Q_GETTERS, &q->getters, 2);
-  return await_future_k(L, 2, 0, get_k);
+  wring_add(L, 1, Q_GETTERS, &q->getters, q);
+  return task_suspend(L, 0, get_k);
 }
 
 static int get_impl(lua_State *L) {
@@ -318,10 +336,10 @@ static int put_loop(lua_State *L);
 
 static int put_k(lua_State *L, int status, lua_KContext ctx) {
   Queue *q = lua_touserdata(L, 1);
+  int turn;
   (void)status; (void)ctx;
-  if (!lua_toboolean(L, 4)) {
-    if (waiter_abandoned(L, 3) && !q_full(q)) ring_wake(L, 1, Q_PUTTERS, &q->putters);
-    lua_pushvalue(L, 5);
+  if (!ring_wait_outcome(L, 3, &turn)) {
+    if (turn && !q_full(q)) wring_wake(L, 1, Q_PUTTERS, &q->putters, q);
     return lua_error(L);
   }
   lua_settop(L, 2);
@@ -332,9 +350,8 @@ static int put_loop(lua_State *L) {
   Queue *q = lua_touserdata(L, 1);
   if (q->shutdown) return raise_queue(L, "QueueShutDown", "the queue is shut down");
   if (!q_full(q)) { queue_put_now(L, 1, q, 2); return 0; }
-  future_new(L, loop_get(L));
-  ring_push(L, 1, Q_PUTTERS, &q->putters, 3);
-  return await_future_k(L, 3, 0, put_k);
+  wring_add(L, 1, Q_PUTTERS, &q->putters, q);
+  return task_suspend(L, 0, put_k);
 }
 
 static int put_impl(lua_State *L) {
@@ -343,8 +360,9 @@ static int put_impl(lua_State *L) {
 }
 
 static int join_k(lua_State *L, int status, lua_KContext ctx) {
+  int turn;
   (void)status; (void)ctx;
-  if (!lua_toboolean(L, 3)) { lua_pushvalue(L, 4); return lua_error(L); }
+  if (!ring_wait_outcome(L, 2, &turn)) return lua_error(L);
   return 0;
 }
 
@@ -352,9 +370,12 @@ static int join_impl(lua_State *L) {
   Queue *q = lua_touserdata(L, 1);
   lua_settop(L, 1);
   if (q->unfinished == 0) return 0;
-  future_new(L, loop_get(L));
-  ring_push(L, 1, Q_JOINERS, &q->joiners, 2);
-  return await_future_k(L, 2, 0, join_k);
+  wring_add(L, 1, Q_JOINERS, &q->joiners, q);
+  return task_suspend(L, 0, join_k);
+}
+
+static void wring_wake_all(lua_State *L, int ud, int slot, Ring *r, const void *owner) {
+  while (wring_wake(L, ud, slot, r, owner)) {}
 }
 
 /* q:get(), q:put(x), q:join(): coroutine objects over the impls above */
@@ -377,7 +398,7 @@ static int q_put(lua_State *L) {
 static int q_task_done(lua_State *L) {
   Queue *q = queue_check(L, 1);
   if (q->unfinished <= 0) return luaL_error(L, "Queue.task_done() called too many times");
-  if (--q->unfinished == 0) ring_wake_all(L, 1, Q_JOINERS, &q->joiners);
+  if (--q->unfinished == 0) wring_wake_all(L, 1, Q_JOINERS, &q->joiners, q);
   return 0;
 }
 
@@ -390,10 +411,10 @@ static int q_shutdown(lua_State *L) {
       lua_pop(L, 1);
       if (q->unfinished > 0) q->unfinished--;
     }
-    if (q->unfinished == 0) ring_wake_all(L, 1, Q_JOINERS, &q->joiners);
+    if (q->unfinished == 0) wring_wake_all(L, 1, Q_JOINERS, &q->joiners, q);
   }
-  ring_wake_all(L, 1, Q_GETTERS, &q->getters);
-  ring_wake_all(L, 1, Q_PUTTERS, &q->putters);
+  wring_wake_all(L, 1, Q_GETTERS, &q->getters, q);
+  wring_wake_all(L, 1, Q_PUTTERS, &q->putters, q);
   return 0;
 }
 

@@ -187,6 +187,25 @@ static void check_yieldable(lua_State *L, const char *what) {
                   "such as a table.sort or string.gsub callback)", what);
 }
 
+Task *task_ring_wait(lua_State *L, const void *owner) {
+  Loop *lp = loop_get(L);
+  int is_gen;
+  Task *t = await_context(L, lp, "await", &is_gen);
+  check_yieldable(L, "await");
+  t->ring_owner = owner;
+  t->granted = 0;
+  t->wait_seq++;
+  push_task(L, lp, t);
+  lua_pushinteger(L, t->wait_seq);
+  return t;
+}
+
+int task_suspend(lua_State *L, lua_KContext ctx, lua_KFunction k) {
+  int is_gen;
+  Task *t = await_context(L, loop_get(L), "await", &is_gen);
+  return suspend_yield(L, t, is_gen, ctx, k);
+}
+
 /* continuation after a suspension: (true, values...) or (false, err) on top */
 static int resume_k(lua_State *L, int status, lua_KContext base) {
   (void)status;
@@ -583,8 +602,9 @@ static int task_cancel_at(lua_State *L, Loop *lp, int tidx, int msgidx) {
   t->ncancel++;
   if (msgidx) lua_pushvalue(L, msgidx); else lua_pushnil(L);
   lua_setiuservalue(L, tidx, UV_CANCELMSG);
-  if (t->heap_idx >= 0) {                    /* sleeping: wake it now */
-    heap_remove(lp, t->heap_idx);
+  if (t->heap_idx >= 0 || t->ring_owner) {   /* sleeping, or in a sync ring: wake it now */
+    if (t->heap_idx >= 0) heap_remove(lp, t->heap_idx);
+    t->ring_owner = NULL;                    /* its ring entry is stale from now on */
     t->must_cancel = 1;
     loop_enqueue_task(L, lp, t);
     return 1;
