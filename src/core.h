@@ -20,6 +20,11 @@ enum { UV_THREAD = FUTURE_NUV + 1, UV_WAITER, UV_NAME, UV_CORO, TASK_NUV = UV_CO
 
 typedef struct Loop Loop;
 
+/* Indices of a Lua array handed out and taken back (freed ones first). */
+typedef struct Slots { int *free; int nfree, cap, max; } Slots;
+int  slots_take(Slots *s);
+void slots_give(Slots *s, int slot);
+
 typedef struct Future {
   unsigned char tag;
   unsigned char state;
@@ -74,8 +79,7 @@ struct Loop {
   int slot_ref[16];         /* registry refs of the loop's tables (LS_*, below) */
   struct Ready *rq;         /* ready queue: a ring, see loop.c */
   unsigned rq_head, rq_tail, rq_mask;
-  int *lfree;               /* free slots for Lua callbacks in LS_QUEUE */
-  int nlfree, lfree_cap, lmax;
+  Slots cb_slots;           /* for Lua callbacks in LS_QUEUE */
   TimerEntry *heap;
   int heap_n, heap_cap;
   uint64_t seq;
@@ -85,8 +89,7 @@ struct Loop {
   int debug;
   int next_task_id;
   int npending;             /* tasks not yet done */
-  int *free_slots;          /* free indices of the pending table (LS_PENDING) */
-  int nfree, free_cap, max_slot;
+  Slots task_slots;         /* indices of the pending table (LS_PENDING) */
   double slow_threshold;    /* seconds, debug mode */
   int npool;                /* finished threads kept for reuse (LS_POOL) */
   int task_main_ref;        /* the C function every task thread starts in */

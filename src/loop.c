@@ -80,18 +80,18 @@ static void ready_push(lua_State *L, Loop *lp, Task *t, Future *f, int slot) {
   e->t = t; e->f = f; e->slot = slot;
 }
 
-static int lslot_take(Loop *lp) {
-  return lp->nlfree > 0 ? lp->lfree[--lp->nlfree] : ++lp->lmax;
+int slots_take(Slots *s) {
+  return s->nfree > 0 ? s->free[--s->nfree] : ++s->max;
 }
 
-static void lslot_give(Loop *lp, int slot) {
-  if (lp->nlfree == lp->lfree_cap) {
-    int cap = lp->lfree_cap ? lp->lfree_cap * 2 : 64;
-    int *p = realloc(lp->lfree, cap * sizeof *p);
+void slots_give(Slots *s, int slot) {
+  if (s->nfree == s->cap) {
+    int cap = s->cap ? s->cap * 2 : 256;
+    int *p = realloc(s->free, cap * sizeof *p);
     if (!p) return;                                    /* the slot is lost, nothing else */
-    lp->lfree = p; lp->lfree_cap = cap;
+    s->free = p; s->cap = cap;
   }
-  lp->lfree[lp->nlfree++] = slot;
+  s->free[s->nfree++] = slot;
 }
 
 void loop_enqueue(lua_State *L, Loop *lp, int cb, int arg) {
@@ -102,7 +102,7 @@ void loop_enqueue(lua_State *L, Loop *lp, int cb, int arg) {
     return;
   }
   cb = lua_absindex(L, cb); arg = lua_absindex(L, arg);
-  int slot = lslot_take(lp);
+  int slot = slots_take(&lp->cb_slots);
   loop_push_slot(L, lp, LS_QUEUE);
   lua_pushvalue(L, cb);  lua_rawseti(L, -2, 2 * slot - 1);
   lua_pushvalue(L, arg); lua_rawseti(L, -2, 2 * slot);
@@ -294,7 +294,7 @@ static void run_entry(lua_State *L, Loop *lp, Ready e) {
   lua_rawgeti(L, 2, 2 * e.slot - 1); lua_rawgeti(L, 2, 2 * e.slot);
   lua_pushnil(L); lua_rawseti(L, 2, 2 * e.slot - 1);
   lua_pushnil(L); lua_rawseti(L, 2, 2 * e.slot);
-  lslot_give(lp, e.slot);
+  slots_give(&lp->cb_slots, e.slot);
   if (lua_type(L, 3) == LUA_TUSERDATA) {
     unsigned char tag = *(unsigned char *)lua_touserdata(L, 3);
     if (tag == TAG_HANDLE) run_handle(L, lp, 3);
@@ -579,9 +579,9 @@ static int loop_gc(lua_State *L) {
     free(lp->uv);
   }
   free(lp->heap);
-  free(lp->free_slots);
+  free(lp->task_slots.free);
   free(lp->rq);
-  free(lp->lfree);
+  free(lp->cb_slots.free);
   free(lp);
   return 0;
 }

@@ -460,6 +460,21 @@ static void set_coro_method(lua_State *L, Loop *lp, const char *name, lua_CFunct
   lua_setfield(L, -2, name);
 }
 
+/* pushes the metatable and its method table (every function gets the loop
+ * as upvalue 1) */
+static void new_class(lua_State *L, Loop *lp, const char *name, int which, const luaL_Reg *methods,
+                      lua_CFunction tostring, lua_CFunction close) {
+  luaL_newmetatable(L, name);
+  loop_register_mt(L, lp, which);
+  if (tostring) { lua_pushlightuserdata(L, lp); lua_pushcclosure(L, tostring, 1); lua_setfield(L, -2, "__tostring"); }
+  if (close) { lua_pushlightuserdata(L, lp); lua_pushcclosure(L, close, 1); lua_setfield(L, -2, "__close"); }
+  lua_newtable(L);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -3, "__index");
+  lua_pushlightuserdata(L, lp);
+  luaL_setfuncs(L, methods, 1);
+}
+
 int sync_open(lua_State *L, Loop *lp) {
   static const luaL_Reg sem_methods[] = {
     {"release", sem_release}, {"locked", sem_locked}, {"value", sem_value}, {NULL, NULL}
@@ -474,39 +489,20 @@ int sync_open(lua_State *L, Loop *lp) {
     {"Queue", l_queue}, {"islock", l_islock}, {NULL, NULL}
   };
 
-  luaL_newmetatable(L, SEM_MT);
-  loop_register_mt(L, lp, MT_SEM);
-  lua_newtable(L);
-  lua_pushlightuserdata(L, lp);
-  luaL_setfuncs(L, sem_methods, 1);
+  /* each class: metatable with __index (methods), __tostring, __close */
+  new_class(L, lp, SEM_MT, MT_SEM, sem_methods, sem_tostring, NULL);
   set_coro_method(L, lp, "acquire", sem_acquire, acquire_impl);
-  lua_setfield(L, -2, "__index");
-  lua_pushlightuserdata(L, lp);
-  lua_pushcclosure(L, sem_tostring, 1); lua_setfield(L, -2, "__tostring");
-  lua_pop(L, 1);
+  lua_pop(L, 2);
 
-  luaL_newmetatable(L, GUARD_MT);
-  loop_register_mt(L, lp, MT_GUARD);
-  lua_newtable(L);
-  lua_pushlightuserdata(L, lp);
-  lua_pushcclosure(L, guard_release, 1); lua_setfield(L, -2, "release");
-  lua_setfield(L, -2, "__index");
-  lua_pushlightuserdata(L, lp);
-  lua_pushcclosure(L, guard_release, 1); lua_setfield(L, -2, "__close");
-  lua_pop(L, 1);
+  static const luaL_Reg guard_methods[] = { {"release", guard_release}, {NULL, NULL} };
+  new_class(L, lp, GUARD_MT, MT_GUARD, guard_methods, NULL, guard_release);
+  lua_pop(L, 2);
 
-  luaL_newmetatable(L, QUEUE_MT);
-  loop_register_mt(L, lp, MT_QUEUE);
-  lua_newtable(L);
-  lua_pushlightuserdata(L, lp);
-  luaL_setfuncs(L, queue_methods, 1);
+  new_class(L, lp, QUEUE_MT, MT_QUEUE, queue_methods, q_tostring, NULL);
   set_coro_method(L, lp, "get", q_get, get_impl);
   set_coro_method(L, lp, "put", q_put, put_impl);
   set_coro_method(L, lp, "join", q_join, join_impl);
-  lua_setfield(L, -2, "__index");
-  lua_pushlightuserdata(L, lp);
-  lua_pushcclosure(L, q_tostring, 1); lua_setfield(L, -2, "__tostring");
-  lua_pop(L, 1);
+  lua_pop(L, 2);
 
   lua_pushlightuserdata(L, lp);
   luaL_setfuncs(L, funcs, 1);

@@ -125,19 +125,6 @@ void push_task(lua_State *L, Loop *lp, Task *t) {
   lua_remove(L, -2);
 }
 
-static int slot_take(Loop *lp) {
-  return lp->nfree > 0 ? lp->free_slots[--lp->nfree] : ++lp->max_slot;
-}
-
-static void slot_give(Loop *lp, int slot) {
-  if (lp->nfree == lp->free_cap) {
-    int cap = lp->free_cap ? lp->free_cap * 2 : 256;
-    int *p = realloc(lp->free_slots, cap * sizeof *p);
-    if (!p) return;                          /* the slot is lost, nothing else */
-    lp->free_slots = p; lp->free_cap = cap;
-  }
-  lp->free_slots[lp->nfree++] = slot;
-}
 
 Task *task_test(lua_State *L, int idx) {
   Future *f = future_test(L, idx);
@@ -451,7 +438,7 @@ static void task_finished(lua_State *L, Loop *lp, int tidx, Task *t, lua_State *
   loop_push_slot(L, lp, LS_PENDING);
   lua_pushnil(L); lua_rawseti(L, -2, t->slot);
   lua_pop(L, 1);
-  slot_give(lp, t->slot);
+  slots_give(&lp->task_slots, t->slot);
   lp->npending--;
 }
 
@@ -573,7 +560,7 @@ Task *task_new(lua_State *L, Loop *lp, int cidx, int nameidx) {
    * no stack, and a finished task's thread serves the next one */
   lua_pushvalue(L, cidx);
   lua_setiuservalue(L, tidx, UV_CORO);
-  t->slot = slot_take(lp);
+  t->slot = slots_take(&lp->task_slots);
   loop_push_slot(L, lp, LS_PENDING);
   lua_pushvalue(L, tidx); lua_rawseti(L, -2, t->slot);
   lua_pop(L, 1);
