@@ -37,24 +37,31 @@ $(BUILD)/host: spec/host/host.c include/lua_async.h
 	@mkdir -p $(BUILD)
 	$(CC) $(CFLAGS) -o $@ $< $(shell pkg-config --libs $(PKGS)) -lm
 
+# a C module using the published C API (spec/capi_spec.lua)
+$(BUILD)/capi_test.so: spec/host/capi_test.c include/lua_async.h
+	@mkdir -p $(BUILD)
+	$(CC) $(CFLAGS) $(LIBFLAG) -o $@ $< $(LDLIBS)
+
 deps:
 	@tools/deps.sh
 
 demo: deps all
 	@$(LUA) examples/demo.lua
 
-test: deps all $(BUILD)/host
+TEST_BINS := $(BUILD)/host $(BUILD)/capi_test.so
+
+test: deps all $(TEST_BINS)
 	@tools/run-tests.sh
 
 sanitize: deps
 	$(MAKE) clean
-	$(MAKE) all $(BUILD)/host OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
+	$(MAKE) all $(TEST_BINS) OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
 	ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$(CURDIR)/tools/lsan.supp \
 	  LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
 	  SANITIZED=1 tools/run-tests.sh
 	$(MAKE) clean
 
-valgrind: deps all $(BUILD)/host
+valgrind: deps all $(TEST_BINS)
 	VALGRIND=1 tools/run-tests.sh
 
 bench: deps all

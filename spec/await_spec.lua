@@ -108,6 +108,20 @@ describe("async functions and coroutine objects", function()
     assert.matches("created at .-:4", out)
   end)
 
+  it("in debug mode, the warning carries the creation traceback", function()
+    local out = H.lua([[
+      local async = require "async"
+      async.set_debug(true)
+      local f = async(function() end)
+      local function make() return f() end
+      local co = make()
+      co = nil
+      collectgarbage(); collectgarbage()
+    ]])
+    assert.matches("was never awaited; created at stack traceback", out)
+    assert.matches("in local 'make'", out)
+  end)
+
   it("does not warn for coroutine objects that were awaited or scheduled", function()
     local out = H.lua([[
       local async = require "async"

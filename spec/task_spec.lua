@@ -181,6 +181,23 @@ describe("errors nobody retrieved", function()
     assert.matches("stack traceback", out)
   end)
 
+  it("are reported when the task is collected, while the loop runs", function()
+    local out = H.lua([[
+      local async = require "async"
+      async.run(function()
+        async.spawn(function() error("collected error") end)
+        async.await(async.sleep(0.01))
+        collectgarbage(); collectgarbage()
+        io.stderr:write("after collect\n")
+      end)
+    ]])
+    local report = out:find("Task exception was never retrieved", 1, true)
+    local after = out:find("after collect", 1, true)
+    assert.is_truthy(report); assert.is_truthy(after)
+    assert.is_true(report < after)
+    assert.matches("collected error", out)
+  end)
+
   it("are not reported once retrieved", function()
     local out = H.lua([[
       local async = require "async"

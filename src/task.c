@@ -52,7 +52,10 @@ void coro_push(lua_State *L, int fidx, int nargs, int lib) {
   loop_setmetatable(L, lp, lib && !lp->debug ? MT_LIBCORO : MT_CORO);
   lua_pushvalue(L, fidx); lua_setiuservalue(L, -2, 1);
   for (int i = 1; i <= nargs; i++) { lua_pushvalue(L, fidx + i); lua_setiuservalue(L, -2, i + 2); }
-  if ((!lib || lp->debug) && lua_getstack(L, 1, &ar) && lua_getinfo(L, "fl", &ar)) {
+  if (lp->debug) {                          /* debug mode: the whole creation traceback */
+    luaL_traceback(L, L, NULL, 1);
+    lua_setiuservalue(L, -2, 2);
+  } else if (!lib && lua_getstack(L, 1, &ar) && lua_getinfo(L, "fl", &ar)) {
     c->line = ar.currentline;               /* the creating function, for the warning */
     lua_setiuservalue(L, -2, 2);
   }
@@ -100,7 +103,9 @@ static int coro_gc(lua_State *L) {
     else lua_pushfstring(L, "function defined at %s:%d", ar.short_src, ar.linedefined);
     def = lua_tostring(L, -1);
   }
-  if (lua_getiuservalue(L, 1, 2) == LUA_TFUNCTION && lua_getinfo(L, ">S", &ar)) {
+  int kind = lua_getiuservalue(L, 1, 2);
+  if (kind == LUA_TSTRING) at = lua_tostring(L, -1);           /* debug mode's traceback */
+  else if (kind == LUA_TFUNCTION && lua_getinfo(L, ">S", &ar)) {
     lua_pushfstring(L, "%s:%d", ar.short_src, c->line); at = lua_tostring(L, -1);
   }
   lua_pushfstring(L, "coroutine (%s) was never awaited; created at %s", def, at);
