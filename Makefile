@@ -21,9 +21,19 @@ LUA_CDIR  ?= /usr/local/lib/lua/5.4
 ASYNC_SRC := lua_async.c src/loop.c src/future.c src/task.c src/combinators.c src/sync.c
 ASYNC_HDR := include/lua_async.h src/core.h $(BUILD)/prelude.h
 
+VDB_SRC   := vdb.c src/vdb/store.c src/vdb/filter.c
+VDB_HDR   := include/lua_async.h src/vdb/store.h src/vdb/filter.h $(BUILD)/vdb_prelude.h
+
 .PHONY: all deps demo test sanitize valgrind bench install install-lib clean
 
-all: async.so
+all: async.so vdb.so
+
+$(BUILD)/vdb_prelude.h: src/vdb/prelude.lua tools/embed.lua
+	@mkdir -p $(BUILD)
+	$(LUA) tools/embed.lua vdb_prelude $< > $@
+
+vdb.so: $(VDB_SRC) $(VDB_HDR)
+	$(CC) $(CFLAGS) -O3 $(LIBFLAG) -o $@ $(VDB_SRC) $(LDLIBS) -lm
 
 $(BUILD)/prelude.h: src/prelude.lua tools/embed.lua
 	@mkdir -p $(BUILD)
@@ -74,6 +84,7 @@ install: install-lib
 install-lib: all
 	install -d $(DESTDIR)$(LUA_CDIR)
 	install -m 0755 async.so $(DESTDIR)$(LUA_CDIR)/async.so
+	install -m 0755 vdb.so $(DESTDIR)$(LUA_CDIR)/vdb.so
 
 clean:
 	rm -rf $(BUILD) async.so vdb.so

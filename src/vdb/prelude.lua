@@ -1,0 +1,311 @@
+-- vdb/prelude.lua: the Lua-facing objects of `vdb` over its C core (vdb.c).
+--
+-- Every operation returns a coroutine object: nothing happens until it is
+-- awaited.  Arguments are validated in C before any work is queued, so a
+-- rejected call changes nothing.
+local core = ...
+local async = require "async"
+local await = async.await
+
+local vdb = {}
+
+---------------------------------------------------------------------------
+-- errors
+---------------------------------------------------------------------------
+
+local Error = async.class("vdb.Error", async.Error)
+Error.__tostring = function(e)
+  return ("vdb.Error(%s): %s"):format(tostring(e.code), tostring(e.message))
+end
+vdb.Error = Error
+
+local function new_error(code, message, status)
+  return Error(message, { code = code, status = status })
+end
+core.set_errors(new_error)
+
+local function fail(code, fmt, ...)
+  error(new_error(code, fmt:format(...)), 0)
+end
+
+---------------------------------------------------------------------------
+-- databases
+---------------------------------------------------------------------------
+
+local METRICS = { l2 = 0, cosine = 1, ip = 2 }
+
+local Database = {}
+Database.__index = Database
+
+local function begin(db)
+  if db.closed then fail("closed", "the database is disconnected") end
+  db.inflight = db.inflight + 1
+  db.idle:clear()
+end
+
+local function finish(db)
+  db.inflight = db.inflight - 1
+  if db.inflight == 0 then db.idle:set() end
+end
+
+-- run one C operation for db: validate and queue (f returns a future), await
+local function run(db, f, ...)
+  begin(db)
+  local ok, r = pcall(f, ...)
+  if ok then ok, r = pcall(await, r) end
+  finish(db)
+  if not ok then error(r, 0) end
+  return r
+end
+
+function vdb.connect(url, opts)
+  if url ~= nil and type(url) ~= "string" then
+    error(("bad argument #1 to 'connect' (string expected, got %s)"):format(type(url)), 2)
+  end
+  if opts ~= nil and type(opts) ~= "table" then
+    error(("bad argument #2 to 'connect' (table expected, got %s)"):format(type(opts)), 2)
+  end
+  return async.fn(function()
+    url = url or "memory:"
+    if url == "memory:" then
+      local idle = async.Event()
+      idle:set()
+      return setmetatable({ url = url, cols = {}, inflight = 0, closed = false, idle = idle }, Database)
+    elseif url:match("^file:") then
+      fail("invalid_argument", "file: storage is not available yet in this version (use memory:)")
+    elseif url:match("^https?://") then
+      fail("unavailable", "the Chroma server backend is not available yet in this version")
+    end
+    fail("invalid_argument", "unknown URL %q (expected memory:, file:PATH or http://HOST:PORT)", url)
+  end)()
+end
+
+local Collection = {}
+Collection.__index = Collection
+
+local function check_name(name)
+  if type(name) ~= "string" or name == "" then
+    fail("invalid_argument", "a collection name must be a non-empty string, got %s", type(name))
+  end
+end
+
+Database.collection = async.fn(function(self, name, opts)
+  if self.closed then fail("closed", "the database is disconnected") end
+  check_name(name)
+  opts = opts or {}
+  local metric = opts.metric or "l2"
+  if METRICS[metric] == nil then
+    fail("invalid_argument", "metric must be \"l2\", \"cosine\" or \"ip\", got %s", tostring(metric))
+  end
+  local dim = opts.dim
+  if dim ~= nil and (math.type(dim) ~= "integer" or dim <= 0) then
+    fail("invalid_argument", "dim must be a positive integer, got %s", tostring(dim))
+  end
+  local col = self.cols[name]
+  if col then
+    if opts.metric and opts.metric ~= col.metric then
+      fail("invalid_argument", "collection %q uses metric %s, not %s", name, col.metric, metric)
+    end
+    local have = core.dim(col.h)
+    if dim and have ~= 0 and dim ~= have then
+      fail("dimension_mismatch", "collection %q has %d dimensions, not %d", name, have, dim)
+    end
+    return col
+  end
+  col = setmetatable({ db = self, name = name, metric = metric,
+                       h = core.new_collection(name, dim or 0, METRICS[metric]) }, Collection)
+  self.cols[name] = col
+  return col
+end)
+
+Database.collections = async.fn(function(self)
+  if self.closed then fail("closed", "the database is disconnected") end
+  local names = {}
+  for name in pairs(self.cols) do names[#names + 1] = name end
+  table.sort(names)
+  return names
+end)
+
+Database.drop = async.fn(function(self, name)
+  if self.closed then fail("closed", "the database is disconnected") end
+  check_name(name)
+  if not self.cols[name] then fail("not_found", "no collection %q", name) end
+  self.cols[name].dropped = true
+  self.cols[name] = nil
+  return true
+end)
+
+Database.disconnect = async.fn(function(self)
+  self.closed = true
+  if self.inflight > 0 then await(self.idle:wait()) end
+  return true
+end)
+
+Database.__close = function(self)
+  await(self:disconnect())
+end
+
+-- the tutorial's shortcuts: the "default" collection
+for _, m in ipairs { "insert", "batch_insert", "upsert", "search", "batch_search", "get", "delete", "count" } do
+  Database[m] = async.fn(function(self, ...)
+    local col = await(self:collection("default"))
+    return await(col[m](col, ...))
+  end)
+end
+
+---------------------------------------------------------------------------
+-- collections
+---------------------------------------------------------------------------
+
+local function live(col)
+  if col.dropped then fail("not_found", "collection %q was dropped", col.name) end
+  return col.db
+end
+
+Collection.insert = async.fn(function(self, id, vector, metadata, document)
+  run(live(self), core.put, self.h, { id }, { vector }, { metadata }, { document }, 1, false)
+  return true
+end)
+
+-- the three shapes of a batch, as columns
+local function columns(items)
+  if type(items) ~= "table" then
+    fail("invalid_argument", "a batch must be a table, got %s", type(items))
+  end
+  if items.ids ~= nil or items.vectors ~= nil then
+    local ids, vectors = items.ids, items.vectors
+    if type(ids) ~= "table" or type(vectors) ~= "table" or #ids ~= #vectors then
+      fail("invalid_argument", "columns need ids and vectors lists of the same length")
+    end
+    return ids, vectors, items.metadatas or {}, items.documents or {}, #ids
+  end
+  local ids, vectors, metas, docs = {}, {}, {}, {}
+  if items[1] ~= nil then                       -- a list of records
+    for i, r in ipairs(items) do
+      if type(r) ~= "table" then fail("invalid_argument", "record %d: a record must be a table", i) end
+      ids[i], vectors[i], metas[i], docs[i] = r.id, r.vector, r.metadata, r.document
+    end
+    return ids, vectors, metas, docs, #items
+  end
+  for id in pairs(items) do                      -- the tutorial's {[id] = vector}
+    if type(id) ~= "string" then
+      fail("invalid_argument", "in a {[id] = vector} batch every key must be a string id, got %s", type(id))
+    end
+    ids[#ids + 1] = id
+  end
+  table.sort(ids)
+  for i, id in ipairs(ids) do vectors[i] = items[id] end
+  return ids, vectors, metas, docs, #ids
+end
+
+local function put(self, items, upsert)
+  local ids, vectors, metas, docs, n = columns(items)
+  if n == 0 then live(self); return 0 end
+  return run(live(self), core.put, self.h, ids, vectors, metas, docs, n, upsert)
+end
+
+Collection.batch_insert = async.fn(function(self, items) return put(self, items, false) end)
+Collection.upsert = async.fn(function(self, items) return put(self, items, true) end)
+
+-- get(ids) or get{ids=, where=, limit=, offset=}
+local function selector(arg, what)
+  if type(arg) ~= "table" then
+    fail("invalid_argument", "%s takes a list of ids or an options table, got %s", what, type(arg))
+  end
+  if arg[1] ~= nil then return arg, nil, nil, nil end
+  return arg.ids, arg.where, arg.limit, arg.offset
+end
+
+Collection.get = async.fn(function(self, arg)
+  local ids, where, limit, offset = selector(arg or {}, "get")
+  return run(live(self), core.get, self.h, ids, where, limit, offset, true)
+end)
+
+Collection.delete = async.fn(function(self, arg)
+  local ids, where = selector(arg, "delete")
+  return run(live(self), core.delete, self.h, ids, where)
+end)
+
+Collection.count = async.fn(function(self)
+  return run(live(self), core.count, self.h)
+end)
+
+-- k_or_opts: a number, or {top_k=, where=, include=}
+local function search_opts(k_or_opts)
+  local k, where, include = 10, nil, nil
+  if type(k_or_opts) == "number" then
+    k = k_or_opts
+  elseif type(k_or_opts) == "table" then
+    k, where, include = k_or_opts.top_k or 10, k_or_opts.where, k_or_opts.include
+  elseif k_or_opts ~= nil then
+    fail("invalid_argument", "search takes a top-k number or an options table, got %s", type(k_or_opts))
+  end
+  if math.type(k) ~= "integer" then
+    if math.type(k) == "float" and k == math.floor(k) then k = math.tointeger(k)
+    else fail("invalid_argument", "top_k must be a non-negative integer, got %s", tostring(k)) end
+  end
+  local meta, doc, vec = true, true, false
+  if include ~= nil then
+    if type(include) ~= "table" then fail("invalid_argument", "include must be a list") end
+    meta, doc = false, false
+    for _, name in ipairs(include) do
+      if name == "metadata" or name == "metadatas" then meta = true
+      elseif name == "document" or name == "documents" then doc = true
+      elseif name == "vector" or name == "vectors" or name == "embeddings" then vec = true
+      elseif name ~= "distances" then fail("invalid_argument", "include: unknown field %s", tostring(name)) end
+    end
+  end
+  return k, where, meta, doc, vec
+end
+
+Collection.search = async.fn(function(self, query, k_or_opts)
+  local k, where, meta, doc, vec = search_opts(k_or_opts)
+  return run(live(self), core.search, self.h, { query }, k, where, meta, doc, vec)[1]
+end)
+
+-- queries spread over the thread pool in a few slices, searched at once
+local SLICES = 4
+
+Collection.batch_search = async.fn(function(self, queries, k_or_opts)
+  if type(queries) ~= "table" then
+    fail("invalid_argument", "batch_search takes a list of query vectors, got %s", type(queries))
+  end
+  local k, where, meta, doc, vec = search_opts(k_or_opts)
+  local n = #queries
+  if n == 0 then return {} end
+  local db = live(self)
+  local slices, per = {}, math.ceil(n / math.min(SLICES, n))
+  for from = 1, n, per do
+    slices[#slices + 1] = table.move(queries, from, math.min(from + per - 1, n), 1, {})
+  end
+  local parts = {}
+  for i, slice in ipairs(slices) do
+    parts[i] = async.fn(function() return run(db, core.search, self.h, slice, k, where, meta, doc, vec) end)()
+  end
+  local results, out = await(async.gather(parts)), {}
+  for _, part in ipairs(results) do
+    for _, hits in ipairs(part) do out[#out + 1] = hits end
+  end
+  return out
+end)
+
+-- for rec in col:scan{batch_size=, where=} do ... end
+function Collection:scan(opts)
+  opts = opts or {}
+  local size = opts.batch_size or 100
+  if math.type(size) ~= "integer" or size <= 0 then
+    fail("invalid_argument", "batch_size must be a positive integer, got %s", tostring(size))
+  end
+  local where = opts.where
+  return async.generator(function(yield)
+    local offset = 0
+    while true do
+      local page = run(live(self), core.get, self.h, nil, where, size, offset, true)
+      for _, rec in ipairs(page) do yield(rec) end
+      if #page < size then return end
+      offset = offset + size
+    end
+  end)()
+end
+
+return vdb

@@ -1,0 +1,234 @@
+/* store.c - records, the id map, distances and exact top-k search. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "store.h"
+
+#define DELETED SIZE_MAX
+
+static uint64_t hash_str(const char *s) {        /* FNV-1a */
+  uint64_t h = 1469598103934665603ull;
+  for (; *s; s++) { h ^= (unsigned char)*s; h *= 1099511628211ull; }
+  return h;
+}
+
+Collection *store_new(const char *name, int dim, int metric) {
+  Collection *c = calloc(1, sizeof *c);
+  if (!c) return NULL;
+  c->name = strdup(name);
+  c->dim = dim;
+  c->metric = metric;
+  pthread_rwlock_init(&c->lock, NULL);
+  return c;
+}
+
+void meta_free(Meta *m) {
+  for (int i = 0; i < m->n; i++) { free(m->kv[i].key); free(m->kv[i].str); }
+  free(m->kv);
+  m->kv = NULL; m->n = 0;
+}
+
+int meta_copy(Meta *dst, const Meta *src) {
+  dst->n = 0; dst->kv = NULL;
+  if (src->n == 0) return 0;
+  dst->kv = calloc((size_t)src->n, sizeof *dst->kv);
+  if (!dst->kv) return -1;
+  for (int i = 0; i < src->n; i++) {
+    dst->kv[i] = src->kv[i];
+    dst->kv[i].key = strdup(src->kv[i].key);
+    dst->kv[i].str = src->kv[i].str ? strdup(src->kv[i].str) : NULL;
+    dst->n = i + 1;
+  }
+  return 0;
+}
+
+static void record_free(Record *r) {
+  free(r->id); free(r->doc); meta_free(&r->meta);
+}
+
+void store_free(Collection *c) {
+  if (!c) return;
+  for (size_t i = 0; i < c->n; i++) record_free(&c->recs[i]);
+  free(c->recs); free(c->vecs); free(c->slots); free(c->name);
+  pthread_rwlock_destroy(&c->lock);
+  free(c);
+}
+
+void batch_free(Batch *b) {
+  if (!b) return;
+  for (int i = 0; i < b->n; i++) {
+    if (b->ids) free(b->ids[i]);
+    if (b->docs) free(b->docs[i]);
+    if (b->metas) meta_free(&b->metas[i]);
+  }
+  free(b->ids); free(b->docs); free(b->metas); free(b->vecs);
+  free(b);
+}
+
+/* ---- the id map --------------------------------------------------------- */
+
+static size_t *slot_for(const Collection *c, const char *id, int for_insert) {
+  if (c->nslots == 0) return NULL;
+  size_t mask = c->nslots - 1, i = hash_str(id) & mask, *tomb = NULL;
+  for (;;) {
+    size_t *s = &c->slots[i];
+    if (*s == 0) return for_insert && tomb ? tomb : (for_insert ? s : NULL);
+    if (*s == DELETED) { if (!tomb) tomb = s; }
+    else if (strcmp(c->recs[*s - 1].id, id) == 0) return s;
+    i = (i + 1) & mask;
+  }
+}
+
+long store_find(const Collection *c, const char *id) {
+  size_t *s = slot_for(c, id, 0);
+  return s ? (long)(*s - 1) : -1;
+}
+
+static int map_rebuild(Collection *c, size_t want) {
+  size_t n = 16;
+  while (n < want * 2) n *= 2;
+  size_t *slots = calloc(n, sizeof *slots);
+  if (!slots) return -1;
+  free(c->slots);
+  c->slots = slots; c->nslots = n; c->used = 0;
+  for (size_t i = 0; i < c->n; i++) {
+    size_t *s = slot_for(c, c->recs[i].id, 1);
+    *s = i + 1;
+    c->used++;
+  }
+  return 0;
+}
+
+static int reserve(Collection *c, size_t more) {
+  size_t need = c->n + more;
+  if (need > c->cap) {
+    size_t cap = c->cap ? c->cap : 64;
+    while (cap < need) cap *= 2;
+    float *v = realloc(c->vecs, cap * (size_t)c->dim * sizeof *v);
+    if (!v) return -1;
+    c->vecs = v;
+    Record *r = realloc(c->recs, cap * sizeof *r);
+    if (!r) return -1;
+    c->recs = r;
+    c->cap = cap;
+  }
+  if ((c->used + more) * 2 > c->nslots) return map_rebuild(c, c->n + more);
+  return 0;
+}
+
+void store_normalize(float *v, int dim) {
+  double s = 0;
+  for (int j = 0; j < dim; j++) s += (double)v[j] * v[j];
+  if (s > 0) {
+    float inv = (float)(1.0 / sqrt(s));
+    for (int j = 0; j < dim; j++) v[j] *= inv;
+  }
+}
+
+/* Moves the batch's records into the collection (the batch keeps empty
+ * shells).  Returns the number written, or -(i + 1) when record i exists and
+ * upsert is off (then nothing was written), or -(n + 1) when out of memory. */
+long store_put(Collection *c, Batch *b, int upsert) {
+  if (!upsert)
+    for (int i = 0; i < b->n; i++)
+      if (store_find(c, b->ids[i]) >= 0) return -(long)i - 1;
+  if (reserve(c, (size_t)b->n) != 0) return -(long)b->n - 1;
+  for (int i = 0; i < b->n; i++) {
+    float *src = b->vecs + (size_t)i * b->dim;
+    if (c->metric == METRIC_COSINE) store_normalize(src, b->dim);
+    size_t *s = slot_for(c, b->ids[i], 1);
+    size_t at;
+    if (*s != 0 && *s != DELETED) {             /* upsert of an existing id */
+      at = *s - 1;
+      record_free(&c->recs[at]);
+    } else {
+      at = c->n++;
+      if (*s == 0) c->used++;
+      *s = at + 1;
+    }
+    memcpy(c->vecs + at * (size_t)c->dim, src, (size_t)c->dim * sizeof(float));
+    c->recs[at].id = b->ids[i]; b->ids[i] = NULL;
+    c->recs[at].doc = b->docs[i]; b->docs[i] = NULL;
+    c->recs[at].meta = b->metas[i]; b->metas[i].n = 0; b->metas[i].kv = NULL;
+  }
+  return b->n;
+}
+
+/* delete record i: the last record moves into its place */
+int store_delete_index(Collection *c, size_t i) {
+  size_t *s = slot_for(c, c->recs[i].id, 0);
+  if (s) *s = DELETED;
+  record_free(&c->recs[i]);
+  size_t last = c->n - 1;
+  if (i != last) {
+    c->recs[i] = c->recs[last];
+    memcpy(c->vecs + i * (size_t)c->dim, c->vecs + last * (size_t)c->dim, (size_t)c->dim * sizeof(float));
+    size_t *m = slot_for(c, c->recs[i].id, 0);
+    if (m) *m = i + 1;
+  }
+  c->n--;
+  return 0;
+}
+
+/* ---- distances and top-k ------------------------------------------------ */
+
+/* Plain loops that compilers vectorise; Chroma's definitions:
+ * l2 = squared Euclidean, ip = 1 - q.x, cosine = 1 - q.x on normalised data. */
+static float l2sq(const float *a, const float *b, int d) {
+  float s = 0;
+  for (int j = 0; j < d; j++) { float t = a[j] - b[j]; s += t * t; }
+  return s;
+}
+
+static float dot(const float *a, const float *b, int d) {
+  float s = 0;
+  for (int j = 0; j < d; j++) s += a[j] * b[j];
+  return s;
+}
+
+float store_distance(const Collection *c, const float *q, size_t i) {
+  const float *x = c->vecs + i * (size_t)c->dim;
+  if (c->metric == METRIC_L2) return l2sq(q, x, c->dim);
+  return 1.0f - dot(q, x, c->dim);
+}
+
+/* a max-heap of the k best so far: the worst on top */
+static void heap_down(Hit *h, size_t n, size_t i) {
+  for (;;) {
+    size_t l = 2 * i + 1, m = i;
+    if (l < n && h[l].distance > h[m].distance) m = l;
+    if (l + 1 < n && h[l + 1].distance > h[m].distance) m = l + 1;
+    if (m == i) return;
+    Hit t = h[i]; h[i] = h[m]; h[m] = t;
+    i = m;
+  }
+}
+
+static void heap_up(Hit *h, size_t i) {
+  while (i > 0) {
+    size_t p = (i - 1) / 2;
+    if (h[p].distance >= h[i].distance) return;
+    Hit t = h[i]; h[i] = h[p]; h[p] = t;
+    i = p;
+  }
+}
+
+static int hit_cmp(const void *a, const void *b) {
+  const Hit *x = a, *y = b;
+  if (x->distance < y->distance) return -1;
+  if (x->distance > y->distance) return 1;
+  return x->index < y->index ? -1 : x->index > y->index;
+}
+
+size_t store_search(const Collection *c, const float *q, size_t k, const Filter *f, Hit *hits) {
+  size_t n = 0;
+  if (k == 0) return 0;
+  for (size_t i = 0; i < c->n; i++) {
+    if (f && !filter_match(f, &c->recs[i].meta)) continue;
+    float d = store_distance(c, q, i);
+    if (n < k) { hits[n].index = i; hits[n].distance = d; heap_up(hits, n++); }
+    else if (d < hits[0].distance) { hits[0].index = i; hits[0].distance = d; heap_down(hits, n, 0); }
+  }
+  qsort(hits, n, sizeof *hits, hit_cmp);
+  return n;
+}

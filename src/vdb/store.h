@@ -1,0 +1,83 @@
+/* store.h - the embedded vector store: plain C data, no Lua.
+ *
+ * A collection keeps its vectors in one contiguous float32 array (cosine
+ * vectors are normalised on insert, as Chroma does), ids in an open
+ * addressing hash map, flat metadata as tagged C values.  Every function
+ * here runs on libuv's thread pool under the collection's lock (readers
+ * share it, writers own it); nothing here touches a lua_State. */
+#ifndef VDB_STORE_H
+#define VDB_STORE_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum { METRIC_L2 = 0, METRIC_COSINE, METRIC_IP };
+enum { MV_STR = 0, MV_NUM, MV_BOOL };
+
+typedef struct MetaKV {
+  char *key;
+  int type;
+  double num;                /* MV_NUM, MV_BOOL (0/1) */
+  char *str;                 /* MV_STR */
+} MetaKV;
+
+typedef struct Meta { int n; MetaKV *kv; } Meta;
+
+typedef struct Record {
+  char *id;
+  Meta meta;
+  char *doc;                 /* or NULL */
+} Record;
+
+typedef struct Filter Filter;   /* filter.c */
+
+typedef struct Collection {
+  char *name;
+  int dim;                   /* 0 until the first insert */
+  int metric;
+  float *vecs;               /* n x dim */
+  Record *recs;
+  size_t n, cap;
+  size_t *slots;             /* hash map id -> index + 1 (0: empty, SIZE_MAX: deleted) */
+  size_t nslots, used;
+  pthread_rwlock_t lock;
+  int refs;                  /* Lua handles and operations in flight (loop thread only) */
+} Collection;
+
+/* a batch of records to insert, validated on the loop thread */
+typedef struct Batch {
+  int n, dim;
+  char **ids;
+  float *vecs;               /* n x dim */
+  Meta *metas;               /* n, each possibly empty */
+  char **docs;               /* n, each possibly NULL */
+} Batch;
+
+typedef struct Hit { size_t index; float distance; } Hit;
+
+Collection *store_new(const char *name, int dim, int metric);
+void store_free(Collection *c);
+void batch_free(Batch *b);
+void meta_free(Meta *m);
+int  meta_copy(Meta *dst, const Meta *src);
+
+/* writers (caller holds the write lock) */
+long store_find(const Collection *c, const char *id);     /* index or -1 */
+/* insert (upsert = 0: any existing id fails the whole batch, returning the
+ * index of the first such record + 1 as a negative number) */
+long store_put(Collection *c, Batch *b, int upsert);
+int  store_delete_index(Collection *c, size_t i);
+
+/* readers (caller holds at least the read lock) */
+float store_distance(const Collection *c, const float *q, size_t i);
+/* top-k by ascending distance among records passing f (NULL: all);
+ * fills hits (capacity k), returns how many */
+size_t store_search(const Collection *c, const float *q, size_t k, const Filter *f, Hit *hits);
+void store_normalize(float *v, int dim);
+
+/* filter.c */
+int filter_match(const Filter *f, const Meta *m);
+void filter_free(Filter *f);
+
+#endif

@@ -1,0 +1,616 @@
+/*
+ * vdb.c - luaopen_vdb: the embedded vector store's Lua bindings.
+ *
+ * Arguments are parsed and validated here, on the loop thread, into plain C
+ * data (src/vdb/store.h); the work then runs on libuv's thread pool under
+ * the collection's lock, and its future (from the C API that `async`
+ * publishes) is settled in the after-work callback.  src/vdb/prelude.lua
+ * builds the Lua-facing objects (databases, collections, errors) on top.
+ */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <lua.h>
+#include <lauxlib.h>
+#include "include/lua_async.h"
+#include "src/vdb/store.h"
+#include "src/vdb/filter.h"
+#include "vdb_prelude.h"      /* generated: const char vdb_prelude[] */
+
+#define COLL_MT "vdb.collection"
+#define ERRORS_KEY "vdb.errors"
+
+typedef struct Handle { Collection *c; } Handle;
+
+/* ---- errors: vdb.Error instances made by the prelude -------------------- */
+
+static void push_vdb_error(lua_State *L, const char *code, const char *msg) {
+  lua_getfield(L, LUA_REGISTRYINDEX, ERRORS_KEY);
+  lua_pushstring(L, code);
+  lua_pushstring(L, msg);
+  lua_call(L, 2, 1);
+}
+
+static int raise_vdb(lua_State *L, const char *code, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  char msg[300];
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  push_vdb_error(L, code, msg);
+  return lua_error(L);
+}
+
+static Collection *check_coll(lua_State *L, int idx) {
+  Handle *h = luaL_checkudata(L, idx, COLL_MT);
+  return h->c;
+}
+
+static void coll_unref(Collection *c) {
+  if (--c->refs == 0) store_free(c);
+}
+
+static int coll_gc(lua_State *L) {
+  Handle *h = luaL_checkudata(L, 1, COLL_MT);
+  if (h->c) { coll_unref(h->c); h->c = NULL; }
+  return 0;
+}
+
+/* core.new_collection(name, dim, metric) */
+static int l_new_collection(lua_State *L) {
+  const char *name = luaL_checkstring(L, 1);
+  int dim = (int)luaL_optinteger(L, 2, 0);
+  int metric = (int)luaL_checkinteger(L, 3);
+  Handle *h = lua_newuserdatauv(L, sizeof *h, 0);
+  h->c = store_new(name, dim, metric);
+  if (!h->c) return luaL_error(L, "vdb: out of memory");
+  h->c->refs = 1;
+  luaL_setmetatable(L, COLL_MT);
+  return 1;
+}
+
+static int l_dim(lua_State *L) {
+  lua_pushinteger(L, check_coll(L, 1)->dim);
+  return 1;
+}
+
+/* ---- reading vectors and records from Lua ------------------------------- */
+
+/* The vector at idx into out[dim]: a list of finite numbers or a string of
+ * packed little-endian float32.  *dim == 0: learn it.  Returns NULL, or an
+ * error code with msg filled. */
+static const char *read_vector(lua_State *L, int idx, int *dim, float *out, char *msg, size_t ml) {
+  idx = lua_absindex(L, idx);
+  if (lua_type(L, idx) == LUA_TSTRING) {
+    size_t len;
+    const char *s = lua_tolstring(L, idx, &len);
+    if (len == 0 || len % 4 != 0) { snprintf(msg, ml, "a packed vector must be a non-empty multiple of 4 bytes, got %zu", len); return "invalid_argument"; }
+    int d = (int)(len / 4);
+    if (*dim && d != *dim) { snprintf(msg, ml, "vector has %d dimensions, expected %d", d, *dim); return "dimension_mismatch"; }
+    *dim = d;
+    if (out) {
+      for (int j = 0; j < d; j++) {
+        uint32_t u = (uint32_t)(unsigned char)s[4 * j] | (uint32_t)(unsigned char)s[4 * j + 1] << 8 |
+                     (uint32_t)(unsigned char)s[4 * j + 2] << 16 | (uint32_t)(unsigned char)s[4 * j + 3] << 24;
+        float f;
+        memcpy(&f, &u, 4);
+        if (!isfinite(f)) { snprintf(msg, ml, "vector component %d is not finite", j + 1); return "invalid_argument"; }
+        out[j] = f;
+      }
+    }
+    return NULL;
+  }
+  if (lua_type(L, idx) != LUA_TTABLE) { snprintf(msg, ml, "a vector must be a list of numbers or a packed float32 string, got %s", luaL_typename(L, idx)); return "invalid_argument"; }
+  int d = (int)lua_rawlen(L, idx);
+  if (d == 0) { snprintf(msg, ml, "empty vector"); return "invalid_argument"; }
+  if (*dim && d != *dim) { snprintf(msg, ml, "vector has %d dimensions, expected %d", d, *dim); return "dimension_mismatch"; }
+  *dim = d;
+  for (int j = 1; j <= d; j++) {
+    int t = lua_rawgeti(L, idx, j);
+    double v = lua_tonumber(L, -1);
+    lua_pop(L, 1);
+    if (t != LUA_TNUMBER) { snprintf(msg, ml, "vector component %d is not a number", j); return "invalid_argument"; }
+    if (!isfinite(v) || !isfinite((float)v)) { snprintf(msg, ml, "vector component %d is not finite", j); return "invalid_argument"; }
+    if (out) out[j - 1] = (float)v;
+  }
+  return NULL;
+}
+
+static const char *read_meta(lua_State *L, int idx, Meta *m, char *msg, size_t ml) {
+  m->n = 0; m->kv = NULL;
+  if (lua_isnil(L, idx)) return NULL;
+  if (lua_type(L, idx) != LUA_TTABLE) { snprintf(msg, ml, "metadata must be a table, got %s", luaL_typename(L, idx)); return "invalid_argument"; }
+  idx = lua_absindex(L, idx);
+  int n = 0;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) { n++; lua_pop(L, 1); }
+  if (n == 0) return NULL;
+  m->kv = calloc((size_t)n, sizeof *m->kv);
+  if (!m->kv) { snprintf(msg, ml, "out of memory"); return "invalid_argument"; }
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    MetaKV *kv = &m->kv[m->n];
+    if (lua_type(L, -2) != LUA_TSTRING) { lua_pop(L, 2); snprintf(msg, ml, "metadata keys must be strings"); return "invalid_argument"; }
+    kv->key = strdup(lua_tostring(L, -2));
+    m->n++;
+    switch (lua_type(L, -1)) {
+      case LUA_TSTRING: kv->type = MV_STR; kv->str = strdup(lua_tostring(L, -1)); break;
+      case LUA_TNUMBER:
+        kv->type = MV_NUM; kv->num = lua_tonumber(L, -1);
+        if (!isfinite(kv->num)) { lua_pop(L, 2); snprintf(msg, ml, "metadata '%s' is not a finite number", kv->key); return "invalid_argument"; }
+        break;
+      case LUA_TBOOLEAN: kv->type = MV_BOOL; kv->num = lua_toboolean(L, -1); break;
+      default:
+        snprintf(msg, ml, "metadata '%s' must be a string, number or boolean (flat), got %s", kv->key, luaL_typename(L, -1));
+        lua_pop(L, 2);
+        return "invalid_argument";
+    }
+    lua_pop(L, 1);
+  }
+  return NULL;
+}
+
+static const char *check_id(lua_State *L, int idx, char *msg, size_t ml) {
+  size_t len;
+  if (lua_type(L, idx) != LUA_TSTRING) { snprintf(msg, ml, "an id must be a non-empty string, got %s", luaL_typename(L, idx)); return "invalid_argument"; }
+  lua_tolstring(L, idx, &len);
+  if (len == 0) { snprintf(msg, ml, "an id must be a non-empty string"); return "invalid_argument"; }
+  return NULL;
+}
+
+static int cmp_str(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Build a batch from columns: ids, vectors, metadatas?, documents? (lists of
+ * n).  The collection's dimension is learnt here when still unknown. */
+static Batch *read_batch(lua_State *L, Collection *c, int ids, int vecs, int metas, int docs, int n) {
+  char msg[256];
+  const char *code = NULL;
+  int dim = c->dim, bad = 0;
+  /* first pass: shapes and the dimension, before allocating */
+  for (int i = 1; i <= n && !code; i++) {
+    lua_rawgeti(L, ids, i);
+    code = check_id(L, -1, msg, sizeof msg);
+    lua_pop(L, 1);
+    if (!code) {
+      lua_rawgeti(L, vecs, i);
+      code = read_vector(L, -1, &dim, NULL, msg, sizeof msg);
+      lua_pop(L, 1);
+    }
+    bad = i;
+  }
+  if (code) raise_vdb(L, code, "record %d: %s", bad, msg);
+  Batch *b = calloc(1, sizeof *b);
+  if (!b) luaL_error(L, "vdb: out of memory");
+  b->n = n; b->dim = dim;
+  b->ids = calloc((size_t)n, sizeof *b->ids);
+  b->docs = calloc((size_t)n, sizeof *b->docs);
+  b->metas = calloc((size_t)n, sizeof *b->metas);
+  b->vecs = malloc((size_t)n * (size_t)dim * sizeof(float) + 1);
+  if (!b->ids || !b->docs || !b->metas || !b->vecs) { batch_free(b); luaL_error(L, "vdb: out of memory"); }
+  for (int i = 1; i <= n && !code; i++) {
+    lua_rawgeti(L, ids, i);
+    b->ids[i - 1] = strdup(lua_tostring(L, -1));
+    lua_pop(L, 1);
+    lua_rawgeti(L, vecs, i);
+    code = read_vector(L, -1, &dim, b->vecs + (size_t)(i - 1) * dim, msg, sizeof msg);
+    lua_pop(L, 1);
+    if (!code && metas) {
+      lua_rawgeti(L, metas, i);
+      code = read_meta(L, -1, &b->metas[i - 1], msg, sizeof msg);
+      lua_pop(L, 1);
+    }
+    if (!code && docs) {
+      lua_rawgeti(L, docs, i);
+      if (lua_type(L, -1) == LUA_TSTRING) b->docs[i - 1] = strdup(lua_tostring(L, -1));
+      else if (!lua_isnil(L, -1)) { snprintf(msg, sizeof msg, "a document must be a string, got %s", luaL_typename(L, -1)); code = "invalid_argument"; }
+      lua_pop(L, 1);
+    }
+    bad = i;
+  }
+  if (code) { batch_free(b); raise_vdb(L, code, "record %d: %s", bad, msg); }
+  /* an id given twice in one batch */
+  char **sorted = malloc((size_t)(n ? n : 1) * sizeof *sorted);
+  if (!sorted) { batch_free(b); luaL_error(L, "vdb: out of memory"); }
+  memcpy(sorted, b->ids, (size_t)n * sizeof *sorted);
+  qsort(sorted, (size_t)n, sizeof *sorted, cmp_str);
+  for (int i = 1; i < n; i++) {
+    if (strcmp(sorted[i - 1], sorted[i]) == 0) {
+      snprintf(msg, sizeof msg, "id '%.100s' is given twice in the batch", sorted[i]);
+      free(sorted);
+      batch_free(b);
+      raise_vdb(L, "invalid_argument", "%s", msg);
+    }
+  }
+  free(sorted);
+  return b;
+}
+
+/* ---- operations on the thread pool -------------------------------------- */
+
+enum { OP_PUT, OP_GET, OP_DELETE, OP_COUNT, OP_SEARCH };
+
+typedef struct OutRec {
+  char *id;
+  float *vec;
+  Meta meta;
+  char *doc;
+  float distance;
+} OutRec;
+
+typedef struct Op {
+  uv_work_t req;
+  int kind;
+  Collection *c;
+  const lua_async_api *api;
+  lua_async_future *fut;
+  Batch *batch;
+  int upsert, learnt_dim;
+  char **ids; int nids;              /* get/delete by ids */
+  Filter *filter;
+  long limit, offset;
+  int inc_vec, inc_meta, inc_doc;
+  float *queries; int nq, qdim; size_t k;   /* search */
+  long result;
+  OutRec *out; size_t nout;          /* get, search (nq * k slots) */
+  size_t *nhits;                     /* search: hits per query */
+  char err_code[32], err_msg[256];
+} Op;
+
+static void outrec_fill(Op *op, OutRec *o, size_t i) {
+  const Record *r = &op->c->recs[i];
+  o->id = strdup(r->id);
+  if (op->inc_meta) meta_copy(&o->meta, &r->meta);
+  if (op->inc_doc && r->doc) o->doc = strdup(r->doc);
+  if (op->inc_vec) {
+    o->vec = malloc((size_t)op->c->dim * sizeof(float));
+    if (o->vec) memcpy(o->vec, op->c->vecs + i * (size_t)op->c->dim, (size_t)op->c->dim * sizeof(float));
+  }
+}
+
+static void op_fail(Op *op, const char *code, const char *msg) {
+  snprintf(op->err_code, sizeof op->err_code, "%s", code);
+  snprintf(op->err_msg, sizeof op->err_msg, "%s", msg);
+}
+
+static void run_put(Op *op) {
+  Collection *c = op->c;
+  pthread_rwlock_wrlock(&c->lock);
+  long r = store_put(c, op->batch, op->upsert);
+  pthread_rwlock_unlock(&c->lock);
+  if (r >= 0) { op->result = r; return; }
+  if (-r - 1 >= op->batch->n) { op_fail(op, "invalid_argument", "out of memory"); return; }
+  char msg[256];
+  snprintf(msg, sizeof msg, "record %ld: id '%.100s' already exists (nothing was inserted)", -r, op->batch->ids[-r - 1]);
+  op_fail(op, "conflict", msg);
+}
+
+/* the indices selected by ids (existing ones) or by filter, within lock */
+static size_t select_rows(Op *op, size_t **rows) {
+  Collection *c = op->c;
+  size_t n = 0, cap = op->ids ? (size_t)op->nids : c->n;
+  *rows = malloc((cap ? cap : 1) * sizeof **rows);
+  if (!*rows) return 0;
+  if (op->ids) {
+    for (int i = 0; i < op->nids; i++) {
+      long at = store_find(c, op->ids[i]);
+      if (at >= 0 && (!op->filter || filter_match(op->filter, &c->recs[at].meta))) (*rows)[n++] = (size_t)at;
+    }
+  } else {
+    for (size_t i = 0; i < c->n; i++)
+      if (!op->filter || filter_match(op->filter, &c->recs[i].meta)) (*rows)[n++] = i;
+  }
+  return n;
+}
+
+static void run_get(Op *op) {
+  Collection *c = op->c;
+  size_t *rows;
+  pthread_rwlock_rdlock(&c->lock);
+  size_t n = select_rows(op, &rows);
+  size_t from = op->offset > 0 ? (size_t)op->offset : 0;
+  size_t count = from < n ? n - from : 0;
+  if (op->limit >= 0 && (size_t)op->limit < count) count = (size_t)op->limit;
+  op->out = calloc(count ? count : 1, sizeof *op->out);
+  if (op->out) {
+    for (size_t i = 0; i < count; i++) outrec_fill(op, &op->out[i], rows[from + i]);
+    op->nout = count;
+  }
+  pthread_rwlock_unlock(&c->lock);
+  free(rows);
+}
+
+static int cmp_desc(const void *a, const void *b) {
+  size_t x = *(const size_t *)a, y = *(const size_t *)b;
+  return x < y ? 1 : x > y ? -1 : 0;
+}
+
+static void run_delete(Op *op) {
+  Collection *c = op->c;
+  size_t *rows;
+  pthread_rwlock_wrlock(&c->lock);
+  size_t n = select_rows(op, &rows);
+  qsort(rows, n, sizeof *rows, cmp_desc);      /* from the end: moves never disturb the rest */
+  for (size_t i = 0; i < n; i++) store_delete_index(c, rows[i]);
+  pthread_rwlock_unlock(&c->lock);
+  free(rows);
+  op->result = (long)n;
+}
+
+static void run_search(Op *op) {
+  Collection *c = op->c;
+  size_t k = op->k;
+  op->out = calloc((size_t)op->nq * (k ? k : 1), sizeof *op->out);
+  op->nhits = calloc((size_t)op->nq, sizeof *op->nhits);
+  Hit *hits = malloc((k ? k : 1) * sizeof *hits);
+  if (!op->out || !op->nhits || !hits) { free(hits); op_fail(op, "invalid_argument", "out of memory"); return; }
+  pthread_rwlock_rdlock(&c->lock);
+  if (c->dim && op->qdim != c->dim) {
+    char msg[128];
+    snprintf(msg, sizeof msg, "query has %d dimensions, the collection %d", op->qdim, c->dim);
+    op_fail(op, "dimension_mismatch", msg);
+    op->nq = 0;
+  }
+  for (int q = 0; q < op->nq; q++) {
+    float *qv = op->queries + (size_t)q * op->qdim;
+    if (c->metric == METRIC_COSINE) store_normalize(qv, c->dim);
+    size_t nh = c->dim ? store_search(c, qv, k, op->filter, hits) : 0;
+    for (size_t j = 0; j < nh; j++) {
+      OutRec *o = &op->out[(size_t)q * k + j];
+      outrec_fill(op, o, hits[j].index);
+      o->distance = hits[j].distance;
+    }
+    op->nhits[q] = nh;
+  }
+  pthread_rwlock_unlock(&c->lock);
+  free(hits);
+}
+
+static void work(uv_work_t *req) {
+  Op *op = req->data;
+  switch (op->kind) {
+    case OP_PUT: run_put(op); break;
+    case OP_GET: run_get(op); break;
+    case OP_DELETE: run_delete(op); break;
+    case OP_COUNT:
+      pthread_rwlock_rdlock(&op->c->lock);
+      op->result = (long)op->c->n;
+      pthread_rwlock_unlock(&op->c->lock);
+      break;
+    case OP_SEARCH: run_search(op); break;
+  }
+}
+
+static void push_meta(lua_State *L, const Meta *m) {
+  lua_createtable(L, 0, m->n);
+  for (int i = 0; i < m->n; i++) {
+    const MetaKV *kv = &m->kv[i];
+    if (kv->type == MV_STR) lua_pushstring(L, kv->str);
+    else if (kv->type == MV_BOOL) lua_pushboolean(L, kv->num != 0);
+    else if (kv->num == (double)(lua_Integer)kv->num && fabs(kv->num) < 9e15) lua_pushinteger(L, (lua_Integer)kv->num);
+    else lua_pushnumber(L, kv->num);
+    lua_setfield(L, -2, kv->key);
+  }
+}
+
+static void push_outrec(lua_State *L, Op *op, OutRec *o, int hit) {
+  lua_createtable(L, 0, 5);
+  lua_pushstring(L, o->id); lua_setfield(L, -2, "id");
+  if (hit) {
+    lua_pushnumber(L, o->distance); lua_setfield(L, -2, "distance");
+    lua_pushnumber(L, op->c->metric == METRIC_L2 ? -(double)o->distance : 1.0 - (double)o->distance);
+    lua_setfield(L, -2, "score");
+  }
+  if (op->inc_meta) { push_meta(L, &o->meta); lua_setfield(L, -2, "metadata"); }
+  if (o->doc) { lua_pushstring(L, o->doc); lua_setfield(L, -2, "document"); }
+  if (o->vec) {
+    lua_createtable(L, op->c->dim, 0);
+    for (int j = 0; j < op->c->dim; j++) { lua_pushnumber(L, o->vec[j]); lua_rawseti(L, -2, j + 1); }
+    lua_setfield(L, -2, "vector");
+  }
+}
+
+static void op_free(Op *op) {
+  if (op->out) {
+    size_t n = op->kind == OP_SEARCH ? (size_t)op->nq * op->k : op->nout;
+    for (size_t i = 0; i < n; i++) {
+      free(op->out[i].id); free(op->out[i].vec); free(op->out[i].doc); meta_free(&op->out[i].meta);
+    }
+  }
+  if (op->ids) for (int i = 0; i < op->nids; i++) free(op->ids[i]);
+  free(op->ids); free(op->out); free(op->nhits); free(op->queries);
+  batch_free(op->batch);
+  filter_free(op->filter);
+  coll_unref(op->c);
+  free(op);
+}
+
+static void after_work(uv_work_t *req, int status) {
+  Op *op = req->data;
+  lua_State *L = op->api->state(op->fut);
+  if (status != 0 && !op->err_code[0]) op_fail(op, "invalid_argument", "cancelled");
+  if (op->err_code[0]) {
+    if (op->kind == OP_PUT && op->learnt_dim && op->c->n == 0) op->c->dim = 0;   /* no trace */
+    push_vdb_error(L, op->err_code, op->err_msg);
+    op->api->reject(op->fut);
+  } else if (op->kind == OP_GET) {
+    lua_createtable(L, (int)op->nout, 0);
+    for (size_t i = 0; i < op->nout; i++) { push_outrec(L, op, &op->out[i], 0); lua_rawseti(L, -2, (lua_Integer)i + 1); }
+    op->api->resolve(op->fut, 1);
+  } else if (op->kind == OP_SEARCH) {
+    lua_createtable(L, op->nq, 0);
+    for (int q = 0; q < op->nq; q++) {
+      lua_createtable(L, (int)op->nhits[q], 0);
+      for (size_t j = 0; j < op->nhits[q]; j++) {
+        push_outrec(L, op, &op->out[(size_t)q * op->k + j], 1);
+        lua_rawseti(L, -2, (lua_Integer)j + 1);
+      }
+      lua_rawseti(L, -2, q + 1);
+    }
+    op->api->resolve(op->fut, 1);
+  } else {
+    lua_pushinteger(L, op->result);
+    op->api->resolve(op->fut, 1);
+  }
+  op_free(op);
+}
+
+static Op *op_new(lua_State *L, int kind, Collection *c) {
+  const lua_async_api *api = lua_async_get_api(L);
+  if (!api) luaL_error(L, "vdb: require \"async\" first");
+  Op *op = calloc(1, sizeof *op);
+  if (!op) luaL_error(L, "vdb: out of memory");
+  op->kind = kind; op->c = c; op->api = api; op->limit = -1;
+  op->inc_meta = op->inc_doc = 1;
+  c->refs++;
+  op->req.data = op;
+  return op;
+}
+
+/* queue the op and push its future */
+static int op_start(lua_State *L, Op *op) {
+  op->fut = op->api->future_new(L);
+  int rc = uv_queue_work(op->api->loop(L), &op->req, work, after_work);
+  if (rc != 0) {
+    lua_pop(L, 1);
+    op_free(op);
+    return luaL_error(L, "vdb: cannot queue work: %s", uv_strerror(rc));
+  }
+  return 1;
+}
+
+static Filter *read_filter(lua_State *L, int idx) {
+  char err[256];
+  Filter *f = filter_compile(L, idx, err, sizeof err);
+  if (!f && err[0]) raise_vdb(L, "invalid_argument", "%s", err);
+  return f;
+}
+
+/* core.put(coll, ids, vectors, metadatas?, documents?, n, upsert) */
+static int l_put(lua_State *L) {
+  Collection *c = check_coll(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  luaL_checktype(L, 3, LUA_TTABLE);
+  int n = (int)luaL_checkinteger(L, 6);
+  Batch *b = read_batch(L, c, 2, 3, lua_istable(L, 4) ? 4 : 0, lua_istable(L, 5) ? 5 : 0, n);
+  int learnt = c->dim == 0;
+  if (learnt) c->dim = b->dim;               /* fixed by the first insert */
+  Op *op = op_new(L, OP_PUT, c);
+  op->batch = b;
+  op->learnt_dim = learnt;
+  op->upsert = lua_toboolean(L, 7);
+  return op_start(L, op);
+}
+
+static char **read_ids(lua_State *L, int idx, int *n) {
+  *n = (int)lua_rawlen(L, idx);
+  char **ids = calloc((size_t)(*n ? *n : 1), sizeof *ids);
+  char msg[128];
+  for (int i = 1; i <= *n; i++) {
+    lua_rawgeti(L, idx, i);
+    const char *code = check_id(L, -1, msg, sizeof msg);
+    if (code) {
+      lua_pop(L, 1);
+      for (int j = 0; j < i - 1; j++) free(ids[j]);
+      free(ids);
+      raise_vdb(L, code, "ids[%d]: %s", i, msg);
+    }
+    ids[i - 1] = strdup(lua_tostring(L, -1));
+    lua_pop(L, 1);
+  }
+  return ids;
+}
+
+/* core.get(coll, ids?, where?, limit?, offset?, include_vectors?) */
+static int l_get(lua_State *L) {
+  Collection *c = check_coll(L, 1);
+  lua_Integer limit = luaL_optinteger(L, 4, -1), offset = luaL_optinteger(L, 5, 0);
+  if (!lua_isnoneornil(L, 4) && limit < 0) return raise_vdb(L, "invalid_argument", "limit must be >= 0");
+  if (offset < 0) return raise_vdb(L, "invalid_argument", "offset must be >= 0");
+  Filter *f = read_filter(L, 3);
+  int nids = 0;
+  char **ids = NULL;
+  if (lua_istable(L, 2)) ids = read_ids(L, 2, &nids);
+  Op *op = op_new(L, OP_GET, c);
+  op->ids = ids; op->nids = nids; op->filter = f;
+  op->limit = limit; op->offset = offset;
+  op->inc_vec = lua_toboolean(L, 6);
+  return op_start(L, op);
+}
+
+/* core.delete(coll, ids?, where?) */
+static int l_delete(lua_State *L) {
+  Collection *c = check_coll(L, 1);
+  Filter *f = read_filter(L, 3);
+  int nids = 0;
+  char **ids = NULL;
+  if (lua_istable(L, 2)) ids = read_ids(L, 2, &nids);
+  else if (!f) return raise_vdb(L, "invalid_argument", "delete needs ids or a where filter");
+  Op *op = op_new(L, OP_DELETE, c);
+  op->ids = ids; op->nids = nids; op->filter = f;
+  return op_start(L, op);
+}
+
+static int l_count(lua_State *L) {
+  Collection *c = check_coll(L, 1);
+  return op_start(L, op_new(L, OP_COUNT, c));
+}
+
+/* core.search(coll, queries, k, where?, inc_meta, inc_doc, inc_vec) */
+static int l_search(lua_State *L) {
+  Collection *c = check_coll(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  lua_Integer k = luaL_checkinteger(L, 3);
+  if (k < 0) return raise_vdb(L, "invalid_argument", "top_k must be >= 0, got %d", (int)k);
+  int nq = (int)lua_rawlen(L, 2);
+  int dim = c->dim;
+  char msg[256];
+  for (int q = 1; q <= nq; q++) {           /* validate every query first */
+    lua_rawgeti(L, 2, q);
+    int d = dim;
+    const char *code = read_vector(L, -1, &d, NULL, msg, sizeof msg);
+    lua_pop(L, 1);
+    if (code) return raise_vdb(L, code, "query %d: %s", q, msg);
+    if (dim == 0) dim = d;
+  }
+  Filter *f = read_filter(L, 4);
+  Op *op = op_new(L, OP_SEARCH, c);
+  op->filter = f; op->k = (size_t)k; op->nq = nq;
+  op->inc_meta = lua_toboolean(L, 5); op->inc_doc = lua_toboolean(L, 6); op->inc_vec = lua_toboolean(L, 7);
+  op->queries = malloc((size_t)(nq ? nq : 1) * (size_t)(dim ? dim : 1) * sizeof(float));
+  if (!op->queries) { op_free(op); return luaL_error(L, "vdb: out of memory"); }
+  for (int q = 1; q <= nq; q++) {
+    lua_rawgeti(L, 2, q);
+    int d = dim;
+    read_vector(L, -1, &d, op->queries + (size_t)(q - 1) * dim, msg, sizeof msg);
+    lua_pop(L, 1);
+  }
+  op->qdim = dim;
+  return op_start(L, op);
+}
+
+static int l_set_errors(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  lua_settop(L, 1);
+  lua_setfield(L, LUA_REGISTRYINDEX, ERRORS_KEY);
+  return 0;
+}
+
+int luaopen_vdb(lua_State *L) {
+  static const luaL_Reg core[] = {
+    {"new_collection", l_new_collection}, {"dim", l_dim}, {"put", l_put}, {"get", l_get},
+    {"delete", l_delete}, {"count", l_count}, {"search", l_search}, {"set_errors", l_set_errors},
+    {NULL, NULL}
+  };
+  luaL_newmetatable(L, COLL_MT);
+  lua_pushcfunction(L, coll_gc); lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
+  if (luaL_loadbuffer(L, vdb_prelude, sizeof vdb_prelude - 1, "@vdb/prelude.lua") != LUA_OK)
+    return lua_error(L);
+  luaL_newlib(L, core);
+  lua_call(L, 1, 1);
+  return 1;
+}
