@@ -46,6 +46,15 @@ describe("examples", function()
     assert.is_true(ok, out); assert.matches("Operation timed out!", out)
   end)
 
+  it("4.5 searches a batch of queries concurrently on the embedded store", function()
+    local out, ok = run("4_5_batch_search.lua")
+    assert.is_true(ok, out)
+    lines_in_order(out, { "[Q0] search started", "[Q1] search started", "[Q2] search started", "got 3 results" })
+    local starts = out:find("[Q2] search started", 1, true)
+    local first_done = out:find("] done", 1, true)
+    assert.is_true(starts < first_done)            -- all started before any finished
+  end)
+
   it("6.1 two sleeps of 2 and 1 s take 2 s, B ends first", function()
     local out, ok = run("6_1_await_does_not_block.lua")
     assert.is_true(ok, out)
@@ -83,6 +92,9 @@ describe("examples", function()
       "=== 5. Timeouts ===", "operation timed out!", "batch with timeouts:",
       "  task0: finished", "  task1: timed out", "  task2: finished",
       "=== 6. Concurrency limit ===", "total: ", "expected: 9 tasks / 3 at once * 0.3s = 0.9s",
+      "=== 7. Async vector-database client ===", "database connected", "batch insert of 100 vectors:",
+      "  inserted 100, took: ", "batch search of 10 queries:", "  finished 10 queries, took: ",
+      "  best match for query 1: vec_", "database disconnected",
       "=== 8. Async context manager ===", "[primary] connecting...", "[primary] connected",
       "query result: SELECT * FROM vectors", "[primary] closing connection...", "[primary] connection closed",
       "=== 9. Async iterator ===", "streaming vectors:", "  received: 1", "  received: 2", "  received: 3",

@@ -1,0 +1,264 @@
+-- API.md section 8 on the embedded store (memory:)
+local H = require "helper"
+local async, await = H.async, H.await
+local vdb = require "vdb"
+
+local function rand_vec(d)
+  local v = {}
+  for j = 1, d do v[j] = math.random() * 2 - 1 end
+  return v
+end
+
+-- brute force in Lua, Chroma's definitions
+local function distance(metric, q, x)
+  if metric == "l2" then
+    local s = 0
+    for j = 1, #q do s = s + (q[j] - x[j]) ^ 2 end
+    return s
+  end
+  local dot, nq, nx = 0, 0, 0
+  for j = 1, #q do dot = dot + q[j] * x[j]; nq = nq + q[j] ^ 2; nx = nx + x[j] ^ 2 end
+  if metric == "ip" then return 1 - dot end
+  return 1 - dot / math.sqrt(nq * nx)
+end
+
+local function code_of(f, ...)
+  local ok, e = pcall(f, ...)
+  assert(not ok, "expected an error")
+  assert(vdb.Error:is(e), "not a vdb.Error: " .. tostring(e))
+  return e.code, e
+end
+
+local function with_db(body)
+  return async.run(function()
+    local db <close> = await(vdb.connect("memory:"))
+    return body(db)
+  end)
+end
+
+describe("vdb embedded (memory:)", function()
+  it("connects lazily, disconnects, and refuses calls after disconnect", function()
+    local conn = vdb.connect()
+    assert.is_true(async.iscoroutine(conn))
+    async.run(function()
+      local db = await(conn)
+      local col = await(db:collection("c"))
+      await(col:insert("a", { 1, 2 }))
+      assert.is_true(await(db:disconnect()))
+      assert.equal("closed", code_of(await, col:count()))
+      assert.equal("closed", code_of(await, db:collection("x")))
+    end)
+  end)
+
+  it("the tutorial's client: batch_insert of a {[id] = vector} map, search, batch_search", function()
+    with_db(function(db)
+      local vectors = {}
+      for i = 0, 99 do vectors["vec_" .. i] = rand_vec(4) end
+      assert.equal(100, await(db:batch_insert(vectors)))
+      local hits = await(db:search(rand_vec(4), 5))
+      assert.equal(5, #hits)
+      for i = 2, 5 do assert.is_true(hits[i - 1].distance <= hits[i].distance) end
+      assert.equal(-hits[1].distance, hits[1].score)
+      local qs = {}
+      for i = 1, 10 do qs[i] = rand_vec(4) end
+      local all = await(db:batch_search(qs))
+      assert.equal(10, #all)
+      assert.equal(10, #all[1])            -- default top-k
+      assert.equal(100, await(db:count()))
+    end)
+  end)
+
+  for _, metric in ipairs { "l2", "cosine", "ip" } do
+    it("is exact against brute force for " .. metric, function()
+      with_db(function(db)
+        local col = await(db:collection("m", { metric = metric }))
+        local data, items = {}, {}
+        for i = 1, 300 do data[i] = rand_vec(8); items[i] = { id = "r" .. i, vector = data[i] } end
+        await(col:batch_insert(items))
+        for _ = 1, 5 do
+          local q = rand_vec(8)
+          local expect = {}
+          for i = 1, 300 do expect[i] = { id = "r" .. i, d = distance(metric, q, data[i]) } end
+          table.sort(expect, function(a, b) return a.d < b.d end)
+          local hits = await(col:search(q, 10))
+          for j = 1, 10 do
+            assert.equal(expect[j].id, hits[j].id)
+            assert.is_true(math.abs(expect[j].d - hits[j].distance) < 1e-4)
+            local score = metric == "l2" and -hits[j].distance or 1 - hits[j].distance
+            assert.is_true(math.abs(score - hits[j].score) < 1e-9)
+          end
+        end
+      end)
+    end)
+  end
+
+  it("keeps metadata and documents; get, count, upsert, delete by ids and where", function()
+    with_db(function(db)
+      local col = await(db:collection("docs", { dim = 3 }))
+      assert.is_true(await(col:insert("a", { 1, 0, 0 }, { genre = "news", year = 2021, hot = true }, "apple")))
+      await(col:batch_insert { ids = { "b", "c" }, vectors = { { 0, 1, 0 }, { 0, 0, 1 } },
+                               metadatas = { { genre = "blog", year = 2019 }, { genre = "news", year = 2018 } },
+                               documents = { "banana", nil } })
+      local recs = await(col:get({ "a", "missing" }))
+      assert.equal(1, #recs)
+      assert.same({ id = "a", vector = { 1, 0, 0 }, metadata = { genre = "news", year = 2021, hot = true }, document = "apple" }, recs[1])
+      assert.equal(2, await(col:upsert { { id = "a", vector = { 0, 0, 2 } }, { id = "d", vector = { 2, 2, 2 } } }))
+      assert.equal(4, await(col:count()))
+      assert.same({ 0, 0, 2 }, await(col:get({ "a" }))[1].vector)
+      assert.equal(1, #await(col:get { where = { genre = "news" } }))   -- the upsert replaced a's metadata
+      assert.equal(1, #await(col:get { limit = 1, offset = 3 }))
+      assert.equal(1, await(col:delete({ "b" })))
+      assert.equal(1, await(col:delete { where = { year = { ["$lt"] = 2020 } } }))
+      assert.equal(2, await(col:count()))
+    end)
+  end)
+
+  it("filters with every operator", function()
+    with_db(function(db)
+      local col = await(db:collection("f"))
+      local items = {}
+      for i = 1, 20 do
+        items[i] = { id = "r" .. i, vector = { i, 0 }, metadata = { n = i, kind = i % 2 == 0 and "even" or "odd", big = i > 10 } }
+      end
+      await(col:batch_insert(items))
+      local function ids(where)
+        local hits = await(col:search({ 0, 0 }, { top_k = 100, where = where }))
+        return #hits
+      end
+      assert.equal(10, ids { kind = "even" })
+      assert.equal(10, ids { kind = { ["$ne"] = "even" } })
+      assert.equal(5, ids { n = { ["$gt"] = 15 } })
+      assert.equal(6, ids { n = { ["$gte"] = 15 } })
+      assert.equal(4, ids { n = { ["$lt"] = 5 } })
+      assert.equal(5, ids { n = { ["$lte"] = 5 } })
+      assert.equal(3, ids { n = { ["$in"] = { 1, 2, 3 } } })
+      assert.equal(17, ids { n = { ["$nin"] = { 1, 2, 3 } } })
+      assert.equal(10, ids { big = true })
+      assert.equal(5, ids { kind = "even", big = true })                      -- several keys: $and
+      assert.equal(5, ids { ["$and"] = { { kind = "even" }, { big = true } } })
+      assert.equal(15, ids { ["$or"] = { { kind = "even" }, { big = true } } })
+      assert.equal(0, ids { missing = "x" })
+    end)
+  end)
+
+  it("accepts packed little-endian float32 strings", function()
+    with_db(function(db)
+      local col = await(db:collection("p"))
+      await(col:insert("s", string.pack("<fff", 1, 2, 3)))
+      await(col:batch_insert { ids = { "t" }, vectors = { string.pack("<fff", 4, 5, 6) } })
+      local hits = await(col:search(string.pack("<fff", 4, 5, 6), 1))
+      assert.equal("t", hits[1].id)
+      assert.equal(0, hits[1].distance)
+      assert.same({ 1, 2, 3 }, await(col:get({ "s" }))[1].vector)
+    end)
+  end)
+
+  it("rejects every bad input with its code, before anything changes", function()
+    with_db(function(db)
+      local col = await(db:collection("e", { dim = 2 }))
+      await(col:insert("ok", { 1, 1 }))
+      local function rejected(code, aw)
+        assert.equal(code, (code_of(await, aw)))
+        assert.equal(1, await(col:count()))
+      end
+      rejected("invalid_argument", col:insert("", { 1, 1 }))
+      rejected("invalid_argument", col:insert(42, { 1, 1 }))
+      rejected("invalid_argument", col:insert("x", { 1, "a" }))
+      rejected("invalid_argument", col:insert("x", { 1, 0 / 0 }))
+      rejected("invalid_argument", col:insert("x", { 1, math.huge }))
+      rejected("invalid_argument", col:insert("x", {}))
+      rejected("dimension_mismatch", col:insert("x", { 1, 2, 3 }))
+      rejected("invalid_argument", col:insert("x", { 1, 2 }, { nested = { 1 } }))
+      rejected("conflict", col:insert("ok", { 2, 2 }))
+      rejected("invalid_argument", col:search({ 1, 1 }, -1))
+      rejected("dimension_mismatch", col:search({ 1, 1, 1 }))
+      rejected("invalid_argument", col:search({ 1, 1 }, { where = { n = { ["$bogus"] = 1 } } }))
+      rejected("invalid_argument", col:search({ 1, 1 }, { where = { n = { ["$gt"] = "x" } } }))
+      -- a batch with one bad record inserts nothing
+      rejected("invalid_argument", col:batch_insert { { id = "b1", vector = { 1, 2 } }, { id = "b2", vector = { 1 / 0, 2 } } })
+      rejected("dimension_mismatch", col:batch_insert { { id = "b1", vector = { 1, 2 } }, { id = "b2", vector = { 1 } } })
+      rejected("invalid_argument", col:batch_insert { { id = "b1", vector = { 1, 2 } }, { id = "b1", vector = { 3, 4 } } })
+      rejected("conflict", col:batch_insert { { id = "b1", vector = { 1, 2 } }, { id = "ok", vector = { 3, 4 } } })
+      rejected("invalid_argument", db:collection("bad", { metric = "dot" }))
+      assert.equal("not_found", (code_of(await, db:drop("nope"))))
+      local e = select(2, code_of(await, col:insert("ok", { 2, 2 })))
+      assert.matches("^vdb.Error%(conflict%)", tostring(e))
+      assert.is_string(e.message)
+    end)
+  end)
+
+  it("lists and drops collections", function()
+    with_db(function(db)
+      await(db:collection("b")); await(db:collection("a"))
+      assert.same({ "a", "b" }, await(db:collections()))
+      local b = await(db:collection("b"))
+      assert.is_true(await(db:drop("b")))
+      assert.same({ "a" }, await(db:collections()))
+      assert.equal("not_found", (code_of(await, b:count())))
+    end)
+  end)
+
+  it("streams with scan in batches, with a filter", function()
+    with_db(function(db)
+      local col = await(db:collection("s"))
+      local items = {}
+      for i = 1, 25 do items[i] = { id = ("r%02d"):format(i), vector = { i }, metadata = { odd = i % 2 == 1 } } end
+      await(col:batch_insert(items))
+      local n, odd = 0, 0
+      for rec in col:scan { batch_size = 7 } do n = n + 1; assert.is_string(rec.id) end
+      for _ in col:scan { batch_size = 4, where = { odd = true } } do odd = odd + 1 end
+      assert.equal(25, n); assert.equal(13, odd)
+    end)
+  end)
+
+  it("disconnect (and <close>) waits for the work in flight", function()
+    local counted
+    async.run(function()
+      local db = await(vdb.connect())
+      local col = await(db:collection("w"))
+      local items = {}
+      for i = 1, 2000 do items[i] = { id = "r" .. i, vector = rand_vec(64) } end
+      local ins = async.spawn(function() return await(col:batch_insert(items)) end)
+      await(async.sleep(0))
+      await(db:disconnect())
+      counted = await(ins)
+    end)
+    assert.equal(2000, counted)
+  end)
+
+  it("a ticker keeps running during a large batch_search on the thread pool", function()
+    async.run(function()
+      local db <close> = await(vdb.connect())
+      local col = await(db:collection("big"))
+      local d, n = 64, 20000
+      local parts = {}
+      for i = 1, n do
+        local v = {}
+        for j = 1, d do v[j] = math.random() end
+        parts[i] = string.pack("<" .. string.rep("f", d), table.unpack(v))
+      end
+      await(col:batch_insert { ids = (function() local t = {} for i = 1, n do t[i] = "r" .. i end return t end)(), vectors = parts })
+      local qs = {}
+      for i = 1, 200 do qs[i] = parts[i] end
+      local ticks, done = 0, false
+      local ticker = async.spawn(function() while not done do await(async.sleep(0.001)); ticks = ticks + 1 end end)
+      local t0 = async.time()
+      local res = await(col:batch_search(qs, 3))
+      local took = async.time() - t0
+      done = true
+      await(ticker)
+      assert.equal(200, #res)
+      assert.equal("r1", res[1][1].id)
+      -- the loop was free while the search ran: the ticker ticked throughout
+      assert.is_true(ticks >= math.min(5, took / 0.004), ("ticks %d in %.3fs"):format(ticks, took))
+    end)
+  end)
+
+  it("refuses the backends this version does not have, clearly", function()
+    async.run(function()
+      assert.equal("invalid_argument", (code_of(await, vdb.connect("file:/tmp/x.vdb"))))
+      assert.equal("unavailable", (code_of(await, vdb.connect("http://127.0.0.1:1"))))
+      assert.equal("invalid_argument", (code_of(await, vdb.connect("ftp://x"))))
+    end)
+  end)
+end)
