@@ -21,8 +21,8 @@ LUA_CDIR  ?= /usr/local/lib/lua/5.4
 ASYNC_SRC := lua_async.c src/loop.c src/future.c src/task.c src/combinators.c src/sync.c
 ASYNC_HDR := include/lua_async.h src/core.h $(BUILD)/prelude.h
 
-VDB_SRC   := vdb.c src/vdb/store.c src/vdb/filter.c
-VDB_HDR   := include/lua_async.h src/vdb/store.h src/vdb/filter.h $(BUILD)/vdb_prelude.h
+VDB_SRC   := vdb.c src/vdb/store.c src/vdb/filter.c src/vdb/log.c
+VDB_HDR   := include/lua_async.h src/vdb/store.h src/vdb/filter.h src/vdb/log.h $(BUILD)/vdb_prelude.h
 
 .PHONY: all deps demo test sanitize valgrind bench install install-lib clean
 
@@ -33,7 +33,7 @@ $(BUILD)/vdb_prelude.h: src/vdb/prelude.lua tools/embed.lua
 	$(LUA) tools/embed.lua vdb_prelude $< > $@
 
 vdb.so: $(VDB_SRC) $(VDB_HDR)
-	$(CC) $(CFLAGS) -O3 $(LIBFLAG) -o $@ $(VDB_SRC) $(LDLIBS) -lm
+	$(CC) $(CFLAGS) -O3 $(LIBFLAG) -o $@ $(VDB_SRC) $(LDLIBS) -lz -lm
 
 $(BUILD)/prelude.h: src/prelude.lua tools/embed.lua
 	@mkdir -p $(BUILD)

@@ -17,6 +17,7 @@
 #include "include/lua_async.h"
 #include "src/vdb/store.h"
 #include "src/vdb/filter.h"
+#include "src/vdb/log.h"
 #include "vdb_prelude.h"      /* generated: const char vdb_prelude[] */
 
 #define COLL_MT "vdb.collection"
@@ -48,8 +49,30 @@ static Collection *check_coll(lua_State *L, int idx) {
   return h->c;
 }
 
+#define LOG_MT "vdb.log"
+typedef struct LogHandle { Log *lg; } LogHandle;
+
+static void log_unref(Log *lg) {
+  if (lg && --lg->refs == 0) log_close(lg);
+}
+
 static void coll_unref(Collection *c) {
-  if (--c->refs == 0) store_free(c);
+  if (!c || --c->refs > 0) return;
+  log_unref(c->log);
+  store_free(c);
+}
+
+static Log *check_log(lua_State *L, int idx) {
+  LogHandle *h = luaL_checkudata(L, idx, LOG_MT);
+  if (!h->lg) luaL_error(L, "vdb: the log is closed");
+  return h->lg;
+}
+
+static int log_gc(lua_State *L) {
+  LogHandle *h = luaL_checkudata(L, 1, LOG_MT);
+  log_unref(h->lg);
+  h->lg = NULL;
+  return 0;
 }
 
 static int coll_gc(lua_State *L) {
@@ -231,7 +254,7 @@ static Batch *read_batch(lua_State *L, Collection *c, int ids, int vecs, int met
 
 /* ---- operations on the thread pool -------------------------------------- */
 
-enum { OP_PUT, OP_GET, OP_DELETE, OP_COUNT, OP_SEARCH };
+enum { OP_PUT, OP_GET, OP_DELETE, OP_COUNT, OP_SEARCH, OP_OPEN, OP_META, OP_COMPACT };
 
 typedef struct OutRec {
   char *id;
@@ -255,6 +278,13 @@ typedef struct Op {
   int inc_vec, inc_meta, inc_doc;
   float *queries; int nq, qdim; size_t k;   /* search */
   long result;
+  Log *log;                          /* open, meta, compact */
+  char *path;                        /* open */
+  Replay replay;                     /* open */
+  int meta_kind, meta_dim, meta_metric;   /* meta: a create or drop record */
+  uint64_t seq;                      /* file: the log record to wait for */
+  struct Op *next;                   /* in the log's list of waiters */
+  Collection **cols; int ncols;      /* compact */
   OutRec *out; size_t nout;          /* get, search (nq * k slots) */
   size_t *nhits;                     /* search: hits per query */
   char err_code[32], err_msg[256];
@@ -276,12 +306,25 @@ static void op_fail(Op *op, const char *code, const char *msg) {
   snprintf(op->err_msg, sizeof op->err_msg, "%s", msg);
 }
 
+/* file: backend: the op completes once its log sequence is durable */
+static void wait_durable(Op *op, Log *lg, uint64_t seq) {
+  if (lg && seq == 0)
+    op_fail(op, "unavailable", "writing the log failed (out of memory or I/O error): the store now refuses writes");
+  op->seq = seq;
+}
+
 static void run_put(Op *op) {
   Collection *c = op->c;
+  Log *lg = c->log;
+  uint64_t seq = 0;
+  size_t *landed = lg ? malloc((size_t)(op->batch->n ? op->batch->n : 1) * sizeof *landed) : NULL;
+  if (lg && !landed) { op_fail(op, "invalid_argument", "out of memory"); return; }
   pthread_rwlock_wrlock(&c->lock);
-  long r = store_put(c, op->batch, op->upsert);
+  long r = store_put(c, op->batch, op->upsert, landed);
+  if (r >= 0 && lg) seq = log_put(lg, c, landed, (size_t)r, op->upsert);   /* in apply order */
   pthread_rwlock_unlock(&c->lock);
-  if (r >= 0) { op->result = r; return; }
+  free(landed);
+  if (r >= 0) { op->result = r; wait_durable(op, lg, seq); return; }
   if (-r - 1 >= op->batch->n) { op_fail(op, "invalid_argument", "out of memory"); return; }
   char msg[256];
   snprintf(msg, sizeof msg, "record %ld: id '%.100s' already exists (nothing was inserted)", -r, op->batch->ids[-r - 1]);
@@ -331,13 +374,24 @@ static int cmp_desc(const void *a, const void *b) {
 static void run_delete(Op *op) {
   Collection *c = op->c;
   size_t *rows;
+  Log *lg = c->log;
+  uint64_t seq = 0;
   pthread_rwlock_wrlock(&c->lock);
   size_t n = select_rows(op, &rows);
   qsort(rows, n, sizeof *rows, cmp_desc);      /* from the end: moves never disturb the rest */
+  if (lg && n) {
+    char **ids = malloc(n * sizeof *ids);
+    if (ids) {
+      for (size_t i = 0; i < n; i++) ids[i] = c->recs[rows[i]].id;
+      seq = log_delete(lg, c->name, ids, n);
+      free(ids);
+    }
+  }
   for (size_t i = 0; i < n; i++) store_delete_index(c, rows[i]);
   pthread_rwlock_unlock(&c->lock);
   free(rows);
   op->result = (long)n;
+  wait_durable(op, lg, seq);
 }
 
 static void run_search(Op *op) {
@@ -381,6 +435,29 @@ static void work(uv_work_t *req) {
       pthread_rwlock_unlock(&op->c->lock);
       break;
     case OP_SEARCH: run_search(op); break;
+    case OP_OPEN: {
+      const char *code = NULL;
+      op->log = log_open(op->path, &op->replay, &code, op->err_msg, sizeof op->err_msg);
+      if (!op->log) snprintf(op->err_code, sizeof op->err_code, "%s", code);
+      break;
+    }
+    case OP_META: {
+      uint64_t seq = op->meta_kind == LOG_CREATE
+        ? log_create(op->log, op->path, op->meta_dim, op->meta_metric) : log_drop(op->log, op->path);
+      wait_durable(op, op->log, seq);
+      break;
+    }
+    case OP_COMPACT: {
+      /* only when the log holds much more than the live data */
+      uint64_t live = 0;
+      for (int i = 0; i < op->ncols; i++) live += op->cols[i]->n * ((uint64_t)op->cols[i]->dim * 4 + 48);
+      op->result = 0;
+      if (op->log->bytes > 2 * live + 65536) {
+        if (log_compact(op->log, op->cols, op->ncols) != 0) op_fail(op, "unavailable", "compaction failed");
+        else op->result = 1;
+      }
+      break;
+    }
   }
 }
 
@@ -425,17 +502,118 @@ static void op_free(Op *op) {
   batch_free(op->batch);
   filter_free(op->filter);
   coll_unref(op->c);
+  for (int i = 0; i < op->ncols; i++) coll_unref(op->cols[i]);
+  free(op->cols);
+  replay_free(&op->replay);
+  log_unref(op->log);
+  free(op->path);
   free(op);
 }
 
+/* OP_OPEN done: the log handle, the collections found, the replay report */
+static void push_opened(lua_State *L, Op *op) {
+  LogHandle *h = lua_newuserdatauv(L, sizeof *h, 0);
+  h->lg = op->log;
+  op->log->refs = 1;
+  op->log = NULL;                             /* the handle owns it now */
+  luaL_setmetatable(L, LOG_MT);
+  lua_createtable(L, op->replay.ncols, 0);
+  for (int i = 0; i < op->replay.ncols; i++) {
+    Collection *c = op->replay.cols[i];
+    lua_createtable(L, 0, 4);
+    lua_pushstring(L, c->name); lua_setfield(L, -2, "name");
+    lua_pushinteger(L, c->dim); lua_setfield(L, -2, "dim");
+    lua_pushinteger(L, c->metric); lua_setfield(L, -2, "metric");
+    Handle *ch = lua_newuserdatauv(L, sizeof *ch, 0);
+    ch->c = c;
+    c->refs = 1;
+    c->log = h->lg;
+    h->lg->refs++;
+    luaL_setmetatable(L, COLL_MT);
+    lua_setfield(L, -2, "h");
+    lua_rawseti(L, -2, i + 1);
+  }
+  op->replay.ncols = 0;                       /* handed over */
+  if (op->replay.report[0]) lua_pushstring(L, op->replay.report); else lua_pushnil(L);
+}
+
+static void finish_op(Op *op);
+static void wait_for_flush(Op *op, Log *lg);
+
 static void after_work(uv_work_t *req, int status) {
   Op *op = req->data;
-  lua_State *L = op->api->state(op->fut);
   if (status != 0 && !op->err_code[0]) op_fail(op, "invalid_argument", "cancelled");
+  Log *lg = op->kind == OP_META ? op->log : op->c ? op->c->log : NULL;
+  if (!op->err_code[0] && op->seq && lg) {
+    int d = log_durable(lg, op->seq);
+    if (d < 0) op_fail(op, "unavailable", "writing the log failed (disk full or I/O error): the store now refuses writes");
+    else if (d == 0) { wait_for_flush(op, lg); return; }
+  }
+  finish_op(op);
+}
+
+/* ---- group commit: one flush job at a time, for every waiting op -------- */
+
+typedef struct Flush { uv_work_t req; Log *lg; const lua_async_api *api; lua_State *L; } Flush;
+
+static void flush_work(uv_work_t *req) {
+  Flush *f = req->data;
+  log_flush(f->lg);
+}
+
+static void start_flush(Log *lg, const lua_async_api *api, lua_State *L);
+
+static void flush_done(uv_work_t *req, int status) {
+  Flush *f = req->data;
+  Log *lg = f->lg;
+  (void)status;
+  lg->flush_running = 0;
+  Op *keep = NULL, *op = lg->waiters;
+  lg->waiters = NULL;
+  while (op) {
+    Op *next = op->next;
+    int d = log_durable(lg, op->seq);
+    if (d == 0) { op->next = keep; keep = op; }
+    else {
+      if (d < 0) op_fail(op, "unavailable", "writing the log failed (disk full or I/O error): the store now refuses writes");
+      finish_op(op);
+    }
+    op = next;
+  }
+  lg->waiters = keep;
+  if (keep) start_flush(lg, f->api, f->L);
+  log_unref(lg);
+  free(f);
+}
+
+static void start_flush(Log *lg, const lua_async_api *api, lua_State *L) {
+  if (lg->flush_running) return;
+  Flush *f = calloc(1, sizeof *f);
+  if (!f) return;                             /* retried by the next write */
+  f->lg = lg; f->api = api; f->L = L;
+  f->req.data = f;
+  lg->refs++;
+  lg->flush_running = 1;
+  if (uv_queue_work(api->loop(L), &f->req, flush_work, flush_done) != 0) {
+    lg->flush_running = 0; lg->refs--; free(f);
+  }
+}
+
+static void wait_for_flush(Op *op, Log *lg) {
+  op->next = lg->waiters;
+  lg->waiters = op;
+  start_flush(lg, op->api, op->api->state(op->fut));
+}
+
+static void finish_op(Op *op) {
+  lua_State *L = op->api->state(op->fut);
   if (op->err_code[0]) {
     if (op->kind == OP_PUT && op->learnt_dim && op->c->n == 0) op->c->dim = 0;   /* no trace */
     push_vdb_error(L, op->err_code, op->err_msg);
     op->api->reject(op->fut);
+  } else if (op->kind == OP_OPEN) {
+    push_opened(L, op);
+    op->api->resolve(op->fut, 3);
   } else if (op->kind == OP_GET) {
     lua_createtable(L, (int)op->nout, 0);
     for (size_t i = 0; i < op->nout; i++) { push_outrec(L, op, &op->out[i], 0); lua_rawseti(L, -2, (lua_Integer)i + 1); }
@@ -465,7 +643,7 @@ static Op *op_new(lua_State *L, int kind, Collection *c) {
   if (!op) luaL_error(L, "vdb: out of memory");
   op->kind = kind; op->c = c; op->api = api; op->limit = -1;
   op->inc_meta = op->inc_doc = 1;
-  c->refs++;
+  if (c) c->refs++;
   op->req.data = op;
   return op;
 }
@@ -592,6 +770,82 @@ static int l_search(lua_State *L) {
   return op_start(L, op);
 }
 
+/* core.open(path): a future giving log handle, collections, report */
+static int l_open(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  Op *op = op_new(L, OP_OPEN, NULL);
+  op->path = strdup(path);
+  return op_start(L, op);
+}
+
+/* core.attach(log, coll): a new collection of a file: database */
+static int l_attach(lua_State *L) {
+  Log *lg = check_log(L, 1);
+  Collection *c = check_coll(L, 2);
+  if (!c->log) { c->log = lg; lg->refs++; }
+  return 0;
+}
+
+/* core.log_meta(log, "create"|"drop", name, dim, metric): a future */
+static int l_log_meta(lua_State *L) {
+  Log *lg = check_log(L, 1);
+  const char *kind = luaL_checkstring(L, 2);
+  Op *op = op_new(L, OP_META, NULL);
+  op->log = lg; lg->refs++;
+  op->meta_kind = strcmp(kind, "create") == 0 ? LOG_CREATE : LOG_DROP;
+  op->path = strdup(luaL_checkstring(L, 3));
+  op->meta_dim = (int)luaL_optinteger(L, 4, 0);
+  op->meta_metric = (int)luaL_optinteger(L, 5, 0);
+  return op_start(L, op);
+}
+
+/* core.compact(log, {collection handles}): a future giving 1 if rewritten */
+static int l_compact(lua_State *L) {
+  Log *lg = check_log(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  int n = (int)lua_rawlen(L, 2);
+  Op *op = op_new(L, OP_COMPACT, NULL);
+  op->log = lg; lg->refs++;
+  op->cols = calloc((size_t)(n ? n : 1), sizeof *op->cols);
+  for (int i = 1; i <= n && op->cols; i++) {
+    lua_rawgeti(L, 2, i);
+    Collection *c = check_coll(L, -1);
+    lua_pop(L, 1);
+    c->refs++;
+    op->cols[op->ncols++] = c;
+  }
+  return op_start(L, op);
+}
+
+/* core.close_log(log, {collection handles}): detach and release the file */
+static int l_close_log(lua_State *L) {
+  LogHandle *h = luaL_checkudata(L, 1, LOG_MT);
+  if (!h->lg) return 0;
+  if (lua_istable(L, 2)) {
+    for (int i = 1; i <= (int)lua_rawlen(L, 2); i++) {
+      lua_rawgeti(L, 2, i);
+      Collection *c = check_coll(L, -1);
+      lua_pop(L, 1);
+      if (c->log == h->lg) { c->log = NULL; log_unref(h->lg); }
+    }
+  }
+  log_shutdown(h->lg);                        /* dropped collections may still point here */
+  log_unref(h->lg);
+  h->lg = NULL;
+  return 0;
+}
+
+static int l_log_stats(lua_State *L) {
+  Log *lg = check_log(L, 1);
+  pthread_mutex_lock(&lg->m);
+  lua_createtable(L, 0, 3);
+  lua_pushinteger(L, (lua_Integer)lg->fsyncs); lua_setfield(L, -2, "fsyncs");
+  lua_pushinteger(L, (lua_Integer)lg->records); lua_setfield(L, -2, "replayed");
+  lua_pushinteger(L, (lua_Integer)lg->bytes); lua_setfield(L, -2, "bytes");
+  pthread_mutex_unlock(&lg->m);
+  return 1;
+}
+
 static int l_set_errors(lua_State *L) {
   luaL_checktype(L, 1, LUA_TFUNCTION);
   lua_settop(L, 1);
@@ -603,10 +857,15 @@ int luaopen_vdb(lua_State *L) {
   static const luaL_Reg core[] = {
     {"new_collection", l_new_collection}, {"dim", l_dim}, {"put", l_put}, {"get", l_get},
     {"delete", l_delete}, {"count", l_count}, {"search", l_search}, {"set_errors", l_set_errors},
+    {"open", l_open}, {"attach", l_attach}, {"log_meta", l_log_meta}, {"compact", l_compact},
+    {"close_log", l_close_log}, {"log_stats", l_log_stats},
     {NULL, NULL}
   };
   luaL_newmetatable(L, COLL_MT);
   lua_pushcfunction(L, coll_gc); lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
+  luaL_newmetatable(L, LOG_MT);
+  lua_pushcfunction(L, log_gc); lua_setfield(L, -2, "__gc");
   lua_pop(L, 1);
   if (luaL_loadbuffer(L, vdb_prelude, sizeof vdb_prelude - 1, "@vdb/prelude.lua") != LUA_OK)
     return lua_error(L);

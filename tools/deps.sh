@@ -2,7 +2,7 @@
 # Install what the build and the tests need, from Debian's packages, when it
 # is missing.  Runs as root (or with sudo) on a fresh Debian 12 machine.
 set -e
-need="lua5.4 liblua5.4-dev libuv1-dev lua-busted pkg-config gcc make"
+need="lua5.4 liblua5.4-dev libuv1-dev zlib1g-dev lua-busted pkg-config gcc make"
 [ -n "$EXTRA_DEPS" ] && need="$need $EXTRA_DEPS"
 missing=""
 for p in $need; do

@@ -33,9 +33,13 @@ end
 ---------------------------------------------------------------------------
 
 local METRICS = { l2 = 0, cosine = 1, ip = 2 }
+local METRIC_NAMES = { [0] = "l2", [1] = "cosine", [2] = "ip" }
 
 local Database = {}
 Database.__index = Database
+
+local Collection = {}
+Collection.__index = Collection
 
 local function begin(db)
   if db.closed then fail("closed", "the database is disconnected") end
@@ -67,21 +71,30 @@ function vdb.connect(url, opts)
   end
   return async.fn(function()
     url = url or "memory:"
-    if url == "memory:" then
+    local function new_db()
       local idle = async.Event()
       idle:set()
       return setmetatable({ url = url, cols = {}, inflight = 0, closed = false, idle = idle }, Database)
+    end
+    if url == "memory:" then
+      return new_db()
     elseif url:match("^file:") then
-      fail("invalid_argument", "file: storage is not available yet in this version (use memory:)")
+      local path = url:sub(6)
+      if path == "" then fail("invalid_argument", "file: needs a path, as in file:/var/lib/app/vectors.vdb") end
+      local log, found, report = await(core.open(path))
+      local db = new_db()
+      db.log, db.recovered = log, report
+      if report then warn("vdb: " .. report) end
+      for _, c in ipairs(found) do
+        db.cols[c.name] = setmetatable({ db = db, name = c.name, metric = METRIC_NAMES[c.metric], h = c.h }, Collection)
+      end
+      return db
     elseif url:match("^https?://") then
       fail("unavailable", "the Chroma server backend is not available yet in this version")
     end
     fail("invalid_argument", "unknown URL %q (expected memory:, file:PATH or http://HOST:PORT)", url)
   end)()
 end
-
-local Collection = {}
-Collection.__index = Collection
 
 local function check_name(name)
   if type(name) ~= "string" or name == "" then
@@ -114,6 +127,10 @@ Database.collection = async.fn(function(self, name, opts)
   end
   col = setmetatable({ db = self, name = name, metric = metric,
                        h = core.new_collection(name, dim or 0, METRICS[metric]) }, Collection)
+  if self.log then                              -- file: the creation is logged first
+    core.attach(self.log, col.h)
+    run(self, core.log_meta, self.log, "create", name, dim or 0, METRICS[metric])
+  end
   self.cols[name] = col
   return col
 end)
@@ -130,16 +147,37 @@ Database.drop = async.fn(function(self, name)
   if self.closed then fail("closed", "the database is disconnected") end
   check_name(name)
   if not self.cols[name] then fail("not_found", "no collection %q", name) end
+  if self.log then run(self, core.log_meta, self.log, "drop", name) end
   self.cols[name].dropped = true
   self.cols[name] = nil
   return true
 end)
 
+local function handles(db)
+  local hs = {}
+  for _, col in pairs(db.cols) do hs[#hs + 1] = col.h end
+  return hs
+end
+
 Database.disconnect = async.fn(function(self)
+  if self.closed and not self.log then return true end
   self.closed = true
   if self.inflight > 0 then await(self.idle:wait()) end
+  if self.log then                              -- file: compact if worth it, release the file
+    local log = self.log
+    self.log = nil
+    local ok, err = pcall(await, core.compact(log, handles(self)))
+    core.close_log(log, handles(self))
+    if not ok then error(err, 0) end
+  end
   return true
 end)
+
+-- file: counters (fsyncs, records replayed at open, file size)
+function Database:stats()
+  if not self.log then return { fsyncs = 0, replayed = 0, bytes = 0 } end
+  return core.log_stats(self.log)
+end
 
 Database.__close = function(self)
   await(self:disconnect())

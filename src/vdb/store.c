@@ -128,7 +128,7 @@ void store_normalize(float *v, int dim) {
 /* Moves the batch's records into the collection (the batch keeps empty
  * shells).  Returns the number written, or -(i + 1) when record i exists and
  * upsert is off (then nothing was written), or -(n + 1) when out of memory. */
-long store_put(Collection *c, Batch *b, int upsert) {
+long store_put(Collection *c, Batch *b, int upsert, size_t *landed) {
   if (!upsert)
     for (int i = 0; i < b->n; i++)
       if (store_find(c, b->ids[i]) >= 0) return -(long)i - 1;
@@ -146,6 +146,7 @@ long store_put(Collection *c, Batch *b, int upsert) {
       if (*s == 0) c->used++;
       *s = at + 1;
     }
+    if (landed) landed[i] = at;
     memcpy(c->vecs + at * (size_t)c->dim, src, (size_t)c->dim * sizeof(float));
     c->recs[at].id = b->ids[i]; b->ids[i] = NULL;
     c->recs[at].doc = b->docs[i]; b->docs[i] = NULL;

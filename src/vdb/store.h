@@ -43,6 +43,7 @@ typedef struct Collection {
   size_t nslots, used;
   pthread_rwlock_t lock;
   int refs;                  /* Lua handles and operations in flight (loop thread only) */
+  struct Log *log;           /* file: backend, or NULL (memory:) */
 } Collection;
 
 /* a batch of records to insert, validated on the loop thread */
@@ -66,7 +67,7 @@ int  meta_copy(Meta *dst, const Meta *src);
 long store_find(const Collection *c, const char *id);     /* index or -1 */
 /* insert (upsert = 0: any existing id fails the whole batch, returning the
  * index of the first such record + 1 as a negative number) */
-long store_put(Collection *c, Batch *b, int upsert);
+long store_put(Collection *c, Batch *b, int upsert, size_t *landed);   /* landed: n indices, or NULL */
 int  store_delete_index(Collection *c, size_t i);
 
 /* readers (caller holds at least the read lock) */
