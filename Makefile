@@ -33,7 +33,7 @@ $(BUILD)/vdb_prelude.h: src/vdb/prelude.lua tools/embed.lua
 	$(LUA) tools/embed.lua vdb_prelude $< > $@
 
 vdb.so: $(VDB_SRC) $(VDB_HDR)
-	$(CC) $(CFLAGS) -O3 $(LIBFLAG) -o $@ $(VDB_SRC) $(LDLIBS) -lz -lm
+	$(CC) $(CFLAGS) -O3 -fopenmp-simd $(LIBFLAG) -o $@ $(VDB_SRC) $(LDLIBS) -lz -lm
 
 $(BUILD)/prelude.h: src/prelude.lua tools/embed.lua
 	@mkdir -p $(BUILD)

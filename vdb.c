@@ -399,7 +399,7 @@ static void run_search(Op *op) {
   size_t k = op->k;
   op->out = calloc((size_t)op->nq * (k ? k : 1), sizeof *op->out);
   op->nhits = calloc((size_t)op->nq, sizeof *op->nhits);
-  Hit *hits = malloc((k ? k : 1) * sizeof *hits);
+  Hit *hits = malloc((size_t)STORE_QBLOCK * (k ? k : 1) * sizeof *hits);
   if (!op->out || !op->nhits || !hits) { free(hits); op_fail(op, "invalid_argument", "out of memory"); return; }
   pthread_rwlock_rdlock(&c->lock);
   if (c->dim && op->qdim != c->dim) {
@@ -408,16 +408,20 @@ static void run_search(Op *op) {
     op_fail(op, "dimension_mismatch", msg);
     op->nq = 0;
   }
-  for (int q = 0; q < op->nq; q++) {
-    float *qv = op->queries + (size_t)q * op->qdim;
-    if (c->metric == METRIC_COSINE) store_normalize(qv, c->dim);
-    size_t nh = c->dim ? store_search(c, qv, k, op->filter, hits) : 0;
-    for (size_t j = 0; j < nh; j++) {
-      OutRec *o = &op->out[(size_t)q * k + j];
-      outrec_fill(op, o, hits[j].index);
-      o->distance = hits[j].distance;
+  if (c->metric == METRIC_COSINE)
+    for (int q = 0; q < op->nq; q++) store_normalize(op->queries + (size_t)q * op->qdim, op->qdim);
+  for (int q0 = 0; q0 < op->nq && c->dim; q0 += STORE_QBLOCK) {     /* a block of queries a pass */
+    int nb = op->nq - q0 < STORE_QBLOCK ? op->nq - q0 : STORE_QBLOCK;
+    size_t nh[STORE_QBLOCK];
+    store_search_block(c, op->queries + (size_t)q0 * op->qdim, nb, k, op->filter, hits, nh);
+    for (int b = 0; b < nb; b++) {
+      for (size_t j = 0; j < nh[b]; j++) {
+        OutRec *o = &op->out[(size_t)(q0 + b) * k + j];
+        outrec_fill(op, o, hits[(size_t)b * k + j].index);
+        o->distance = hits[(size_t)b * k + j].distance;
+      }
+      op->nhits[q0 + b] = nh[b];
     }
-    op->nhits[q] = nh;
   }
   pthread_rwlock_unlock(&c->lock);
   free(hits);
