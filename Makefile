@@ -76,6 +76,7 @@ valgrind: deps all $(TEST_BINS)
 
 bench: deps all
 	@bench/run.sh
+	@bench/vdb.sh
 
 install: install-lib
 	install -d $(DESTDIR)/usr/local/include

@@ -413,7 +413,8 @@ static void run_search(Op *op) {
   for (int q0 = 0; q0 < op->nq && c->dim; q0 += STORE_QBLOCK) {     /* a block of queries a pass */
     int nb = op->nq - q0 < STORE_QBLOCK ? op->nq - q0 : STORE_QBLOCK;
     size_t nh[STORE_QBLOCK];
-    store_search_block(c, op->queries + (size_t)q0 * op->qdim, nb, k, op->filter, hits, nh);
+    if (nb == 1) nh[0] = store_search(c, op->queries + (size_t)q0 * op->qdim, k, op->filter, hits);
+    else store_search_block(c, op->queries + (size_t)q0 * op->qdim, nb, k, op->filter, hits, nh);
     for (int b = 0; b < nb; b++) {
       for (size_t j = 0; j < nh[b]; j++) {
         OutRec *o = &op->out[(size_t)(q0 + b) * k + j];

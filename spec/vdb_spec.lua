@@ -92,6 +92,28 @@ describe("vdb embedded (memory:)", function()
     end)
   end
 
+  it("batch_search gives what one search per query gives, for every metric", function()
+    with_db(function(db)
+      for _, metric in ipairs { "l2", "cosine", "ip" } do
+        local col = await(db:collection("bs_" .. metric, { metric = metric }))
+        local items = {}
+        for i = 1, 500 do items[i] = { id = "r" .. i, vector = rand_vec(24) } end
+        await(col:batch_insert(items))
+        local qs = {}
+        for i = 1, 37 do qs[i] = rand_vec(24) end          -- not a multiple of the block
+        local batch = await(col:batch_search(qs, { top_k = 7, where = nil }))
+        assert.equal(37, #batch)
+        for i = 1, 37 do
+          local one = await(col:search(qs[i], 7))
+          for j = 1, 7 do
+            assert.equal(one[j].id, batch[i][j].id)
+            assert.is_true(math.abs(one[j].distance - batch[i][j].distance) < 1e-4)
+          end
+        end
+      end
+    end)
+  end)
+
   it("keeps metadata and documents; get, count, upsert, delete by ids and where", function()
     with_db(function(db)
       local col = await(db:collection("docs", { dim = 3 }))

@@ -197,23 +197,25 @@ DISPATCH static float dot(const float *restrict a, const float *restrict b, int 
   return s;
 }
 
-/* distances from record x to a block of nq queries (each query's row d
- * floats): the record stays in L1 while the block is done */
-DISPATCH static void block_distances(const float *restrict x, const float *restrict qs, int nq, int d,
+/* Distances from record x to a block of queries stored transposed (qt:
+ * d rows of STORE_QBLOCK floats, query q in lane q): each dimension is one
+ * broadcast and one vector operation over the block, with no horizontal
+ * sums, and the sums are done in the same order as the single-query loop. */
+DISPATCH static void block_distances(const float *restrict x, const float *restrict qt, int d,
                                      int l2, float *restrict out) {
-  for (int q = 0; q < nq; q++) {
-    const float *restrict qv = qs + (size_t)q * d;
-    float s = 0;
+  float acc[STORE_QBLOCK] = {0};
+  for (int j = 0; j < d; j++) {
+    const float xv = x[j];
+    const float *restrict row = qt + (size_t)j * STORE_QBLOCK;
     if (l2) {
-#pragma omp simd reduction(+:s)
-      for (int j = 0; j < d; j++) { float t = qv[j] - x[j]; s += t * t; }
-      out[q] = s;
+#pragma omp simd
+      for (int q = 0; q < STORE_QBLOCK; q++) { float t = row[q] - xv; acc[q] += t * t; }
     } else {
-#pragma omp simd reduction(+:s)
-      for (int j = 0; j < d; j++) s += qv[j] * x[j];
-      out[q] = 1.0f - s;
+#pragma omp simd
+      for (int q = 0; q < STORE_QBLOCK; q++) acc[q] += row[q] * xv;
     }
   }
+  for (int q = 0; q < STORE_QBLOCK; q++) out[q] = l2 ? acc[q] : 1.0f - acc[q];
 }
 
 float store_distance(const Collection *c, const float *q, size_t i) {
@@ -259,13 +261,19 @@ static void heap_offer(Hit *h, size_t *n, size_t k, size_t i, float d) {
 void store_search_block(const Collection *c, const float *qs, int nq, size_t k, const Filter *f,
                         Hit *hits, size_t *nh) {
   float dist[STORE_QBLOCK];
+  int d = c->dim;
   for (int q = 0; q < nq; q++) nh[q] = 0;
   if (k == 0) return;
+  float *qt = calloc((size_t)d * STORE_QBLOCK, sizeof *qt);     /* the block, transposed */
+  if (!qt) return;
+  for (int q = 0; q < nq; q++)
+    for (int j = 0; j < d; j++) qt[(size_t)j * STORE_QBLOCK + q] = qs[(size_t)q * d + j];
   for (size_t i = 0; i < c->n; i++) {
     if (f && !filter_match(f, &c->recs[i].meta)) continue;
-    block_distances(c->vecs + i * (size_t)c->dim, qs, nq, c->dim, c->metric == METRIC_L2, dist);
+    block_distances(c->vecs + i * (size_t)d, qt, d, c->metric == METRIC_L2, dist);
     for (int q = 0; q < nq; q++) heap_offer(hits + (size_t)q * k, &nh[q], k, i, dist[q]);
   }
+  free(qt);
   for (int q = 0; q < nq; q++) qsort(hits + (size_t)q * k, nh[q], sizeof *hits, hit_cmp);
 }
 

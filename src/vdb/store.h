@@ -75,7 +75,7 @@ float store_distance(const Collection *c, const float *q, size_t i);
 /* top-k by ascending distance among records passing f (NULL: all);
  * fills hits (capacity k), returns how many */
 size_t store_search(const Collection *c, const float *q, size_t k, const Filter *f, Hit *hits);
-#define STORE_QBLOCK 8           /* queries searched together in one pass */
+#define STORE_QBLOCK 16          /* queries searched together in one pass */
 void store_search_block(const Collection *c, const float *qs, int nq, size_t k, const Filter *f,
                         Hit *hits, size_t *nh);
 void store_normalize(float *v, int dim);
