@@ -114,14 +114,16 @@ static const char *read_vector(lua_State *L, int idx, int *dim, float *out, char
     if (*dim && d != *dim) { snprintf(msg, ml, "vector has %d dimensions, expected %d", d, *dim); return "dimension_mismatch"; }
     *dim = d;
     if (out) {
-      for (int j = 0; j < d; j++) {
-        uint32_t u = (uint32_t)(unsigned char)s[4 * j] | (uint32_t)(unsigned char)s[4 * j + 1] << 8 |
-                     (uint32_t)(unsigned char)s[4 * j + 2] << 16 | (uint32_t)(unsigned char)s[4 * j + 3] << 24;
-        float f;
-        memcpy(&f, &u, 4);
-        if (!isfinite(f)) { snprintf(msg, ml, "vector component %d is not finite", j + 1); return "invalid_argument"; }
-        out[j] = f;
-      }
+      const uint16_t one = 1;
+      if (*(const unsigned char *)&one == 1) memcpy(out, s, len);   /* little-endian host */
+      else
+        for (int j = 0; j < d; j++) {
+          uint32_t u = (uint32_t)(unsigned char)s[4 * j] | (uint32_t)(unsigned char)s[4 * j + 1] << 8 |
+                       (uint32_t)(unsigned char)s[4 * j + 2] << 16 | (uint32_t)(unsigned char)s[4 * j + 3] << 24;
+          memcpy(&out[j], &u, 4);
+        }
+      for (int j = 0; j < d; j++)
+        if (!isfinite(out[j])) { snprintf(msg, ml, "vector component %d is not finite", j + 1); return "invalid_argument"; }
     }
     return NULL;
   }

@@ -34,6 +34,14 @@ static void put_u32(Buf *b, uint32_t v) {
 }
 static void put_f32(Buf *b, float f) { uint32_t u; memcpy(&u, &f, 4); put_u32(b, u); }
 static void put_f64(Buf *b, double d) { uint64_t u; memcpy(&u, &d, 8); put_u32(b, (uint32_t)u); put_u32(b, (uint32_t)(u >> 32)); }
+/* float32 arrays: one copy on little-endian hosts (the file's byte order) */
+static int little_endian(void) { const uint16_t one = 1; return *(const unsigned char *)&one == 1; }
+
+static void put_f32s(Buf *b, const float *v, size_t n) {
+  if (little_endian()) put_bytes(b, v, n * sizeof *v);
+  else for (size_t i = 0; i < n; i++) put_f32(b, v[i]);
+}
+
 static void put_str(Buf *b, const char *s) { size_t n = strlen(s); put_u32(b, (uint32_t)n); put_bytes(b, s, n); }
 
 /* start a record: length and crc are filled by end_record */
@@ -53,6 +61,11 @@ static void end_record(Buf *b, size_t at) {
 }
 
 static void encode_rows(Buf *b, const Collection *c, const size_t *rows, size_t n, int upsert) {
+  size_t want = b->len + n * ((size_t)c->dim * 4 + 48) + 64;   /* one allocation, mostly */
+  if (want > b->cap && !b->oom) {
+    char *p = realloc(b->p, want);
+    if (p) { b->p = p; b->cap = want; }
+  }
   size_t at = begin_record(b, LOG_PUT);
   put_str(b, c->name);
   put_u8(b, (unsigned)upsert);
@@ -62,7 +75,7 @@ static void encode_rows(Buf *b, const Collection *c, const size_t *rows, size_t 
     size_t i = rows ? rows[r] : r;
     const Record *rec = &c->recs[i];
     put_str(b, rec->id);
-    for (int j = 0; j < c->dim; j++) put_f32(b, c->vecs[i * (size_t)c->dim + j]);
+    put_f32s(b, c->vecs + i * (size_t)c->dim, (size_t)c->dim);
     put_u32(b, (uint32_t)rec->meta.n);
     for (int k = 0; k < rec->meta.n; k++) {
       const MetaKV *kv = &rec->meta.kv[k];
@@ -172,7 +185,9 @@ static int apply(Replay *rp, Rd *r) {
     if (!b->ids || !b->docs || !b->metas || !b->vecs) { batch_free(b); return -1; }
     for (uint32_t i = 0; i < n && !r->bad; i++) {
       b->ids[i] = get_str(r);
-      for (uint32_t j = 0; j < dim; j++) b->vecs[(size_t)i * dim + j] = get_f32(r);
+      float *dst = b->vecs + (size_t)i * dim;
+      if (little_endian() && r->at + (size_t)dim * 4 <= r->len) { memcpy(dst, r->p + r->at, (size_t)dim * 4); r->at += (size_t)dim * 4; }
+      else for (uint32_t j = 0; j < dim; j++) dst[j] = get_f32(r);
       uint32_t nm = get_u32(r);
       if (nm > r->len) { r->bad = 1; break; }
       if (nm) b->metas[i].kv = calloc(nm, sizeof *b->metas[i].kv);
@@ -286,11 +301,17 @@ static uint64_t enqueue(Log *lg, Buf *b) {
   pthread_mutex_lock(&lg->m);
   uint64_t seq = 0;
   if (b->oom || lg->broken) { lg->broken = 1; pthread_mutex_unlock(&lg->m); free(b->p); return 0; }
-  Buf q = {lg->buf, lg->len, lg->cap, 0};
-  put_bytes(&q, b->p, b->len);
-  lg->buf = q.p; lg->len = q.len; lg->cap = q.cap;
-  if (q.oom) lg->broken = 1;
-  else seq = ++lg->queued;
+  if (lg->len == 0) {                       /* nothing queued: take the buffer as it is */
+    free(lg->buf);
+    lg->buf = b->p; lg->len = b->len; lg->cap = b->cap;
+    b->p = NULL;
+  } else {
+    Buf q = {lg->buf, lg->len, lg->cap, 0};
+    put_bytes(&q, b->p, b->len);
+    lg->buf = q.p; lg->len = q.len; lg->cap = q.cap;
+    if (q.oom) lg->broken = 1;
+  }
+  if (!lg->broken) seq = ++lg->queued;
   pthread_mutex_unlock(&lg->m);
   free(b->p);
   return seq;
