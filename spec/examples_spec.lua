@@ -55,6 +55,16 @@ describe("examples", function()
     assert.is_true(starts < first_done)            -- all started before any finished
   end)
 
+  it("7.8 and 7.9 on the real client: a <close> connection, and scan", function()
+    local out, ok = run("7_08_vdb_connection.lua")
+    assert.is_true(ok, out)
+    lines_in_order(out, { "[main] connecting...", "[main] connected", "query result: doc_1 SELECT * FROM vectors",
+                          "[main] closing connection...", "[main] connection closed" })
+    out, ok = run("7_09_vdb_scan.lua")
+    assert.is_true(ok, out)
+    lines_in_order(out, { "streaming vectors:", "  received: 1", "  received: 2", "  received: 3" })
+  end)
+
   it("6.1 two sleeps of 2 and 1 s take 2 s, B ends first", function()
     local out, ok = run("6_1_await_does_not_block.lua")
     assert.is_true(ok, out)

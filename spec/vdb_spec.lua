@@ -248,11 +248,11 @@ describe("vdb embedded (memory:)", function()
     assert.equal(2000, counted)
   end)
 
-  it("a ticker keeps running during a large batch_search on the thread pool", function()
+  it("a ticker keeps running during a 50,000-vector batch_search on the thread pool", function()
     async.run(function()
       local db <close> = await(vdb.connect())
       local col = await(db:collection("big"))
-      local d, n = 64, 20000
+      local d, n = 64, 50000
       local parts = {}
       for i = 1, n do
         local v = {}
