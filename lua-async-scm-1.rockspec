@@ -3,7 +3,7 @@ package = "lua-async"
 version = "scm-1"
 source = { url = "git+file://." }
 description = {
-  summary = "Python-asyncio-style concurrency for Lua 5.4 on a libuv event loop",
+  summary = "Python-asyncio-style concurrency for Lua 5.4 on libuv, and an async vector database",
   detailed = [[
     async/await, tasks, futures, gather, wait_for, timeout scopes,
     cancellation, Semaphore, Lock, Event, Condition, Queue and async
@@ -14,6 +14,7 @@ description = {
 dependencies = { "lua >= 5.4, < 5.5" }
 external_dependencies = {
   LIBUV = { header = "uv.h", library = "uv" },
+  ZLIB = { header = "zlib.h", library = "z" },
 }
 build = {
   type = "make",
