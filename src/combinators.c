@@ -78,21 +78,32 @@ static int l_gather(lua_State *L) {
   lua_setiuservalue(L, gidx, G_OUTER);
   lua_createtable(L, n, 0);
   int cidx = lua_gettop(L);
+  lua_pushvalue(L, cidx);
+  lua_setiuservalue(L, gidx, G_CHILDREN);
+  /* Coroutine objects become tasks that start at once, in argument order
+   * (Python 3.12's eager tasks): one that finishes without waiting never
+   * goes through the ready queue.  Nested gathers fall back to scheduling
+   * past a small depth, to bound the C stack. */
+  int eager = lp->eager_depth < 8;
   for (int i = 1; i <= n; i++) {
     lua_rawgeti(L, 1, i);
+    Task *t = NULL;
     if (!future_test(L, -1)) {
-      if (!task_new(L, lp, -1, 0))
+      if (!(t = task_new_ex(L, lp, -1, 0, !eager)))
         return luaL_error(L, "bad argument #%d to 'gather' (awaitable expected, got %s)",
                           i, luaL_typename(L, -1));
       lua_remove(L, -2);
     }
+    lua_pushvalue(L, -1);
     lua_rawseti(L, cidx, i);
-  }
-  lua_pushvalue(L, cidx);
-  lua_setiuservalue(L, gidx, G_CHILDREN);
-  for (int i = 1; i <= n; i++) {
-    lua_rawgeti(L, cidx, i);
     future_add_callback(L, -1, gidx);
+    if (t && eager) {
+      lua_pushnil(L);
+      lp->eager_depth++;
+      task_step(L, lp, lua_gettop(L) - 1, lua_gettop(L));
+      lp->eager_depth--;
+      lua_pop(L, 1);
+    }
     lua_pop(L, 1);
   }
   lua_getiuservalue(L, gidx, G_OUTER);

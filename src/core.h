@@ -76,6 +76,7 @@ struct Loop {
   uv_timer_t *timer;        /* each malloc'd: see loop_gc */
   uv_check_t *check;
   uv_idle_t *idle;
+  int eager_depth;          /* gathers starting children inside children */
   int slot_ref[16];         /* registry refs of the loop's tables (LS_*, below) */
   struct Ready *rq;         /* ready queue: a ring, see loop.c */
   unsigned rq_head, rq_tail, rq_mask;
@@ -141,6 +142,7 @@ extern const lua_async_api async_api;
 
 /* task.c */
 Task *task_new(lua_State *L, Loop *lp, int cidx, int nameidx);
+Task *task_new_ex(lua_State *L, Loop *lp, int cidx, int nameidx, int scheduled);
 void coro_push(lua_State *L, int fidx, int nargs, int lib);   /* a coroutine object for fn(args) */
 int  await_future_k(lua_State *L, int fidx, lua_KContext ctx, lua_KFunction k);
 /* wait in a ring of sync.c: push the current task and its wait number (for

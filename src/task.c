@@ -546,6 +546,11 @@ void task_step(lua_State *L, Loop *lp, int tidx, int argidx) {
 /* Wrap the coroutine object at cidx in a new Task (pushed), name at nameidx
  * (0: none).  Returns NULL, pushing nothing, if cidx is no coroutine object. */
 Task *task_new(lua_State *L, Loop *lp, int cidx, int nameidx) {
+  return task_new_ex(L, lp, cidx, nameidx, 1);
+}
+
+/* as task_new; scheduled = 0: the caller runs the first step itself */
+Task *task_new_ex(lua_State *L, Loop *lp, int cidx, int nameidx, int scheduled) {
   Coro *c = coro_test(L, lp, cidx);
   if (!c) return NULL;
   cidx = lua_absindex(L, cidx);
@@ -570,9 +575,7 @@ Task *task_new(lua_State *L, Loop *lp, int cidx, int nameidx) {
   lua_pushvalue(L, tidx); lua_rawseti(L, -2, t->slot);
   lua_pop(L, 1);
   lp->npending++;
-  lua_pushnil(L);
-  loop_enqueue(L, lp, tidx, -1);
-  lua_pop(L, 1);
+  if (scheduled) loop_enqueue_task(L, lp, t);
   return t;
 }
 
