@@ -185,9 +185,6 @@ static const char *check_id(lua_State *L, int idx, char *msg, size_t ml) {
   return NULL;
 }
 
-static int cmp_str(const void *a, const void *b) {
-  return strcmp(*(char *const *)a, *(char *const *)b);
-}
 
 /* Build a batch from columns: ids, vectors, metadatas?, documents? (lists of
  * n).  The collection's dimension is learnt here when still unknown. */
@@ -237,20 +234,6 @@ static Batch *read_batch(lua_State *L, Collection *c, int ids, int vecs, int met
     bad = i;
   }
   if (code) { batch_free(b); raise_vdb(L, code, "record %d: %s", bad, msg); }
-  /* an id given twice in one batch */
-  char **sorted = malloc((size_t)(n ? n : 1) * sizeof *sorted);
-  if (!sorted) { batch_free(b); luaL_error(L, "vdb: out of memory"); }
-  memcpy(sorted, b->ids, (size_t)n * sizeof *sorted);
-  qsort(sorted, (size_t)n, sizeof *sorted, cmp_str);
-  for (int i = 1; i < n; i++) {
-    if (strcmp(sorted[i - 1], sorted[i]) == 0) {
-      snprintf(msg, sizeof msg, "id '%.100s' is given twice in the batch", sorted[i]);
-      free(sorted);
-      batch_free(b);
-      raise_vdb(L, "invalid_argument", "%s", msg);
-    }
-  }
-  free(sorted);
   return b;
 }
 
@@ -321,16 +304,19 @@ static void run_put(Op *op) {
   uint64_t seq = 0;
   size_t *landed = lg ? malloc((size_t)(op->batch->n ? op->batch->n : 1) * sizeof *landed) : NULL;
   if (lg && !landed) { op_fail(op, "invalid_argument", "out of memory"); return; }
+  int err = 0, at = 0;
   pthread_rwlock_wrlock(&c->lock);
-  long r = store_put(c, op->batch, op->upsert, landed);
+  long r = store_put(c, op->batch, op->upsert, landed, &err, &at);
   if (r >= 0 && lg) seq = log_put(lg, c, landed, (size_t)r, op->upsert);   /* in apply order */
   pthread_rwlock_unlock(&c->lock);
   free(landed);
   if (r >= 0) { op->result = r; wait_durable(op, lg, seq); return; }
-  if (-r - 1 >= op->batch->n) { op_fail(op, "invalid_argument", "out of memory"); return; }
   char msg[256];
-  snprintf(msg, sizeof msg, "record %ld: id '%.100s' already exists (nothing was inserted)", -r, op->batch->ids[-r - 1]);
-  op_fail(op, "conflict", msg);
+  if (err == PUT_NOMEM) { op_fail(op, "invalid_argument", "out of memory"); return; }
+  snprintf(msg, sizeof msg, err == PUT_TWICE ? "record %d: id '%.100s' is given twice in the batch (nothing was inserted)"
+                                             : "record %d: id '%.100s' already exists (nothing was inserted)",
+           at + 1, op->batch->ids[at]);
+  op_fail(op, err == PUT_TWICE ? "invalid_argument" : "conflict", msg);
 }
 
 /* the indices selected by ids (existing ones) or by filter, within lock */

@@ -200,7 +200,8 @@ static int apply(Replay *rp, Rd *r) {
       }
       if (get_u8(r)) b->docs[i] = get_str(r);
     }
-    int rc = r->bad ? -1 : (store_put(c, b, 1, NULL) < 0 ? -1 : 0);
+    int err, at;
+    int rc = r->bad ? -1 : (store_put(c, b, 1, NULL, &err, &at) < 0 ? -1 : 0);
     (void)upsert;
     batch_free(b);
     return rc;

@@ -125,17 +125,48 @@ void store_normalize(float *v, int dim) {
   }
 }
 
+/* an id given twice in the batch: the index of its second use, or -1 */
+static int batch_twice(const Batch *b) {
+  size_t n = 16;
+  while (n < (size_t)b->n * 2) n *= 2;
+  int *set = malloc(n * sizeof *set);
+  if (!set) return -2;
+  for (size_t i = 0; i < n; i++) set[i] = -1;
+  int found = -1;
+  for (int i = 0; i < b->n && found < 0; i++) {
+    size_t h = hash_str(b->ids[i]) & (n - 1);
+    while (set[h] >= 0 && strcmp(b->ids[set[h]], b->ids[i]) != 0) h = (h + 1) & (n - 1);
+    if (set[h] >= 0) found = i; else set[h] = i;
+  }
+  free(set);
+  return found;
+}
+
 /* Moves the batch's records into the collection (the batch keeps empty
- * shells).  Returns the number written, or -(i + 1) when record i exists and
- * upsert is off (then nothing was written), or -(n + 1) when out of memory. */
-long store_put(Collection *c, Batch *b, int upsert, size_t *landed) {
+ * shells).  A first insert into an empty collection adopts the batch's
+ * vector buffer instead of copying it. */
+long store_put(Collection *c, Batch *b, int upsert, size_t *landed, int *err, int *at_out) {
+  int twice = batch_twice(b);
+  if (twice != -1) { *err = twice == -2 ? PUT_NOMEM : PUT_TWICE; *at_out = twice; return -1; }
   if (!upsert)
     for (int i = 0; i < b->n; i++)
-      if (store_find(c, b->ids[i]) >= 0) return -(long)i - 1;
-  if (reserve(c, (size_t)b->n) != 0) return -(long)b->n - 1;
+      if (store_find(c, b->ids[i]) >= 0) { *err = PUT_EXISTS; *at_out = i; return -1; }
+  int adopt = c->n == 0 && b->n > 0 && c->cap < (size_t)b->n && b->dim == c->dim;
+  if (adopt) {
+    Record *r = realloc(c->recs, (size_t)b->n * sizeof *r);
+    if (!r) { *err = PUT_NOMEM; *at_out = 0; return -1; }
+    c->recs = r;
+    free(c->vecs);
+    c->vecs = b->vecs;                          /* record i lands at index i */
+    b->vecs = NULL;
+    c->cap = (size_t)b->n;
+    if (map_rebuild(c, (size_t)b->n) != 0) { *err = PUT_NOMEM; *at_out = 0; return -1; }
+  } else if (reserve(c, (size_t)b->n) != 0) {
+    *err = PUT_NOMEM; *at_out = 0; return -1;
+  }
   for (int i = 0; i < b->n; i++) {
-    float *src = b->vecs + (size_t)i * b->dim;
-    if (c->metric == METRIC_COSINE) store_normalize(src, b->dim);
+    float *src = adopt ? c->vecs + (size_t)i * c->dim : b->vecs + (size_t)i * b->dim;
+    if (c->metric == METRIC_COSINE) store_normalize(src, c->dim);
     size_t *s = slot_for(c, b->ids[i], 1);
     size_t at;
     if (*s != 0 && *s != DELETED) {             /* upsert of an existing id */
@@ -147,7 +178,8 @@ long store_put(Collection *c, Batch *b, int upsert, size_t *landed) {
       *s = at + 1;
     }
     if (landed) landed[i] = at;
-    memcpy(c->vecs + at * (size_t)c->dim, src, (size_t)c->dim * sizeof(float));
+    float *dst = c->vecs + at * (size_t)c->dim;
+    if (dst != src) memcpy(dst, src, (size_t)c->dim * sizeof(float));
     c->recs[at].id = b->ids[i]; b->ids[i] = NULL;
     c->recs[at].doc = b->docs[i]; b->docs[i] = NULL;
     c->recs[at].meta = b->metas[i]; b->metas[i].n = 0; b->metas[i].kv = NULL;

@@ -65,9 +65,11 @@ int  meta_copy(Meta *dst, const Meta *src);
 
 /* writers (caller holds the write lock) */
 long store_find(const Collection *c, const char *id);     /* index or -1 */
-/* insert (upsert = 0: any existing id fails the whole batch, returning the
- * index of the first such record + 1 as a negative number) */
-long store_put(Collection *c, Batch *b, int upsert, size_t *landed);   /* landed: n indices, or NULL */
+/* Insert the batch, all or nothing: the count, or -1 with *err (and the
+ * record's index in *at) when an id exists (upsert off), an id comes twice
+ * in the batch, or memory runs out.  landed: n indices, or NULL. */
+enum { PUT_EXISTS = 1, PUT_TWICE, PUT_NOMEM };
+long store_put(Collection *c, Batch *b, int upsert, size_t *landed, int *err, int *at);
 int  store_delete_index(Collection *c, size_t i);
 
 /* readers (caller holds at least the read lock) */
