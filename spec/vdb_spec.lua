@@ -97,17 +97,20 @@ describe("vdb embedded (memory:)", function()
       for _, metric in ipairs { "l2", "cosine", "ip" } do
         local col = await(db:collection("bs_" .. metric, { metric = metric }))
         local items = {}
-        for i = 1, 500 do items[i] = { id = "r" .. i, vector = rand_vec(24) } end
+        for i = 1, 501 do items[i] = { id = "r" .. i, vector = rand_vec(24), metadata = { odd = i % 2 == 1 } } end
         await(col:batch_insert(items))
         local qs = {}
         for i = 1, 37 do qs[i] = rand_vec(24) end          -- not a multiple of the block
-        local batch = await(col:batch_search(qs, { top_k = 7, where = nil }))
-        assert.equal(37, #batch)
-        for i = 1, 37 do
-          local one = await(col:search(qs[i], 7))
-          for j = 1, 7 do
-            assert.equal(one[j].id, batch[i][j].id)
-            assert.is_true(math.abs(one[j].distance - batch[i][j].distance) < 1e-4)
+        for _, where in ipairs { false, { odd = true } } do  -- contiguous rows, and scattered ones
+          local opts = { top_k = 7, where = where or nil }
+          local batch = await(col:batch_search(qs, opts))
+          assert.equal(37, #batch)
+          for i = 1, 37 do
+            local one = await(col:search(qs[i], opts))
+            for j = 1, 7 do
+              assert.equal(one[j].id, batch[i][j].id)
+              assert.is_true(math.abs(one[j].distance - batch[i][j].distance) < 1e-4)
+            end
           end
         end
       end

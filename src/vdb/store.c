@@ -49,7 +49,7 @@ static void record_free(Record *r) {
 void store_free(Collection *c) {
   if (!c) return;
   for (size_t i = 0; i < c->n; i++) record_free(&c->recs[i]);
-  free(c->recs); free(c->vecs); free(c->slots); free(c->name);
+  free(c->recs); free(c->vecs); free(c->sqnorms); free(c->slots); free(c->name);
   pthread_rwlock_destroy(&c->lock);
   free(c);
 }
@@ -110,6 +110,9 @@ static int reserve(Collection *c, size_t more) {
     Record *r = realloc(c->recs, cap * sizeof *r);
     if (!r) return -1;
     c->recs = r;
+    float *q = realloc(c->sqnorms, cap * sizeof *q);
+    if (!q) return -1;
+    c->sqnorms = q;
     c->cap = cap;
   }
   if ((c->used + more) * 2 > c->nslots) return map_rebuild(c, c->n + more);
@@ -123,6 +126,12 @@ void store_normalize(float *v, int dim) {
     float inv = (float)(1.0 / sqrt(s));
     for (int j = 0; j < dim; j++) v[j] *= inv;
   }
+}
+
+static float sqnorm(const float *v, int d) {
+  float s = 0;
+  for (int j = 0; j < d; j++) s += v[j] * v[j];
+  return s;
 }
 
 /* an id given twice in the batch: the index of its second use, or -1 */
@@ -156,6 +165,9 @@ long store_put(Collection *c, Batch *b, int upsert, size_t *landed, int *err, in
     Record *r = realloc(c->recs, (size_t)b->n * sizeof *r);
     if (!r) { *err = PUT_NOMEM; *at_out = 0; return -1; }
     c->recs = r;
+    float *q = realloc(c->sqnorms, (size_t)b->n * sizeof *q);
+    if (!q) { *err = PUT_NOMEM; *at_out = 0; return -1; }
+    c->sqnorms = q;
     free(c->vecs);
     c->vecs = b->vecs;                          /* record i lands at index i */
     b->vecs = NULL;
@@ -180,6 +192,7 @@ long store_put(Collection *c, Batch *b, int upsert, size_t *landed, int *err, in
     if (landed) landed[i] = at;
     float *dst = c->vecs + at * (size_t)c->dim;
     if (dst != src) memcpy(dst, src, (size_t)c->dim * sizeof(float));
+    c->sqnorms[at] = sqnorm(dst, c->dim);
     c->recs[at].id = b->ids[i]; b->ids[i] = NULL;
     c->recs[at].doc = b->docs[i]; b->docs[i] = NULL;
     c->recs[at].meta = b->metas[i]; b->metas[i].n = 0; b->metas[i].kv = NULL;
@@ -196,6 +209,7 @@ int store_delete_index(Collection *c, size_t i) {
   if (i != last) {
     c->recs[i] = c->recs[last];
     memcpy(c->vecs + i * (size_t)c->dim, c->vecs + last * (size_t)c->dim, (size_t)c->dim * sizeof(float));
+    c->sqnorms[i] = c->sqnorms[last];
     size_t *m = slot_for(c, c->recs[i].id, 0);
     if (m) *m = i + 1;
   }
@@ -229,25 +243,26 @@ DISPATCH static float dot(const float *restrict a, const float *restrict b, int 
   return s;
 }
 
-/* Distances from record x to a block of queries stored transposed (qt:
+/* Dot products of record x with a block of queries stored transposed (qt:
  * d rows of STORE_QBLOCK floats, query q in lane q): each dimension is one
- * broadcast and one vector operation over the block, with no horizontal
- * sums, and the sums are done in the same order as the single-query loop. */
-DISPATCH static void block_distances(const float *restrict x, const float *restrict qt, int d,
-                                     int l2, float *restrict out) {
-  float acc[STORE_QBLOCK] = {0};
+ * broadcast and one fused multiply-add over the whole block, with no
+ * horizontal sums.  l2 comes out as |x|^2 + |q|^2 - 2 x.q, as BLAS-based
+ * searches compute it (faiss): one operation per dimension instead of two. */
+#define RBLOCK 4                 /* records at once: independent FMA chains hide latency */
+
+DISPATCH static void block_dots(const float *restrict x, size_t stride, const float *restrict qt, int d,
+                                float acc[RBLOCK][STORE_QBLOCK]) {
+  float a0[STORE_QBLOCK] = {0}, a1[STORE_QBLOCK] = {0}, a2[STORE_QBLOCK] = {0}, a3[STORE_QBLOCK] = {0};
+  const float *restrict x0 = x, *restrict x1 = x + stride, *restrict x2 = x + 2 * stride, *restrict x3 = x + 3 * stride;
   for (int j = 0; j < d; j++) {
-    const float xv = x[j];
     const float *restrict row = qt + (size_t)j * STORE_QBLOCK;
-    if (l2) {
+    const float v0 = x0[j], v1 = x1[j], v2 = x2[j], v3 = x3[j];
 #pragma omp simd
-      for (int q = 0; q < STORE_QBLOCK; q++) { float t = row[q] - xv; acc[q] += t * t; }
-    } else {
-#pragma omp simd
-      for (int q = 0; q < STORE_QBLOCK; q++) acc[q] += row[q] * xv;
+    for (int q = 0; q < STORE_QBLOCK; q++) {
+      a0[q] += row[q] * v0; a1[q] += row[q] * v1; a2[q] += row[q] * v2; a3[q] += row[q] * v3;
     }
   }
-  for (int q = 0; q < STORE_QBLOCK; q++) out[q] = l2 ? acc[q] : 1.0f - acc[q];
+  for (int q = 0; q < STORE_QBLOCK; q++) { acc[0][q] = a0[q]; acc[1][q] = a1[q]; acc[2][q] = a2[q]; acc[3][q] = a3[q]; }
 }
 
 float store_distance(const Collection *c, const float *q, size_t i) {
@@ -297,15 +312,56 @@ void store_search_block(const Collection *c, const float *qs, int nq, size_t k, 
   for (int q = 0; q < nq; q++) nh[q] = 0;
   if (k == 0) return;
   float *qt = calloc((size_t)d * STORE_QBLOCK, sizeof *qt);     /* the block, transposed */
-  if (!qt) return;
-  for (int q = 0; q < nq; q++)
+  float *gather = malloc((size_t)RBLOCK * d * sizeof *gather);
+  float qn[STORE_QBLOCK] = {0};
+  int l2 = c->metric == METRIC_L2;
+  if (!qt || !gather) { free(qt); free(gather); return; }
+  for (int q = 0; q < nq; q++) {
+    qn[q] = sqnorm(qs + (size_t)q * d, d);
     for (int j = 0; j < d; j++) qt[(size_t)j * STORE_QBLOCK + q] = qs[(size_t)q * d + j];
-  for (size_t i = 0; i < c->n; i++) {
-    if (f && !filter_match(f, &c->recs[i].meta)) continue;
-    block_distances(c->vecs + i * (size_t)d, qt, d, c->metric == METRIC_L2, dist);
-    for (int q = 0; q < nq; q++) heap_offer(hits + (size_t)q * k, &nh[q], k, i, dist[q]);
+  }
+  /* each query's admission threshold: its worst kept hit once it has k */
+  float thr[STORE_QBLOCK];
+  for (int q = 0; q < STORE_QBLOCK; q++) thr[q] = q < nq ? INFINITY : -INFINITY;
+  float acc[RBLOCK][STORE_QBLOCK];
+  size_t rows[RBLOCK];
+  int nr = 0;
+  for (size_t i = 0; i <= c->n; i++) {
+    /* gather RBLOCK records (passing the filter), then score them together */
+    if (i < c->n) {
+      if (f && !filter_match(f, &c->recs[i].meta)) continue;
+      rows[nr++] = i;
+      if (nr < RBLOCK) continue;
+    }
+    if (nr == 0) break;
+    if (nr == RBLOCK && rows[RBLOCK - 1] == rows[0] + RBLOCK - 1) {
+      block_dots(c->vecs + rows[0] * (size_t)d, (size_t)d, qt, d, acc);
+    } else {                      /* filtered (scattered) rows or a short tail: copy them together */
+      for (int r = 0; r < RBLOCK; r++)
+        memcpy(gather + (size_t)r * d, c->vecs + rows[r < nr ? r : nr - 1] * (size_t)d, (size_t)d * sizeof *gather);
+      block_dots(gather, (size_t)d, qt, d, acc);
+    }
+    for (int r = 0; r < nr; r++) {
+      size_t ri = rows[r];
+      float xn = l2 ? c->sqnorms[ri] : 0;
+      int any = 0;
+      for (int q = 0; q < STORE_QBLOCK; q++) {  /* branch-free: most records enter no heap */
+        dist[q] = l2 ? xn + qn[q] - 2.0f * acc[r][q] : 1.0f - acc[r][q];
+        any |= dist[q] < thr[q];
+      }
+      if (!any) continue;
+      for (int q = 0; q < nq; q++) {
+        if (!(dist[q] < thr[q])) continue;
+        float dq = l2 && dist[q] < 0 ? 0 : dist[q];   /* rounding, for identical vectors */
+        Hit *h = hits + (size_t)q * k;
+        heap_offer(h, &nh[q], k, ri, dq);
+        if (nh[q] == k) thr[q] = h[0].distance;
+      }
+    }
+    nr = 0;
   }
   free(qt);
+  free(gather);
   for (int q = 0; q < nq; q++) qsort(hits + (size_t)q * k, nh[q], sizeof *hits, hit_cmp);
 }
 

@@ -37,6 +37,7 @@ typedef struct Collection {
   int dim;                   /* 0 until the first insert */
   int metric;
   float *vecs;               /* n x dim */
+  float *sqnorms;            /* n: |x|^2, for the batched l2 kernel */
   Record *recs;
   size_t n, cap;
   size_t *slots;             /* hash map id -> index + 1 (0: empty, SIZE_MAX: deleted) */
@@ -51,6 +52,7 @@ typedef struct Batch {
   int n, dim;
   char **ids;
   float *vecs;               /* n x dim */
+  float *sqnorms;            /* n: |x|^2, for the batched l2 kernel */
   Meta *metas;               /* n, each possibly empty */
   char **docs;               /* n, each possibly NULL */
 } Batch;
