@@ -367,10 +367,14 @@ void store_search_block(const Collection *c, const float *qs, int nq, size_t k, 
 
 size_t store_search(const Collection *c, const float *q, size_t k, const Filter *f, Hit *hits) {
   size_t n = 0;
+  int l2 = c->metric == METRIC_L2;
+  float qn = l2 ? sqnorm(q, c->dim) : 0;
   if (k == 0) return 0;
   for (size_t i = 0; i < c->n; i++) {
     if (f && !filter_match(f, &c->recs[i].meta)) continue;
-    float d = store_distance(c, q, i);
+    /* l2 as |x|^2 + |q|^2 - 2 x.q: one operation per dimension */
+    float d = 1.0f - dot(q, c->vecs + i * (size_t)c->dim, c->dim);
+    if (l2) { d = c->sqnorms[i] + qn - 2.0f * (1.0f - d); if (d < 0) d = 0; }
     if (n < k) { hits[n].index = i; hits[n].distance = d; heap_up(hits, n++); }
     else if (d < hits[0].distance) { hits[0].index = i; hits[0].distance = d; heap_down(hits, n, 0); }
   }
