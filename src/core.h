@@ -48,8 +48,7 @@ struct Task {
   int ncancel;              /* cancellation requests not yet uncancelled */
   int id;
   int slot;                 /* index in the loop's table of pending tasks */
-  unsigned char started, awaiting, sleeping;
-  int nsleepres;            /* values async.sleep gives back */
+  unsigned char started, awaiting;
   const void *ring_owner;   /* the Semaphore/Queue whose ring it waits in, or NULL */
   int wait_seq;             /* which wait of this task a ring entry stands for */
   unsigned char granted;    /* woken by the ring (a slot or item is its turn) */
@@ -118,7 +117,6 @@ void loop_enqueue_wake(lua_State *L, Loop *lp, Task *t, Future *f);
 int  loop_has_ready(Loop *lp);
 int  heap_push(Loop *lp, uint64_t due, int is_task, void *obj);
 void heap_remove(Loop *lp, int idx);
-uint64_t loop_now(Loop *lp);
 uint64_t delay_to_due(Loop *lp, double seconds);
 int  loop_close(lua_State *L);             /* __gc of the loop userdata */
 void loop_report(lua_State *L, Loop *lp, int errindex, const char *what, int ctxindex);
@@ -133,7 +131,6 @@ void future_set_result(lua_State *L, int fidx, int n);   /* pops n values */
 void future_set_exception(lua_State *L, int fidx);        /* pops 1 value */
 int  future_cancel(lua_State *L, int fidx, int msgidx);   /* 1 if it was cancelled now */
 void future_add_callback(lua_State *L, int fidx, int cbidx);
-void future_remove_callback(lua_State *L, int fidx, int cbidx);
 void future_add_waiter(lua_State *L, int fidx, Task *t);   /* wake t when done */
 void push_error(lua_State *L, Loop *lp, const char *cls, int msgidx);
 int  raise_error(lua_State *L, Loop *lp, const char *cls, const char *fmt, ...);
@@ -154,7 +151,6 @@ int  task_suspend(lua_State *L, lua_KContext ctx, lua_KFunction k);
 int  sync_open(lua_State *L, Loop *lp);
 Task *task_test(lua_State *L, int idx);
 void task_step(lua_State *L, Loop *lp, int tidx, int argidx);
-void task_wake_from_heap(Loop *lp, Task *t);
 void push_task(lua_State *L, Loop *lp, Task *t);
 int  task_open(lua_State *L, Loop *lp);
 

@@ -246,7 +246,6 @@ static int remove_callback(lua_State *L, int fidx, int cbidx) {
   return removed;
 }
 
-void future_remove_callback(lua_State *L, int fidx, int cbidx) { remove_callback(L, fidx, cbidx); }
 
 /* ---- Lua methods -------------------------------------------------------- */
 

@@ -28,7 +28,6 @@ void loop_set_slot(lua_State *L, Loop *lp, int slot) {
   lua_rawseti(L, LUA_REGISTRYINDEX, lp->slot_ref[slot]);
 }
 
-uint64_t loop_now(Loop *lp) { return uv_now(lp->uv); }
 
 /* Metatables by registry reference and identity: luaL_setmetatable and
  * luaL_testudata look them up by name, which costs a string hash on the

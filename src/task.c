@@ -311,7 +311,7 @@ static int do_sleep(lua_State *L, Loop *lp, int base) {
   Task *t = await_context(L, lp, "sleep", &is_gen);
   int nv = lua_gettop(L) - base;
   check_yieldable(L, "sleep");
-  t->sleeping = 1;
+
   if (d <= 0) loop_enqueue_task(L, lp, t);
   else if (heap_push(lp, delay_to_due(lp, d), 1, t) != 0) return luaL_error(L, "sleep: out of memory");
   return suspend_yield(L, t, is_gen, SLEEP_CTX(base, nv), sleep_k);
@@ -478,7 +478,7 @@ void task_step(lua_State *L, Loop *lp, int tidx, int argidx) {
   } else {
     Future *f = lua_isnil(L, argidx) ? NULL : lua_touserdata(L, argidx);
     if (f && f != t->waiter) return;         /* a stale wake-up */
-    t->waiter = NULL; t->sleeping = 0;
+    t->waiter = NULL;
     if (t->must_cancel) {
       t->must_cancel = 0;
       lua_pushboolean(L, 0);
