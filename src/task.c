@@ -311,7 +311,6 @@ static int do_sleep(lua_State *L, Loop *lp, int base) {
   Task *t = await_context(L, lp, "sleep", &is_gen);
   int nv = lua_gettop(L) - base;
   check_yieldable(L, "sleep");
-
   if (d <= 0) loop_enqueue_task(L, lp, t);
   else if (heap_push(lp, delay_to_due(lp, d), 1, t) != 0) return luaL_error(L, "sleep: out of memory");
   return suspend_yield(L, t, is_gen, SLEEP_CTX(base, nv), sleep_k);
