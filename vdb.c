@@ -101,6 +101,17 @@ static int l_dim(lua_State *L) {
 
 /* ---- reading vectors and records from Lua ------------------------------- */
 
+/* no NaN or infinity: all exponent bits set; a loop compilers vectorise */
+static int all_finite(const float *v, int d) {
+  uint32_t bad = 0;
+  for (int j = 0; j < d; j++) {
+    uint32_t u;
+    memcpy(&u, &v[j], 4);
+    bad |= (u & 0x7f800000u) == 0x7f800000u;
+  }
+  return !bad;
+}
+
 /* The vector at idx into out[dim]: a list of finite numbers or a string of
  * packed little-endian float32.  *dim == 0: learn it.  Returns NULL, or an
  * error code with msg filled. */
@@ -122,8 +133,9 @@ static const char *read_vector(lua_State *L, int idx, int *dim, float *out, char
                        (uint32_t)(unsigned char)s[4 * j + 2] << 16 | (uint32_t)(unsigned char)s[4 * j + 3] << 24;
           memcpy(&out[j], &u, 4);
         }
-      for (int j = 0; j < d; j++)
-        if (!isfinite(out[j])) { snprintf(msg, ml, "vector component %d is not finite", j + 1); return "invalid_argument"; }
+      if (!all_finite(out, d))
+        for (int j = 0; j < d; j++)
+          if (!isfinite(out[j])) { snprintf(msg, ml, "vector component %d is not finite", j + 1); return "invalid_argument"; }
     }
     return NULL;
   }
@@ -192,31 +204,28 @@ static Batch *read_batch(lua_State *L, Collection *c, int ids, int vecs, int met
   char msg[256];
   const char *code = NULL;
   int dim = c->dim, bad = 0;
-  /* first pass: shapes and the dimension, before allocating */
-  for (int i = 1; i <= n && !code; i++) {
-    lua_rawgeti(L, ids, i);
-    code = check_id(L, -1, msg, sizeof msg);
+  if (dim == 0 && n > 0) {                  /* learn the dimension from the first vector */
+    lua_rawgeti(L, vecs, 1);
+    code = read_vector(L, -1, &dim, NULL, msg, sizeof msg);
     lua_pop(L, 1);
-    if (!code) {
-      lua_rawgeti(L, vecs, i);
-      code = read_vector(L, -1, &dim, NULL, msg, sizeof msg);
-      lua_pop(L, 1);
-    }
-    bad = i;
+    if (code) raise_vdb(L, code, "record 1: %s", msg);
   }
-  if (code) raise_vdb(L, code, "record %d: %s", bad, msg);
   Batch *b = calloc(1, sizeof *b);
   if (!b) luaL_error(L, "vdb: out of memory");
   b->n = n; b->dim = dim;
-  b->ids = calloc((size_t)n, sizeof *b->ids);
-  b->docs = calloc((size_t)n, sizeof *b->docs);
-  b->metas = calloc((size_t)n, sizeof *b->metas);
+  b->ids = calloc((size_t)(n ? n : 1), sizeof *b->ids);
+  b->docs = calloc((size_t)(n ? n : 1), sizeof *b->docs);
+  b->metas = calloc((size_t)(n ? n : 1), sizeof *b->metas);
   b->vecs = malloc((size_t)n * (size_t)dim * sizeof(float) + 1);
   if (!b->ids || !b->docs || !b->metas || !b->vecs) { batch_free(b); luaL_error(L, "vdb: out of memory"); }
+  /* one pass: check and copy each record; a bad one frees everything */
   for (int i = 1; i <= n && !code; i++) {
+    bad = i;
     lua_rawgeti(L, ids, i);
-    b->ids[i - 1] = strdup(lua_tostring(L, -1));
+    code = check_id(L, -1, msg, sizeof msg);
+    if (!code) b->ids[i - 1] = strdup(lua_tostring(L, -1));
     lua_pop(L, 1);
+    if (code) break;
     lua_rawgeti(L, vecs, i);
     code = read_vector(L, -1, &dim, b->vecs + (size_t)(i - 1) * dim, msg, sizeof msg);
     lua_pop(L, 1);
@@ -231,7 +240,6 @@ static Batch *read_batch(lua_State *L, Collection *c, int ids, int vecs, int met
       else if (!lua_isnil(L, -1)) { snprintf(msg, sizeof msg, "a document must be a string, got %s", luaL_typename(L, -1)); code = "invalid_argument"; }
       lua_pop(L, 1);
     }
-    bad = i;
   }
   if (code) { batch_free(b); raise_vdb(L, code, "record %d: %s", bad, msg); }
   return b;
