@@ -141,6 +141,7 @@ extern const lua_async_api async_api;
 Task *task_new(lua_State *L, Loop *lp, int cidx, int nameidx);
 Task *task_new_ex(lua_State *L, Loop *lp, int cidx, int nameidx, int scheduled);
 void coro_push(lua_State *L, int fidx, int nargs, int lib);   /* a coroutine object for fn(args) */
+void coro_push_shared(lua_State *L, int fidx, int nargs);     /* a shared library awaitable */
 int  await_future_k(lua_State *L, int fidx, lua_KContext ctx, lua_KFunction k);
 /* wait in a ring of sync.c: push the current task and its wait number (for
  * the ring entry) and return it; then return task_suspend(...) */

@@ -187,13 +187,23 @@ static int acquire_impl(lua_State *L) {
   return task_suspend(L, 0, acquire_k);
 }
 
+/* sem:acquire() and q:get() hand out one shared awaitable per object,
+ * made on first use (user value 2 of a semaphore, Q_GET of a queue) */
+static int shared_awaitable(lua_State *L, int slot) {
+  if (!loop_get(L)->debug && lua_getiuservalue(L, 1, slot) == LUA_TUSERDATA) return 1;
+  lua_settop(L, 1);
+  lua_pushvalue(L, lua_upvalueindex(2));      /* the body */
+  lua_pushvalue(L, 1);
+  if (loop_get(L)->debug) { coro_push(L, 2, 1, 1); return 1; }   /* debug: warn if never awaited */
+  coro_push_shared(L, 2, 1);
+  lua_pushvalue(L, -1);
+  lua_setiuservalue(L, 1, slot);
+  return 1;
+}
+
 static int sem_acquire(lua_State *L) {
   sem_check(L, 1);
-  lua_settop(L, 1);
-  lua_pushvalue(L, lua_upvalueindex(2));      /* acquire_impl */
-  lua_insert(L, 1);
-  coro_push(L, 1, 1, 1);
-  return 1;
+  return shared_awaitable(L, 2);
 }
 
 static int sem_release(lua_State *L) {
@@ -222,7 +232,7 @@ static int new_sem(lua_State *L, int kind, lua_Integer value) {
   if (value < 0 || value > 0x7fffffff)
     return luaL_error(L, "bad argument #1 to '%s' (non-negative integer expected, got %d)",
                       kind_names[kind], (int)value);
-  Sem *s = lua_newuserdatauv(L, sizeof *s, 1);
+  Sem *s = lua_newuserdatauv(L, sizeof *s, 2);
   s->tag = TAG_SEM; s->kind = (unsigned char)kind; s->value = s->bound = (int)value;
   loop_setmetatable(L, loop_get(L), MT_SEM);
   ring_init(L, lua_gettop(L), 1, &s->waiters);
@@ -258,7 +268,7 @@ static int guard_release(lua_State *L) {
 
 /* ---- Queue -------------------------------------------------------------- */
 
-enum { Q_ITEMS = 1, Q_GETTERS, Q_PUTTERS, Q_JOINERS, Q_NUV = Q_JOINERS };
+enum { Q_ITEMS = 1, Q_GETTERS, Q_PUTTERS, Q_JOINERS, Q_GET, Q_NUV = Q_GET };
 
 typedef struct Queue {
   unsigned char tag, shutdown;
@@ -387,7 +397,7 @@ static int q_method_coro(lua_State *L, int nargs) {
   return 1;
 }
 
-static int q_get(lua_State *L) { queue_check(L, 1); return q_method_coro(L, 1); }
+static int q_get(lua_State *L) { queue_check(L, 1); return shared_awaitable(L, Q_GET); }
 static int q_join(lua_State *L) { queue_check(L, 1); return q_method_coro(L, 1); }
 static int q_put(lua_State *L) {
   queue_check(L, 1);

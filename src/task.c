@@ -31,6 +31,7 @@ typedef struct Coro {
   int nargs;
   int line;                 /* where it was created */
   lua_CFunction direct;     /* a library awaitable's C body (see l_await) */
+  unsigned char reusable;   /* a shared library awaitable: may be awaited again */
 } Coro;
 
 static char AWAIT_MARK;     /* its address: a generator's await passing up */
@@ -42,6 +43,15 @@ static char AWAIT_MARK;     /* its address: a generator's await passing up */
  * the loop) is awaited without a frame of its own, and, outside debug
  * mode, carries no finalizer: the never-awaited warning is for the
  * coroutines of async functions, and a finalizer per sleep or get costs. */
+/* A library awaitable that carries no state of its own (sleep(0),
+ * sem:acquire(), q:get()) is made once and shared: each await runs its body
+ * afresh, so it may be awaited any number of times. */
+void coro_push_shared(lua_State *L, int fidx, int nargs) {
+  coro_push(L, fidx, nargs, 1);
+  Coro *c = lua_touserdata(L, -1);
+  c->reusable = 1;
+}
+
 void coro_push(lua_State *L, int fidx, int nargs, int lib) {
   lua_Debug ar;
   Loop *lp = loop_get(L);
@@ -49,6 +59,7 @@ void coro_push(lua_State *L, int fidx, int nargs, int lib) {
   Coro *c = lua_newuserdatauv(L, sizeof *c, nargs + 2);
   c->tag = TAG_CORO; c->state = CORO_CREATED; c->nargs = nargs; c->line = -1;
   c->direct = lib ? lua_tocfunction(L, fidx) : NULL;
+  c->reusable = 0;
   loop_setmetatable(L, lp, lib && !lp->debug ? MT_LIBCORO : MT_CORO);
   lua_pushvalue(L, fidx); lua_setiuservalue(L, -2, 1);
   for (int i = 1; i <= nargs; i++) { lua_pushvalue(L, fidx + i); lua_setiuservalue(L, -2, i + 2); }
@@ -250,10 +261,12 @@ static int l_await(lua_State *L) {
   }
   if ((c = coro_test(L, lp, 1)) != NULL) {
     await_context(L, lp, "await", &is_gen);
-    if (c->state != CORO_CREATED)
-      return raise_error(L, lp, "InvalidStateError", "cannot reuse an already %s coroutine object",
-                         c->state == CORO_AWAITED ? "awaited" : "scheduled");
-    c->state = CORO_AWAITED;
+    if (!c->reusable) {
+      if (c->state != CORO_CREATED)
+        return raise_error(L, lp, "InvalidStateError", "cannot reuse an already %s coroutine object",
+                           c->state == CORO_AWAITED ? "awaited" : "scheduled");
+      c->state = CORO_AWAITED;
+    }
     luaL_checkstack(L, c->nargs + 2, "too many arguments");
     if (c->direct) {          /* a library awaitable: its C body runs in this frame */
       lua_CFunction body = c->direct;
@@ -324,7 +337,17 @@ static int sleep_impl(lua_State *L) {
 /* async.sleep(delay, ...): a coroutine object running sleep_impl */
 static int l_sleep(lua_State *L) {
   int n = lua_gettop(L);
-  luaL_checknumber(L, 1);
+  double d = luaL_checknumber(L, 1);
+  if (n == 1 && d == 0 && !loop_get(L)->debug) {    /* sleep(0): one shared awaitable */
+    if (lua_getiuservalue(L, lua_upvalueindex(3), 1) == LUA_TUSERDATA) return 1;
+    lua_pop(L, 1);
+    lua_pushvalue(L, lua_upvalueindex(2));
+    lua_pushinteger(L, 0);
+    coro_push_shared(L, -2, 1);
+    lua_pushvalue(L, -1);
+    lua_setiuservalue(L, lua_upvalueindex(3), 1);
+    return 1;
+  }
   lua_pushvalue(L, lua_upvalueindex(2));
   lua_insert(L, 1);
   coro_push(L, 1, n, 1);
@@ -553,10 +576,12 @@ Task *task_new_ex(lua_State *L, Loop *lp, int cidx, int nameidx, int scheduled) 
   Coro *c = coro_test(L, lp, cidx);
   if (!c) return NULL;
   cidx = lua_absindex(L, cidx);
-  if (c->state != CORO_CREATED)
-    raise_error(L, lp, "InvalidStateError", "create_task: the coroutine object was already %s",
-                c->state == CORO_AWAITED ? "awaited" : "scheduled");
-  c->state = CORO_SCHEDULED;
+  if (!c->reusable) {
+    if (c->state != CORO_CREATED)
+      raise_error(L, lp, "InvalidStateError", "create_task: the coroutine object was already %s",
+                  c->state == CORO_AWAITED ? "awaited" : "scheduled");
+    c->state = CORO_SCHEDULED;
+  }
   Task *t = lua_newuserdatauv(L, sizeof *t, TASK_NUV);
   memset(t, 0, sizeof *t);
   t->f.tag = TAG_TASK; t->f.loop = lp; t->f.pin_ref = LUA_NOREF;
@@ -768,7 +793,8 @@ int task_open(lua_State *L, Loop *lp) {
   lua_pushlightuserdata(L, lp);
   lua_pushlightuserdata(L, lp);
   lua_pushcclosure(L, sleep_impl, 1);
-  lua_pushcclosure(L, l_sleep, 2);
+  lua_newuserdatauv(L, 0, 1);                  /* holds the shared sleep(0) */
+  lua_pushcclosure(L, l_sleep, 3);
   lua_setfield(L, mod, "sleep");
 
   lua_pushlightuserdata(L, &AWAIT_MARK);
