@@ -335,17 +335,21 @@ static int sleep_impl(lua_State *L) {
 }
 
 /* async.sleep(delay, ...): a coroutine object running sleep_impl */
+/* sleep(d) with no values: one shared awaitable for the latest delay (a
+ * loop sleeping a constant delay allocates nothing) */
 static int l_sleep(lua_State *L) {
   int n = lua_gettop(L);
   double d = luaL_checknumber(L, 1);
-  if (n == 1 && d == 0 && !loop_get(L)->debug) {    /* sleep(0): one shared awaitable */
-    if (lua_getiuservalue(L, lua_upvalueindex(3), 1) == LUA_TUSERDATA) return 1;
-    lua_pop(L, 1);
+  if (n == 1 && !loop_get(L)->debug) {
+    double *last = lua_touserdata(L, lua_upvalueindex(3));
+    if (*last == d && lua_getiuservalue(L, lua_upvalueindex(3), 1) == LUA_TUSERDATA) return 1;
+    lua_settop(L, 1);
     lua_pushvalue(L, lua_upvalueindex(2));
-    lua_pushinteger(L, 0);
+    lua_pushvalue(L, 1);
     coro_push_shared(L, -2, 1);
     lua_pushvalue(L, -1);
     lua_setiuservalue(L, lua_upvalueindex(3), 1);
+    *last = d;
     return 1;
   }
   lua_pushvalue(L, lua_upvalueindex(2));
@@ -793,7 +797,7 @@ int task_open(lua_State *L, Loop *lp) {
   lua_pushlightuserdata(L, lp);
   lua_pushlightuserdata(L, lp);
   lua_pushcclosure(L, sleep_impl, 1);
-  lua_newuserdatauv(L, 0, 1);                  /* holds the shared sleep(0) */
+  *(double *)lua_newuserdatauv(L, sizeof(double), 1) = -1;   /* the latest shared sleep */
   lua_pushcclosure(L, l_sleep, 3);
   lua_setfield(L, mod, "sleep");
 
