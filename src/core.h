@@ -15,8 +15,12 @@ enum { PENDING = 0, DONE, CANCELLED };
 
 /* Future user values */
 enum { UV_RESULT = 1, UV_CALLBACKS, UV_CANCELMSG, FUTURE_NUV = UV_CANCELMSG };
-/* Task user values (after the future's) */
-enum { UV_THREAD = FUTURE_NUV + 1, UV_WAITER, UV_NAME, UV_CORO, TASK_NUV = UV_CORO };
+/* Task user values (after the future's).  A task's first user value holds,
+ * in turn, its coroutine object (until it starts), its thread (while it
+ * runs) and its results (once done): three phases, one slot. */
+enum { UV_WAITER = FUTURE_NUV + 1, UV_NAME, TASK_NUV = UV_NAME };
+#define UV_CORO UV_RESULT
+#define UV_THREAD UV_RESULT
 
 typedef struct Loop Loop;
 

@@ -446,8 +446,9 @@ static int task_start_thread(lua_State *L, Loop *lp, int tidx, Task *t) {
     T = lua_newthread(L);
   }
   t->T = T;
-  lua_setiuservalue(L, tidx, UV_THREAD);
   lua_getiuservalue(L, tidx, UV_CORO);
+  lua_insert(L, -2);
+  lua_setiuservalue(L, tidx, UV_THREAD);     /* the thread takes the coroutine's slot */
   Coro *c = lua_touserdata(L, -1);
   int coro = lua_gettop(L);
   luaL_checkstack(L, c->nargs + 3, "too many arguments");
@@ -456,7 +457,6 @@ static int task_start_thread(lua_State *L, Loop *lp, int tidx, Task *t) {
   for (int i = 1; i <= c->nargs + 2; i++) if (i != 2) lua_getiuservalue(L, coro, i);
   lua_xmove(L, T, c->nargs + 3);
   lua_pop(L, 1);
-  lua_pushnil(L); lua_setiuservalue(L, tidx, UV_CORO);
   return c->nargs + 2;
 }
 
@@ -464,7 +464,9 @@ static void task_finished(lua_State *L, Loop *lp, int tidx, Task *t, lua_State *
   tidx = lua_absindex(L, tidx);
   if (reusable) pool_put(L, lp, reusable);
   t->T = NULL;
-  lua_pushnil(L); lua_setiuservalue(L, tidx, UV_THREAD);
+  if (t->f.state == CANCELLED) {             /* no results: let the thread (or coroutine) go */
+    lua_pushnil(L); lua_setiuservalue(L, tidx, UV_THREAD);
+  }
   lua_pushnil(L); lua_setiuservalue(L, tidx, UV_WAITER);
   loop_push_slot(L, lp, LS_PENDING);
   lua_pushnil(L); lua_rawseti(L, -2, t->slot);
