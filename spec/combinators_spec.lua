@@ -109,6 +109,16 @@ describe("gather", function()
     end)
   end)
 
+  it("starts its children at once when awaited, in argument order (eager tasks)", function()
+    local log = {}
+    async.run(function()
+      async.spawn(function() log[#log + 1] = "queued earlier" end)
+      local child = async(function(name) log[#log + 1] = name; await(async.sleep(0)); log[#log + 1] = name .. " again" end)
+      await(async.gather(child("a"), child("b")))
+    end)
+    assert.same({ "a", "b", "queued earlier", "a again", "b again" }, log)
+  end)
+
   it("rejects a non-awaitable at the call, naming the argument", function()
     assert.matches("bad argument #2 to 'gather' %(awaitable expected, got number%)",
       H.catch(async.gather, async.sleep(0), 5))
