@@ -555,11 +555,6 @@ static int l_set_errors(lua_State *L) {
   return 0;
 }
 
-static int l_pending_count(lua_State *L) {
-  lua_pushinteger(L, loop_get(L)->npending);
-  return 1;
-}
-
 /* When the host owns the loop, our handles finish closing in the host's
  * next uv_run, after lua_close has unloaded this library: so each handle is
  * its own malloc'd block and libc's free is its close callback. */
@@ -590,7 +585,7 @@ static const luaL_Reg loop_funcs[] = {
   {"run_task", l_run_task}, {"step", l_step}, {"running", l_running},
   {"set_debug", l_set_debug}, {"get_debug", l_get_debug},
   {"set_exception_handler", l_set_exception_handler},
-  {"pending_count", l_pending_count}, {"set_errors", l_set_errors},
+  {"set_errors", l_set_errors},
   {NULL, NULL}
 };
 

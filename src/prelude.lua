@@ -380,20 +380,13 @@ function M.shield(aw)
 end
 
 ---------------------------------------------------------------------------
--- a small FIFO of futures, shared by the primitives below
+-- a small FIFO of futures, for Event and Condition
 ---------------------------------------------------------------------------
 
 local Deque = {}
 Deque.__index = Deque
 local function deque() return setmetatable({ first = 1, last = 0 }, Deque) end
 function Deque:push(v) local l = self.last + 1; self.last = l; self[l] = v end
-function Deque:empty() return self.first > self.last end
-function Deque:popleft()
-  local f = self.first
-  if f > self.last then return nil end
-  local v = self[f]; self[f] = nil; self.first = f + 1
-  return v
-end
 function Deque:remove(v)
   local f, l = self.first, self.last
   if self[f] == v then self[f] = nil; self.first = f + 1; return end

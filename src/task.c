@@ -302,36 +302,29 @@ static int l_suspend(lua_State *L) {
 
 /* ---- sleep -------------------------------------------------------------- */
 
-/* A sleep's stack: [coroutine object,] delay, values...; `base` is the
- * delay's index.  The continuation finds ok, err? above the values. */
-#define SLEEP_CTX(base, nv) ((lua_KContext)(nv) * 4 + (base))
-
-static int sleep_k(lua_State *L, int status, lua_KContext ctx) {
-  int base = (int)(ctx % 4), nv = (int)(ctx / 4);
+/* A sleep's stack: delay, values...; the continuation finds ok, err? above
+ * the values, and gives the values back. */
+static int sleep_k(lua_State *L, int status, lua_KContext nv) {
   (void)status;
-  if (!lua_toboolean(L, base + nv + 1)) {
-    lua_pushvalue(L, base + nv + 2);
+  if (!lua_toboolean(L, (int)nv + 2)) {
+    lua_pushvalue(L, (int)nv + 3);
     return lua_error(L);
   }
-  lua_settop(L, base + nv);
-  return nv;
-}
-
-static int do_sleep(lua_State *L, Loop *lp, int base) {
-  int is_gen;
-  double d = lua_tonumber(L, base);
-  if (d != d) return luaL_error(L, "bad argument #1 to 'sleep' (delay is NaN)");
-  Task *t = await_context(L, lp, "sleep", &is_gen);
-  int nv = lua_gettop(L) - base;
-  check_yieldable(L, "sleep");
-  if (d <= 0) loop_enqueue_task(L, lp, t);
-  else if (heap_push(lp, delay_to_due(lp, d), 1, t) != 0) return luaL_error(L, "sleep: out of memory");
-  return suspend_yield(L, t, is_gen, SLEEP_CTX(base, nv), sleep_k);
+  lua_settop(L, (int)nv + 1);
+  return (int)nv;
 }
 
 static int sleep_impl(lua_State *L) {
-  luaL_checknumber(L, 1);
-  return do_sleep(L, loop_get(L), 1);
+  Loop *lp = loop_get(L);
+  int is_gen;
+  double d = luaL_checknumber(L, 1);
+  if (d != d) return luaL_error(L, "bad argument #1 to 'sleep' (delay is NaN)");
+  Task *t = await_context(L, lp, "sleep", &is_gen);
+  int nv = lua_gettop(L) - 1;
+  check_yieldable(L, "sleep");
+  if (d <= 0) loop_enqueue_task(L, lp, t);
+  else if (heap_push(lp, delay_to_due(lp, d), 1, t) != 0) return luaL_error(L, "sleep: out of memory");
+  return suspend_yield(L, t, is_gen, nv, sleep_k);
 }
 
 /* async.sleep(delay, ...): a coroutine object running sleep_impl */

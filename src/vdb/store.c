@@ -229,13 +229,6 @@ int store_delete_index(Collection *c, size_t i) {
 #define DISPATCH
 #endif
 
-DISPATCH static float l2sq(const float *restrict a, const float *restrict b, int d) {
-  float s = 0;
-#pragma omp simd reduction(+:s)
-  for (int j = 0; j < d; j++) { float t = a[j] - b[j]; s += t * t; }
-  return s;
-}
-
 DISPATCH static float dot(const float *restrict a, const float *restrict b, int d) {
   float s = 0;
 #pragma omp simd reduction(+:s)
@@ -265,11 +258,6 @@ DISPATCH static void block_dots(const float *restrict x, size_t stride, const fl
   for (int q = 0; q < STORE_QBLOCK; q++) { acc[0][q] = a0[q]; acc[1][q] = a1[q]; acc[2][q] = a2[q]; acc[3][q] = a3[q]; }
 }
 
-float store_distance(const Collection *c, const float *q, size_t i) {
-  const float *x = c->vecs + i * (size_t)c->dim;
-  if (c->metric == METRIC_L2) return l2sq(q, x, c->dim);
-  return 1.0f - dot(q, x, c->dim);
-}
 
 /* a max-heap of the k best so far: the worst on top */
 static void heap_down(Hit *h, size_t n, size_t i) {
@@ -373,8 +361,9 @@ size_t store_search(const Collection *c, const float *q, size_t k, const Filter 
   for (size_t i = 0; i < c->n; i++) {
     if (f && !filter_match(f, &c->recs[i].meta)) continue;
     /* l2 as |x|^2 + |q|^2 - 2 x.q: one operation per dimension */
-    float d = 1.0f - dot(q, c->vecs + i * (size_t)c->dim, c->dim);
-    if (l2) { d = c->sqnorms[i] + qn - 2.0f * (1.0f - d); if (d < 0) d = 0; }
+    float dp = dot(q, c->vecs + i * (size_t)c->dim, c->dim);
+    float d = l2 ? c->sqnorms[i] + qn - 2.0f * dp : 1.0f - dp;
+    if (d < 0 && l2) d = 0;                   /* rounding, for identical vectors */
     if (n < k) { hits[n].index = i; hits[n].distance = d; heap_up(hits, n++); }
     else if (d < hits[0].distance) { hits[0].index = i; hits[0].distance = d; heap_down(hits, n, 0); }
   }

@@ -75,7 +75,6 @@ long store_put(Collection *c, Batch *b, int upsert, size_t *landed, int *err, in
 int  store_delete_index(Collection *c, size_t i);
 
 /* readers (caller holds at least the read lock) */
-float store_distance(const Collection *c, const float *q, size_t i);
 /* top-k by ascending distance among records passing f (NULL: all);
  * fills hits (capacity k), returns how many */
 size_t store_search(const Collection *c, const float *q, size_t k, const Filter *f, Hit *hits);
