@@ -14,12 +14,14 @@ OPT       ?= -O2 -g
 CFLAGS    := $(OPT) -std=c11 -D_POSIX_C_SOURCE=200809L -fPIC -Wall -Wextra -Werror \
              -I$(LUA_INC) $(shell pkg-config --cflags libuv 2>/dev/null) -Iinclude -Ibuild
 LDLIBS    := $(shell pkg-config --libs libuv 2>/dev/null)
+NET_LIBS  := $(shell pkg-config --libs libcurl libcjson 2>/dev/null || echo -lcurl -lcjson)
 LIBFLAG   ?= -shared
 BUILD     := build
 LUA_CDIR  ?= /usr/local/lib/lua/5.4
 
-ASYNC_SRC := lua_async.c src/loop.c src/future.c src/task.c src/combinators.c src/sync.c
-ASYNC_HDR := include/lua_async.h src/core.h $(BUILD)/prelude.h
+ASYNC_SRC := lua_async.c src/loop.c src/future.c src/task.c src/combinators.c src/sync.c \
+             src/json.c src/http.c
+ASYNC_HDR := include/lua_async.h src/core.h src/json.h $(BUILD)/prelude.h
 
 VDB_SRC   := vdb.c src/vdb/store.c src/vdb/filter.c src/vdb/log.c
 VDB_HDR   := include/lua_async.h src/vdb/store.h src/vdb/filter.h src/vdb/log.h $(BUILD)/vdb_prelude.h
@@ -40,7 +42,7 @@ $(BUILD)/prelude.h: src/prelude.lua tools/embed.lua
 	$(LUA) tools/embed.lua async_prelude $< > $@
 
 async.so: $(ASYNC_SRC) $(ASYNC_HDR)
-	$(CC) $(CFLAGS) $(LIBFLAG) -o $@ $(ASYNC_SRC) $(LDLIBS)
+	$(CC) $(CFLAGS) $(LIBFLAG) -o $@ $(ASYNC_SRC) $(LDLIBS) $(NET_LIBS)
 
 # a C host that owns its libuv loop and hands it to async (spec/host_spec.lua)
 $(BUILD)/host: spec/host/host.c include/lua_async.h

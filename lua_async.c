@@ -10,6 +10,7 @@
 #include <lua.h>
 #include <lauxlib.h>
 #include "src/core.h"
+#include "src/json.h"
 #include "prelude.h"      /* generated: const char async_prelude[] */
 
 #define MODULE_KEY "lua_async.module"
@@ -37,6 +38,10 @@ int luaopen_async(lua_State *L) {
   task_open(L, lp);
   combinators_open(L, lp);
   sync_open(L, lp);
+  lua_newtable(L);                             /* core.json, and http on it */
+  json_open(L);
+  http_open(L, lp);
+  lua_setfield(L, -2, "json");
 
   lua_pushlightuserdata(L, (void *)&async_api);
   lua_setfield(L, LUA_REGISTRYINDEX, LUA_ASYNC_API_KEY);

@@ -12,7 +12,7 @@
  *     lua_pushinteger(M, 42); api->resolve(f, 1);       // or: push err; api->reject(f)
  *
  * A pending future is pinned (it cannot be collected) until it is resolved,
- * rejected or cancelled.  A future that the awaiting task cancels stays
+ * rejected or cancelled (see on_cancel to hear of a cancellation at once).  A future that the awaiting task cancels stays
  * pinned until the C side settles it: resolve/reject on a cancelled future
  * only drop the values and unpin it, so a callback never has to care.
  */
@@ -22,7 +22,7 @@
 #include <lua.h>
 #include <uv.h>
 
-#define LUA_ASYNC_API_VERSION 1
+#define LUA_ASYNC_API_VERSION 2
 #define LUA_ASYNC_API_KEY "lua_async.api"   /* registry field: light userdata */
 #define LUA_ASYNC_LOOP_KEY "lua_async.loop" /* registry field set by use_loop */
 
@@ -42,6 +42,11 @@ typedef struct lua_async_api {
   void (*reject)(lua_async_future *f);
   /* non-zero once the awaiting side cancelled f */
   int (*cancelled)(lua_async_future *f);
+  /* version 2: call cb(ud) at once if the awaiting side cancels f (to abort
+   * the work behind it); f is then released, and the C side must not
+   * resolve or reject it.  Calling on_cancel again replaces the hook;
+   * cb NULL removes it. */
+  void (*on_cancel)(lua_async_future *f, void (*cb)(void *ud), void *ud);
 } lua_async_api;
 
 /* Fetch the API published by `async` (NULL if async is not loaded). */

@@ -29,4 +29,22 @@ function H.catch(f, ...)
   return e
 end
 
+-- start a server process whose first output line is "PORT PID"; returns
+-- port and a stop function (also run at exit of the busted process)
+function H.server(cmd)
+  local p = assert(io.popen(cmd .. " 2>/dev/null", "r"))
+  local line = p:read("l")
+  assert(line, "server did not start: " .. cmd)
+  local port, pid = line:match("^(%d+) (%d+)")
+  assert(port, "server said: " .. line)
+  local stopped = false
+  local function stop()
+    if stopped then return end
+    stopped = true
+    os.execute("kill " .. pid .. " 2>/dev/null")
+    p:close()
+  end
+  return tonumber(port), stop, tonumber(pid)
+end
+
 return H

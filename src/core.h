@@ -99,7 +99,22 @@ struct Loop {
   int task_main_ref;        /* the C function every task thread starts in */
   int mt_ref[8];            /* metatables of our userdata, by MT_* */
   const void *mt_ptr[8];
+  struct CancelHook *hooks; /* C API: what to run when a pinned future is cancelled */
+  struct Http *http;        /* async.http: libcurl's multi handle, made on first use */
 };
+
+/* C API futures whose C side wants to hear of a cancellation (few: the
+ * requests in flight), kept in a list on the loop */
+typedef struct CancelHook {
+  Future *f;
+  void (*cb)(void *ud);
+  void *ud;
+  struct CancelHook *next;
+} CancelHook;
+
+/* http.c */
+void http_close(Loop *lp);                 /* at loop teardown */
+int  http_open(lua_State *L, Loop *lp);    /* core.http_request */
 
 enum { MT_FUTURE = 0, MT_TASK, MT_CORO, MT_LIBCORO, MT_SEM, MT_GUARD, MT_QUEUE };
 /* push the metatable quickly / test an object's metatable */

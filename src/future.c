@@ -10,6 +10,7 @@
  * future); either way it runs from the ready queue, never inline.
  */
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
 #include "core.h"
 
@@ -168,6 +169,17 @@ void future_set_exception(lua_State *L, int fidx) {
   unpin(L, f);
 }
 
+/* unlink f's cancel hook from its loop's list (the caller frees it) */
+static CancelHook *take_hook(Future *f) {
+  for (CancelHook **p = &f->loop->hooks; *p; p = &(*p)->next)
+    if ((*p)->f == f) {
+      CancelHook *h = *p;
+      *p = h->next;
+      return h;
+    }
+  return NULL;
+}
+
 int future_cancel(lua_State *L, int fidx, int msgidx) {
   Future *f = lua_touserdata(L, fidx);
   if (f->state != PENDING) return 0;
@@ -176,7 +188,16 @@ int future_cancel(lua_State *L, int fidx, int msgidx) {
   lua_setiuservalue(L, fidx, UV_CANCELMSG);
   f->state = CANCELLED;
   schedule_callbacks(L, f, fidx);
-  /* a pinned future stays pinned until its C side settles it */
+  /* a pinned future stays pinned until its C side settles it, unless that
+   * side asked to hear of a cancellation: then it is told, and let go */
+  if (f->pin_ref != LUA_NOREF && f->loop->hooks) {
+    CancelHook *h = take_hook(f);
+    if (h) {
+      h->cb(h->ud);
+      free(h);
+      unpin(L, f);
+    }
+  }
   return 1;
 }
 
@@ -376,6 +397,7 @@ static void api_settle(lua_async_future *af, int n, int failed) {
   Future *f = (Future *)af;
   lua_State *L = f->loop->LL;
   if (f->pin_ref == LUA_NOREF) { lua_pop(L, n); return; }   /* settled twice */
+  if (f->loop->hooks) free(take_hook(f));
   lua_rawgeti(L, LUA_REGISTRYINDEX, f->pin_ref);
   lua_insert(L, -n - 1);
   if (f->state != PENDING) { lua_pop(L, n); unpin(L, f); }
@@ -388,8 +410,20 @@ static void api_resolve(lua_async_future *af, int n) { api_settle(af, n, 0); }
 static void api_reject(lua_async_future *af) { api_settle(af, 1, 1); }
 static int api_cancelled(lua_async_future *af) { return ((Future *)af)->state == CANCELLED; }
 
+static void api_on_cancel(lua_async_future *af, void (*cb)(void *ud), void *ud) {
+  Future *f = (Future *)af;
+  free(take_hook(f));
+  if (!cb || f->pin_ref == LUA_NOREF) return;
+  CancelHook *h = malloc(sizeof *h);
+  if (!h) return;                  /* then it is only polled (cancelled()) */
+  h->f = f; h->cb = cb; h->ud = ud;
+  h->next = f->loop->hooks;
+  f->loop->hooks = h;
+}
+
 const lua_async_api async_api = {
-  LUA_ASYNC_API_VERSION, api_loop, api_future_new, api_state, api_resolve, api_reject, api_cancelled
+  LUA_ASYNC_API_VERSION, api_loop, api_future_new, api_state, api_resolve, api_reject, api_cancelled,
+  api_on_cancel
 };
 
 int future_open(lua_State *L, Loop *lp) {

@@ -1,0 +1,163 @@
+-- API.md section 9: async.http against a local server of the tests' own
+local H = require "helper"
+local async, await = H.async, H.await
+local http, json = async.http, async.json
+
+describe("async.http", function()
+  local port, stop, base
+  setup(function()
+    port, stop = H.server("node spec/servers/http_fixture.mjs")
+    base = "http://127.0.0.1:" .. port
+  end)
+  teardown(function() stop() end)
+
+  it("gets a response with status, lower-case headers and body", function()
+    local r = H.run(async.fn(function()
+      return await(http.get(base .. "/echo", { headers = { ["X-Token"] = "abc" } }))
+    end))
+    assert.equal(200, r.status)
+    assert.equal("application/json", r.headers["content-type"])
+    local echo = r:json()
+    assert.equal("GET", echo.method)
+    assert.equal("abc", echo.headers["x-token"])
+  end)
+
+  it("posts a body and uses any method with request{}", function()
+    local a, b, raw = H.run(async.fn(function()
+      local a = await(http.post(base .. "/echo", "hello \0 world", { headers = { ["content-type"] = "text/plain" } }))
+      local b = await(http.request { method = "PUT", url = base .. "/echo", body = "x" })
+      return a:json(), b:json(), a.body
+    end))
+    assert.equal("POST", a.method)
+    assert.equal("hello ", a.body)          -- cJSON strings end at \u0000 ...
+    assert.matches("hello \\u0000 world", raw, 1, true)   -- ... but the body went whole
+    assert.equal("text/plain", a.headers["content-type"])
+    assert.equal("PUT", b.method)
+    assert.equal("x", b.body)
+  end)
+
+  it("treats 4xx and 5xx as responses, not errors", function()
+    local s4, s5 = H.run(async.fn(function()
+      return await(http.get(base .. "/status/404")).status, await(http.get(base .. "/status/503")).status
+    end))
+    assert.equal(404, s4)
+    assert.equal(503, s5)
+  end)
+
+  it("reads chunked responses and large bodies whole", function()
+    local chunked, large = H.run(async.fn(function()
+      return await(http.get(base .. "/chunked")).body, await(http.get(base .. "/large?bytes=20000000")).body
+    end))
+    assert.equal("one,two,three", chunked)
+    assert.equal(20000000, #large)
+    assert.equal("0123456789abcdef", large:sub(-16))
+  end)
+
+  it("does not follow redirects unless asked", function()
+    local r, f = H.run(async.fn(function()
+      return await(http.get(base .. "/redirect")), await(http.get(base .. "/redirect", { follow_redirects = true }))
+    end))
+    assert.equal(302, r.status)
+    assert.equal("/echo", r.headers.location)
+    assert.equal(200, f.status)
+    assert.equal("GET", f:json().method)
+  end)
+
+  it("joins repeated headers", function()
+    local r = H.run(async.fn(function() return await(http.get(base .. "/headers")) end))
+    assert.equal("Value", r.headers["x-custom-thing"])
+    assert.equal("a=1, b=2", r.headers["set-cookie"])
+  end)
+
+  it("keeps connections alive and reuses them", function()
+    local p1, p2, p3 = H.run(async.fn(function()
+      return await(http.get(base .. "/port")).body, await(http.get(base .. "/port")).body,
+             await(http.get(base .. "/port")).body
+    end))
+    assert.equal(p1, p2)
+    assert.equal(p2, p3)
+  end)
+
+  it("runs many requests at once on one loop", function()
+    local bodies = H.run(async.fn(function()
+      local reqs = {}
+      for i = 1, 100 do reqs[i] = http.post(base .. "/echo", tostring(i)) end
+      local out = {}
+      for i, r in ipairs(await(async.gather(reqs))) do out[i] = r:json().body end
+      return out
+    end))
+    for i = 1, 100 do assert.equal(tostring(i), bodies[i]) end
+  end)
+
+  it("raises ConnectionError when it cannot connect or the connection drops", function()
+    local e1, e2 = H.run(async.fn(function()
+      local _, e1 = pcall(await, http.get("http://127.0.0.1:1/"))
+      local _, e2 = pcall(await, http.get(base .. "/drop"))
+      return e1, e2
+    end))
+    assert.is_true(async.ConnectionError:is(e1))
+    assert.matches("connect", e1.message)
+    assert.is_true(async.ConnectionError:is(e2))
+    assert.matches("/drop", e2.message)
+  end)
+
+  it("raises TimeoutError past opts.timeout, and the loop goes on", function()
+    local e, after = H.run(async.fn(function()
+      local t0 = async.time()
+      local _, e = pcall(await, http.get(base .. "/stall", { timeout = 0.2 }))
+      assert(async.time() - t0 < 5)
+      return e, await(http.get(base .. "/status/204")).status
+    end))
+    assert.is_true(async.TimeoutError:is(e))
+    assert.equal(204, after)
+  end)
+
+  it("aborts the transfer when the awaiting task is cancelled, and frees the connection", function()
+    local e, ok_after = H.run(async.fn(function()
+      local t = async.create_task(async.fn(function() return await(http.get(base .. "/stall")) end)())
+      await(async.sleep(0.05))
+      t:cancel()
+      local _, e = pcall(await, t)
+      -- wait_for cancels too
+      local _, e2 = pcall(await, async.wait_for(http.get(base .. "/stall"), 0.05))
+      assert(async.TimeoutError:is(e2))
+      return e, await(http.get(base .. "/status/200")).status
+    end))
+    assert.is_true(async.CancelledError:is(e))
+    assert.equal(200, ok_after)
+  end)
+
+  it("garbage JSON raises from resp:json()", function()
+    local r = H.run(async.fn(function() return await(http.get(base .. "/garbage")) end))
+    assert.equal(200, r.status)
+    assert.has_error(function() r:json() end)
+  end)
+
+  it("checks its arguments", function()
+    assert.has_error(function() http.request("x") end, "bad argument #1 to 'request' (table expected, got string)")
+    assert.has_error(function() http.get(42) end)
+    assert.has_error(function() http.request { url = "http://x/", method = "get" } end)
+    assert.has_error(function() http.request { url = "http://x/", timeout = -1 } end)
+    assert.has_error(function() http.request { url = "http://x/", headers = { [1] = "x" } } end)
+  end)
+end)
+
+describe("async.json", function()
+  it("round-trips tables, and float32 values exactly", function()
+    local f = string.unpack("<f", string.pack("<f", 0.1))
+    local s = json.encode { a = { 1, 2.5, f }, b = "x\"y", c = true, d = json.null }
+    local t = json.decode(s)
+    assert.same({ 1, 2.5, f }, t.a)
+    assert.equal("x\"y", t.b)
+    assert.equal(json.null, t.d)
+    assert.equal("9223372036854775807", json.encode(math.maxinteger))   -- integers print exactly
+    assert.equal(2 ^ 53, json.decode(json.encode(2 ^ 53)))              -- and read back exactly to 2^53
+    assert.equal("integer", math.type(json.decode("42")))
+  end)
+  it("refuses what JSON cannot hold, and text that is not JSON", function()
+    assert.has_error(function() json.encode(0 / 0) end)
+    assert.has_error(function() json.encode { print } end)
+    assert.has_error(function() json.decode('{"a": 1') end)
+    assert.has_error(function() json.decode('[1] x') end)
+  end)
+end)

@@ -1,0 +1,64 @@
+// A small HTTP server for the async.http specs: prints "PORT PID" on its
+// first line, then serves until killed.
+//   /echo            {method, path, headers, body} as JSON
+//   /status/N        an empty answer with status N
+//   /chunked         three chunks, 50 ms apart (Transfer-Encoding: chunked)
+//   /large?bytes=N   N bytes of a repeating pattern
+//   /redirect        302 to /echo
+//   /stall           never answers
+//   /drop            closes the connection without an answer
+//   /garbage         200 with a body that is not JSON
+//   /headers         repeated and mixed-case headers
+//   /port            the client's source port (shows connection reuse)
+import http from "node:http";
+
+const server = http.createServer((req, res) => {
+  const url = new URL(req.url, "http://x");
+  const chunks = [];
+  req.on("data", (c) => chunks.push(c));
+  req.on("end", () => {
+    const body = Buffer.concat(chunks).toString("latin1");
+    const p = url.pathname;
+    if (p === "/echo") {
+      res.setHeader("content-type", "application/json");
+      res.end(JSON.stringify({ method: req.method, path: req.url, headers: req.headers, body }));
+    } else if (p.startsWith("/status/")) {
+      res.statusCode = +p.slice(8);
+      res.end();
+    } else if (p === "/chunked") {
+      res.write("one,");
+      setTimeout(() => res.write("two,"), 50);
+      setTimeout(() => res.end("three"), 100);
+    } else if (p === "/large") {
+      const n = +(url.searchParams.get("bytes") || 0);
+      const unit = Buffer.from("0123456789abcdef");
+      const buf = Buffer.alloc(n);
+      for (let i = 0; i < n; i += 16) unit.copy(buf, i, 0, Math.min(16, n - i));
+      res.end(buf);
+    } else if (p === "/redirect") {
+      res.statusCode = 302;
+      res.setHeader("location", "/echo");
+      res.end("moved");
+    } else if (p === "/stall") {
+      // never answers
+    } else if (p === "/drop") {
+      req.socket.destroy();
+    } else if (p === "/garbage") {
+      res.setHeader("content-type", "application/json");
+      res.end('{"ids": [1, 2');
+    } else if (p === "/headers") {
+      res.setHeader("X-Custom-Thing", "Value");
+      res.setHeader("Set-Cookie", ["a=1", "b=2"]);
+      res.end("ok");
+    } else if (p === "/port") {
+      res.end(String(req.socket.remotePort));
+    } else {
+      res.statusCode = 404;
+      res.end("no such route");
+    }
+  });
+});
+server.keepAliveTimeout = 30000;
+server.listen(0, "127.0.0.1", () => {
+  console.log(`${server.address().port} ${process.pid}`);
+});

@@ -1,0 +1,381 @@
+/*
+ * http.c - async.http's engine: libcurl's multi-socket API on the loop's
+ * libuv loop.
+ *
+ * curl tells us which sockets to watch (socket_cb: one uv_poll_t each) and
+ * when to call it back (timer_cb: one uv_timer_t); libuv tells curl when a
+ * socket is ready.  Each request is an easy handle in the one multi handle
+ * of the loop, so connections are kept alive and reused per host by curl's
+ * connection cache.  A request's awaitable is a C API future: a finished
+ * transfer resolves it with a response table, a failed one rejects it with
+ * async.ConnectionError or async.TimeoutError, and a cancelled one is
+ * removed from the multi handle at once, which closes its connection.
+ */
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+#include <curl/curl.h>
+#include <lauxlib.h>
+#include "lua_async.h"
+#include "core.h"
+
+#define RESPONSE_MT "async.http.Response"
+#define SPARE_MAX 16              /* idle easy handles kept for reuse */
+
+typedef struct Buf { char *p; size_t n, cap; } Buf;
+
+typedef struct Req {
+  CURL *easy;
+  struct Http *h;
+  lua_async_future *fut;
+  struct curl_slist *hdrs;
+  int body_ref;                   /* the request body string, kept alive */
+  Buf out, head;                  /* response body, raw header lines */
+  char err[CURL_ERROR_SIZE];
+  struct Req *prev, *next;        /* requests in flight */
+} Req;
+
+typedef struct Http {
+  CURLM *multi;
+  uv_timer_t *timer;              /* malloc'd: closed with free (see loop.c) */
+  Loop *lp;
+  Req *live;
+  int nlive;
+  CURL *spare[SPARE_MAX];
+  int nspare;
+} Http;
+
+typedef struct Sock { uv_poll_t poll; curl_socket_t fd; Http *h; } Sock;
+
+static int buf_add(Buf *b, const char *p, size_t n) {
+  if (b->n + n + 1 > b->cap) {
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap < b->n + n + 1) cap *= 2;
+    char *q = realloc(b->p, cap);
+    if (!q) return 0;
+    b->p = q; b->cap = cap;
+  }
+  memcpy(b->p + b->n, p, n);
+  b->n += n;
+  return 1;
+}
+
+static size_t on_body(char *p, size_t size, size_t n, void *ud) {
+  return buf_add(&((Req *)ud)->out, p, size * n) ? size * n : 0;
+}
+
+static size_t on_header(char *p, size_t size, size_t n, void *ud) {
+  Req *r = ud;
+  if (size * n >= 5 && memcmp(p, "HTTP/", 5) == 0) r->head.n = 0;   /* a new response (after 100, a redirect) */
+  return buf_add(&r->head, p, size * n) ? size * n : 0;
+}
+
+/* ---- finishing a request ------------------------------------------------- */
+
+static void req_unlink(Req *r) {
+  Http *h = r->h;
+  if (r->prev) r->prev->next = r->next; else h->live = r->next;
+  if (r->next) r->next->prev = r->prev;
+  if (--h->nlive == 0) uv_unref((uv_handle_t *)h->timer);
+}
+
+/* Remove r from the multi handle and free it; its easy handle is kept for
+ * reuse only after a clean finish (a transfer cut short leaves state). */
+static void req_free(Req *r, int reuse) {
+  Http *h = r->h;
+  curl_multi_remove_handle(h->multi, r->easy);
+  if (reuse && h->nspare < SPARE_MAX) {
+    curl_easy_reset(r->easy);
+    h->spare[h->nspare++] = r->easy;
+  } else {
+    curl_easy_cleanup(r->easy);
+  }
+  curl_slist_free_all(r->hdrs);
+  luaL_unref(h->lp->LL, LUA_REGISTRYINDEX, r->body_ref);
+  free(r->out.p);
+  free(r->head.p);
+  free(r);
+}
+
+/* headers as a table of lower-case names; repeated ones joined by ", " */
+static void push_headers(lua_State *L, Req *r) {
+  lua_newtable(L);
+  char *p = r->head.p, *end = r->head.p + r->head.n;
+  if (!p) return;
+  while (p < end) {
+    char *eol = memchr(p, '\n', (size_t)(end - p));
+    if (!eol) eol = end;
+    char *colon = memchr(p, ':', (size_t)(eol - p));
+    if (colon && memcmp(p, "HTTP/", 5) != 0) {
+      for (char *c = p; c < colon; c++) *c = (char)tolower((unsigned char)*c);
+      char *v = colon + 1, *ve = eol;
+      while (v < ve && (*v == ' ' || *v == '\t')) v++;
+      while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t')) ve--;
+      lua_pushlstring(L, p, (size_t)(colon - p));
+      lua_pushvalue(L, -1);
+      if (lua_rawget(L, -3) == LUA_TSTRING) {
+        lua_pushliteral(L, ", ");
+        lua_pushlstring(L, v, (size_t)(ve - v));
+        lua_concat(L, 3);
+      } else {
+        lua_pop(L, 1);
+        lua_pushlstring(L, v, (size_t)(ve - v));
+      }
+      lua_rawset(L, -3);
+    }
+    p = eol + 1;
+  }
+}
+
+static void req_done(Req *r, CURLcode rc) {
+  Http *h = r->h;
+  const lua_async_api *api = &async_api;
+  lua_State *L = api->state(r->fut);
+  req_unlink(r);
+  if (rc == CURLE_OK) {
+    long status = 0;
+    curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
+    lua_createtable(L, 0, 3);
+    lua_pushinteger(L, status);
+    lua_setfield(L, -2, "status");
+    push_headers(L, r);
+    lua_setfield(L, -2, "headers");
+    lua_pushlstring(L, r->out.p ? r->out.p : "", r->out.n);
+    lua_setfield(L, -2, "body");
+    luaL_setmetatable(L, RESPONSE_MT);
+    api->resolve(r->fut, 1);
+  } else {
+    const char *url = NULL;
+    curl_easy_getinfo(r->easy, CURLINFO_EFFECTIVE_URL, &url);
+    lua_pushfstring(L, "%s (%s)", r->err[0] ? r->err : curl_easy_strerror(rc), url ? url : "?");
+    push_error(L, h->lp, rc == CURLE_OPERATION_TIMEDOUT ? "TimeoutError" : "ConnectionError", -1);
+    lua_remove(L, -2);
+    api->reject(r->fut);
+  }
+  req_free(r, rc == CURLE_OK);
+}
+
+static void check_done(Http *h) {
+  CURLMsg *m;
+  int left;
+  while ((m = curl_multi_info_read(h->multi, &left))) {
+    if (m->msg != CURLMSG_DONE) continue;
+    Req *r = NULL;
+    curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&r);
+    if (r) req_done(r, m->data.result);
+  }
+}
+
+/* the awaiting task was cancelled: drop the transfer (curl closes its
+ * connection, so nothing half-read is ever reused) */
+static void req_cancelled(void *ud) {
+  Req *r = ud;
+  req_unlink(r);
+  req_free(r, 0);
+}
+
+/* ---- curl <-> libuv ------------------------------------------------------ */
+
+static void on_poll(uv_poll_t *p, int status, int events) {
+  Sock *s = (Sock *)p;
+  int flags = 0, running;
+  if (status < 0) flags = CURL_CSELECT_ERR;
+  else {
+    if (events & UV_READABLE) flags |= CURL_CSELECT_IN;
+    if (events & UV_WRITABLE) flags |= CURL_CSELECT_OUT;
+  }
+  Http *h = s->h;                 /* s may be closed by the call below */
+  curl_multi_socket_action(h->multi, s->fd, flags, &running);
+  check_done(h);
+}
+
+static void on_timer(uv_timer_t *t) {
+  Http *h = t->data;
+  int running;
+  curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+  check_done(h);
+}
+
+static int socket_cb(CURL *easy, curl_socket_t fd, int what, void *ud, void *sockp) {
+  (void)easy;
+  Http *h = ud;
+  Sock *s = sockp;
+  if (what == CURL_POLL_REMOVE) {
+    if (s) {
+      uv_poll_stop(&s->poll);
+      uv_close((uv_handle_t *)&s->poll, (uv_close_cb)(void (*)(void))free);
+      curl_multi_assign(h->multi, fd, NULL);
+    }
+    return 0;
+  }
+  if (!s) {
+    s = malloc(sizeof *s);
+    if (!s || uv_poll_init_socket(h->lp->uv, &s->poll, fd) != 0) { free(s); return -1; }
+    s->fd = fd; s->h = h;
+    curl_multi_assign(h->multi, fd, s);
+  }
+  int events = (what & CURL_POLL_IN ? UV_READABLE : 0) | (what & CURL_POLL_OUT ? UV_WRITABLE : 0);
+  uv_poll_start(&s->poll, events, on_poll);
+  return 0;
+}
+
+static int timer_cb(CURLM *multi, long ms, void *ud) {
+  (void)multi;
+  Http *h = ud;
+  if (ms < 0) uv_timer_stop(h->timer);
+  else uv_timer_start(h->timer, on_timer, (uint64_t)ms, 0);
+  return 0;
+}
+
+static Http *http_get(lua_State *L, Loop *lp) {
+  if (lp->http) return lp->http;
+  Http *h = calloc(1, sizeof *h);
+  uv_timer_t *t = malloc(sizeof *t);
+  CURLM *m = curl_multi_init();
+  if (!h || !t || !m) { free(h); free(t); if (m) curl_multi_cleanup(m); luaL_error(L, "async.http: out of memory"); }
+  uv_timer_init(lp->uv, t);
+  uv_unref((uv_handle_t *)t);      /* only transfers in flight keep the loop alive */
+  t->data = h;
+  h->timer = t; h->multi = m; h->lp = lp;
+  curl_multi_setopt(m, CURLMOPT_SOCKETFUNCTION, socket_cb);
+  curl_multi_setopt(m, CURLMOPT_SOCKETDATA, h);
+  curl_multi_setopt(m, CURLMOPT_TIMERFUNCTION, timer_cb);
+  curl_multi_setopt(m, CURLMOPT_TIMERDATA, h);
+  lp->http = h;
+  return h;
+}
+
+void http_close(Loop *lp) {
+  Http *h = lp->http;
+  if (!h) return;
+  while (h->live) {               /* requests still in flight at exit */
+    Req *r = h->live;
+    req_unlink(r);
+    req_free(r, 0);
+  }
+  for (int i = 0; i < h->nspare; i++) curl_easy_cleanup(h->spare[i]);
+  curl_multi_cleanup(h->multi);
+  uv_close((uv_handle_t *)h->timer, (uv_close_cb)(void (*)(void))free);
+  free(h);
+  lp->http = NULL;
+}
+
+/* ---- core.http_request(method, url, headers, body, timeout, insecure, follow) */
+
+/* "Name: value" lines from the headers table at idx (may be nil) */
+static struct curl_slist *read_headers(lua_State *L, int idx) {
+  struct curl_slist *l = curl_slist_append(NULL, "Expect:");   /* no 100-continue round trip */
+  if (!l) luaL_error(L, "async.http: out of memory");
+  if (lua_isnil(L, idx)) return l;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    if (lua_type(L, -2) != LUA_TSTRING || !lua_isstring(L, -1)) {
+      curl_slist_free_all(l);
+      luaL_error(L, "bad argument 'headers' to 'request' (a table of strings expected, got a %s key and a %s value)",
+                 luaL_typename(L, -2), luaL_typename(L, -1));
+    }
+    lua_pushvalue(L, -2);
+    lua_pushliteral(L, ": ");
+    lua_pushvalue(L, -3);
+    lua_concat(L, 3);
+    struct curl_slist *n = curl_slist_append(l, lua_tostring(L, -1));
+    lua_pop(L, 2);
+    if (!n) { curl_slist_free_all(l); luaL_error(L, "async.http: out of memory"); }
+    l = n;
+  }
+  return l;
+}
+
+static int l_http_request(lua_State *L) {
+  Loop *lp = loop_get(L);
+  const char *method = luaL_checkstring(L, 1);
+  const char *url = luaL_checkstring(L, 2);
+  if (!lua_isnil(L, 3)) luaL_checktype(L, 3, LUA_TTABLE);
+  size_t blen = 0;
+  const char *body = luaL_optlstring(L, 4, NULL, &blen);
+  double timeout = luaL_optnumber(L, 5, 0);
+  int insecure = lua_toboolean(L, 6), follow = lua_toboolean(L, 7);
+  Http *h = http_get(L, lp);
+  struct curl_slist *hdrs = read_headers(L, 3);
+
+  Req *r = calloc(1, sizeof *r);
+  CURL *e = h->nspare ? h->spare[--h->nspare] : curl_easy_init();
+  if (!r || !e) {
+    free(r);
+    if (e) curl_easy_cleanup(e);
+    curl_slist_free_all(hdrs);
+    return luaL_error(L, "async.http: out of memory");
+  }
+  r->body_ref = LUA_NOREF;
+  r->easy = e;
+  r->h = h;
+  r->hdrs = hdrs;
+  curl_easy_setopt(e, CURLOPT_URL, url);
+  curl_easy_setopt(e, CURLOPT_PRIVATE, r);
+  curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->err);
+  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+  curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
+  curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+  curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
+  curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->hdrs);
+  curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, (long)follow);
+  curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, insecure ? 0L : 1L);
+  curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, insecure ? 0L : 2L);
+  if (timeout > 0) curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(timeout * 1000 + 0.5));
+  if (strcmp(method, "GET") == 0 && !body) {
+    curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+  } else if (strcmp(method, "HEAD") == 0) {
+    curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+  } else {
+    if (strcmp(method, "POST") != 0) curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
+    if (body || strcmp(method, "POST") == 0) {
+      curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen);
+      curl_easy_setopt(e, CURLOPT_POSTFIELDS, body ? body : "");
+      if (body) { lua_pushvalue(L, 4); r->body_ref = luaL_ref(L, LUA_REGISTRYINDEX); }
+    }
+  }
+
+  r->fut = async_api.future_new(L);   /* pushed: the awaitable */
+  r->next = h->live;
+  if (h->live) h->live->prev = r;
+  h->live = r;
+  if (h->nlive++ == 0) uv_ref((uv_handle_t *)h->timer);
+  async_api.on_cancel(r->fut, req_cancelled, r);
+  CURLMcode mc = curl_multi_add_handle(h->multi, e);
+  if (mc != CURLM_OK) {
+    lua_State *S = async_api.state(r->fut);
+    lua_pushfstring(S, "async.http: %s", curl_multi_strerror(mc));
+    push_error(S, lp, "ConnectionError", -1);
+    lua_remove(S, -2);
+    async_api.reject(r->fut);
+    req_unlink(r);
+    req_free(r, 0);
+  }
+  return 1;
+}
+
+static int resp_json(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_getfield(L, lua_upvalueindex(1), "decode");
+  lua_getfield(L, 1, "body");
+  lua_call(L, 1, 1);
+  return 1;
+}
+
+/* core.http_request, and the response metatable (json() via json.decode);
+ * expects the json table at -1 and core at -2 */
+int http_open(lua_State *L, Loop *lp) {
+  curl_global_init(CURL_GLOBAL_DEFAULT);
+  luaL_newmetatable(L, RESPONSE_MT);
+  lua_newtable(L);
+  lua_pushvalue(L, -3);
+  lua_pushcclosure(L, resp_json, 1);
+  lua_setfield(L, -2, "json");
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+  lua_pushlightuserdata(L, lp);
+  lua_pushcclosure(L, l_http_request, 1);
+  lua_setfield(L, -3, "http_request");
+  return 0;
+}

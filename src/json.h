@@ -1,0 +1,31 @@
+/*
+ * json.h - JSON <-> Lua values through cJSON (Debian's libcjson).
+ * Shared by async (async.json, http responses) and vdb (the Chroma backend).
+ */
+#ifndef LUA_ASYNC_JSON_H
+#define LUA_ASYNC_JSON_H
+
+#include <stddef.h>
+#include <lua.h>
+#include <cjson/cJSON.h>
+
+/* Push v as a Lua value: objects and arrays as tables, JSON null as
+ * json.null (a light userdata), integral numbers within 2^53 as integers. */
+void json_push(lua_State *L, const cJSON *v);
+
+/* A number's JSON text: integers exactly, floats in the shortest form that
+ * reads back to the same double (float32 values therefore round-trip).
+ * buf needs 32 bytes; returns 0 for NaN or infinity. */
+int json_format_number(lua_State *L, int idx, char *buf);
+
+/* A float32 as the shortest text that reads back to the same float. */
+int json_format_float32(float f, char *buf);
+
+/* Build a cJSON tree from the Lua value at idx; NULL with err filled when
+ * the value cannot be JSON (a function, NaN, a cycle, mixed keys...). */
+cJSON *json_from_lua(lua_State *L, int idx, char *err, size_t errlen);
+
+/* Set encode, decode and null in the table on top of the stack. */
+void json_open(lua_State *L);
+
+#endif
