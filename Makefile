@@ -23,8 +23,8 @@ ASYNC_SRC := lua_async.c src/loop.c src/future.c src/task.c src/combinators.c sr
              src/json.c src/http.c
 ASYNC_HDR := include/lua_async.h src/core.h src/json.h $(BUILD)/prelude.h
 
-VDB_SRC   := vdb.c src/vdb/store.c src/vdb/filter.c src/vdb/log.c
-VDB_HDR   := include/lua_async.h src/vdb/store.h src/vdb/filter.h src/vdb/log.h $(BUILD)/vdb_prelude.h
+VDB_SRC   := vdb.c src/vdb/store.c src/vdb/filter.c src/vdb/log.c src/vdb/input.c
+VDB_HDR   := include/lua_async.h src/vdb/store.h src/vdb/filter.h src/vdb/log.h src/vdb/input.h $(BUILD)/vdb_prelude.h
 
 .PHONY: all deps demo test sanitize valgrind bench install install-lib clean
 

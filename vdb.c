@@ -18,31 +18,12 @@
 #include "src/vdb/store.h"
 #include "src/vdb/filter.h"
 #include "src/vdb/log.h"
+#include "src/vdb/input.h"
 #include "vdb_prelude.h"      /* generated: const char vdb_prelude[] */
 
 #define COLL_MT "vdb.collection"
-#define ERRORS_KEY "vdb.errors"
 
 typedef struct Handle { Collection *c; } Handle;
-
-/* ---- errors: vdb.Error instances made by the prelude -------------------- */
-
-static void push_vdb_error(lua_State *L, const char *code, const char *msg) {
-  lua_getfield(L, LUA_REGISTRYINDEX, ERRORS_KEY);
-  lua_pushstring(L, code);
-  lua_pushstring(L, msg);
-  lua_call(L, 2, 1);
-}
-
-static int raise_vdb(lua_State *L, const char *code, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  char msg[300];
-  vsnprintf(msg, sizeof msg, fmt, ap);
-  va_end(ap);
-  push_vdb_error(L, code, msg);
-  return lua_error(L);
-}
 
 static Collection *check_coll(lua_State *L, int idx) {
   Handle *h = luaL_checkudata(L, idx, COLL_MT);
@@ -100,150 +81,6 @@ static int l_dim(lua_State *L) {
 }
 
 /* ---- reading vectors and records from Lua ------------------------------- */
-
-/* no NaN or infinity: all exponent bits set; a loop compilers vectorise */
-static int all_finite(const float *v, int d) {
-  uint32_t bad = 0;
-  for (int j = 0; j < d; j++) {
-    uint32_t u;
-    memcpy(&u, &v[j], 4);
-    bad |= (u & 0x7f800000u) == 0x7f800000u;
-  }
-  return !bad;
-}
-
-/* The vector at idx into out[dim]: a list of finite numbers or a string of
- * packed little-endian float32.  *dim == 0: learn it.  Returns NULL, or an
- * error code with msg filled. */
-static const char *read_vector(lua_State *L, int idx, int *dim, float *out, char *msg, size_t ml) {
-  idx = lua_absindex(L, idx);
-  if (lua_type(L, idx) == LUA_TSTRING) {
-    size_t len;
-    const char *s = lua_tolstring(L, idx, &len);
-    if (len == 0 || len % 4 != 0) { snprintf(msg, ml, "a packed vector must be a non-empty multiple of 4 bytes, got %zu", len); return "invalid_argument"; }
-    int d = (int)(len / 4);
-    if (*dim && d != *dim) { snprintf(msg, ml, "vector has %d dimensions, expected %d", d, *dim); return "dimension_mismatch"; }
-    *dim = d;
-    if (out) {
-      const uint16_t one = 1;
-      if (*(const unsigned char *)&one == 1) memcpy(out, s, len);   /* little-endian host */
-      else
-        for (int j = 0; j < d; j++) {
-          uint32_t u = (uint32_t)(unsigned char)s[4 * j] | (uint32_t)(unsigned char)s[4 * j + 1] << 8 |
-                       (uint32_t)(unsigned char)s[4 * j + 2] << 16 | (uint32_t)(unsigned char)s[4 * j + 3] << 24;
-          memcpy(&out[j], &u, 4);
-        }
-      if (!all_finite(out, d))
-        for (int j = 0; j < d; j++)
-          if (!isfinite(out[j])) { snprintf(msg, ml, "vector component %d is not finite", j + 1); return "invalid_argument"; }
-    }
-    return NULL;
-  }
-  if (lua_type(L, idx) != LUA_TTABLE) { snprintf(msg, ml, "a vector must be a list of numbers or a packed float32 string, got %s", luaL_typename(L, idx)); return "invalid_argument"; }
-  int d = (int)lua_rawlen(L, idx);
-  if (d == 0) { snprintf(msg, ml, "empty vector"); return "invalid_argument"; }
-  if (*dim && d != *dim) { snprintf(msg, ml, "vector has %d dimensions, expected %d", d, *dim); return "dimension_mismatch"; }
-  *dim = d;
-  for (int j = 1; j <= d; j++) {
-    int t = lua_rawgeti(L, idx, j);
-    double v = lua_tonumber(L, -1);
-    lua_pop(L, 1);
-    if (t != LUA_TNUMBER) { snprintf(msg, ml, "vector component %d is not a number", j); return "invalid_argument"; }
-    if (!isfinite(v) || !isfinite((float)v)) { snprintf(msg, ml, "vector component %d is not finite", j); return "invalid_argument"; }
-    if (out) out[j - 1] = (float)v;
-  }
-  return NULL;
-}
-
-static const char *read_meta(lua_State *L, int idx, Meta *m, char *msg, size_t ml) {
-  m->n = 0; m->kv = NULL;
-  if (lua_isnil(L, idx)) return NULL;
-  if (lua_type(L, idx) != LUA_TTABLE) { snprintf(msg, ml, "metadata must be a table, got %s", luaL_typename(L, idx)); return "invalid_argument"; }
-  idx = lua_absindex(L, idx);
-  int n = 0;
-  lua_pushnil(L);
-  while (lua_next(L, idx)) { n++; lua_pop(L, 1); }
-  if (n == 0) return NULL;
-  m->kv = calloc((size_t)n, sizeof *m->kv);
-  if (!m->kv) { snprintf(msg, ml, "out of memory"); return "invalid_argument"; }
-  lua_pushnil(L);
-  while (lua_next(L, idx)) {
-    MetaKV *kv = &m->kv[m->n];
-    if (lua_type(L, -2) != LUA_TSTRING) { lua_pop(L, 2); snprintf(msg, ml, "metadata keys must be strings"); return "invalid_argument"; }
-    kv->key = strdup(lua_tostring(L, -2));
-    m->n++;
-    switch (lua_type(L, -1)) {
-      case LUA_TSTRING: kv->type = MV_STR; kv->str = strdup(lua_tostring(L, -1)); break;
-      case LUA_TNUMBER:
-        kv->type = MV_NUM; kv->num = lua_tonumber(L, -1);
-        if (!isfinite(kv->num)) { lua_pop(L, 2); snprintf(msg, ml, "metadata '%s' is not a finite number", kv->key); return "invalid_argument"; }
-        break;
-      case LUA_TBOOLEAN: kv->type = MV_BOOL; kv->num = lua_toboolean(L, -1); break;
-      default:
-        snprintf(msg, ml, "metadata '%s' must be a string, number or boolean (flat), got %s", kv->key, luaL_typename(L, -1));
-        lua_pop(L, 2);
-        return "invalid_argument";
-    }
-    lua_pop(L, 1);
-  }
-  return NULL;
-}
-
-static const char *check_id(lua_State *L, int idx, char *msg, size_t ml) {
-  size_t len;
-  if (lua_type(L, idx) != LUA_TSTRING) { snprintf(msg, ml, "an id must be a non-empty string, got %s", luaL_typename(L, idx)); return "invalid_argument"; }
-  lua_tolstring(L, idx, &len);
-  if (len == 0) { snprintf(msg, ml, "an id must be a non-empty string"); return "invalid_argument"; }
-  return NULL;
-}
-
-
-/* Build a batch from columns: ids, vectors, metadatas?, documents? (lists of
- * n).  The collection's dimension is learnt here when still unknown. */
-static Batch *read_batch(lua_State *L, Collection *c, int ids, int vecs, int metas, int docs, int n) {
-  char msg[256];
-  const char *code = NULL;
-  int dim = c->dim, bad = 0;
-  if (dim == 0 && n > 0) {                  /* learn the dimension from the first vector */
-    lua_rawgeti(L, vecs, 1);
-    code = read_vector(L, -1, &dim, NULL, msg, sizeof msg);
-    lua_pop(L, 1);
-    if (code) raise_vdb(L, code, "record 1: %s", msg);
-  }
-  Batch *b = calloc(1, sizeof *b);
-  if (!b) luaL_error(L, "vdb: out of memory");
-  b->n = n; b->dim = dim;
-  b->ids = calloc((size_t)(n ? n : 1), sizeof *b->ids);
-  b->docs = calloc((size_t)(n ? n : 1), sizeof *b->docs);
-  b->metas = calloc((size_t)(n ? n : 1), sizeof *b->metas);
-  b->vecs = malloc((size_t)n * (size_t)dim * sizeof(float) + 1);
-  if (!b->ids || !b->docs || !b->metas || !b->vecs) { batch_free(b); luaL_error(L, "vdb: out of memory"); }
-  /* one pass: check and copy each record; a bad one frees everything */
-  for (int i = 1; i <= n && !code; i++) {
-    bad = i;
-    lua_rawgeti(L, ids, i);
-    code = check_id(L, -1, msg, sizeof msg);
-    if (!code) b->ids[i - 1] = strdup(lua_tostring(L, -1));
-    lua_pop(L, 1);
-    if (code) break;
-    lua_rawgeti(L, vecs, i);
-    code = read_vector(L, -1, &dim, b->vecs + (size_t)(i - 1) * dim, msg, sizeof msg);
-    lua_pop(L, 1);
-    if (!code && metas) {
-      lua_rawgeti(L, metas, i);
-      code = read_meta(L, -1, &b->metas[i - 1], msg, sizeof msg);
-      lua_pop(L, 1);
-    }
-    if (!code && docs) {
-      lua_rawgeti(L, docs, i);
-      if (lua_type(L, -1) == LUA_TSTRING) b->docs[i - 1] = strdup(lua_tostring(L, -1));
-      else if (!lua_isnil(L, -1)) { snprintf(msg, sizeof msg, "a document must be a string, got %s", luaL_typename(L, -1)); code = "invalid_argument"; }
-      lua_pop(L, 1);
-    }
-  }
-  if (code) { batch_free(b); raise_vdb(L, code, "record %d: %s", bad, msg); }
-  return b;
-}
 
 /* ---- operations on the thread pool -------------------------------------- */
 
@@ -462,18 +299,6 @@ static void work(uv_work_t *req) {
   }
 }
 
-static void push_meta(lua_State *L, const Meta *m) {
-  lua_createtable(L, 0, m->n);
-  for (int i = 0; i < m->n; i++) {
-    const MetaKV *kv = &m->kv[i];
-    if (kv->type == MV_STR) lua_pushstring(L, kv->str);
-    else if (kv->type == MV_BOOL) lua_pushboolean(L, kv->num != 0);
-    else if (kv->num == (double)(lua_Integer)kv->num && fabs(kv->num) < 9e15) lua_pushinteger(L, (lua_Integer)kv->num);
-    else lua_pushnumber(L, kv->num);
-    lua_setfield(L, -2, kv->key);
-  }
-}
-
 static void push_outrec(lua_State *L, Op *op, OutRec *o, int hit) {
   lua_createtable(L, 0, 5);
   lua_pushstring(L, o->id); lua_setfield(L, -2, "id");
@@ -661,20 +486,13 @@ static int op_start(lua_State *L, Op *op) {
   return 1;
 }
 
-static Filter *read_filter(lua_State *L, int idx) {
-  char err[256];
-  Filter *f = filter_compile(L, idx, err, sizeof err);
-  if (!f && err[0]) raise_vdb(L, "invalid_argument", "%s", err);
-  return f;
-}
-
 /* core.put(coll, ids, vectors, metadatas?, documents?, n, upsert) */
 static int l_put(lua_State *L) {
   Collection *c = check_coll(L, 1);
   luaL_checktype(L, 2, LUA_TTABLE);
   luaL_checktype(L, 3, LUA_TTABLE);
   int n = (int)luaL_checkinteger(L, 6);
-  Batch *b = read_batch(L, c, 2, 3, lua_istable(L, 4) ? 4 : 0, lua_istable(L, 5) ? 5 : 0, n);
+  Batch *b = read_batch(L, c->dim, 2, 3, lua_istable(L, 4) ? 4 : 0, lua_istable(L, 5) ? 5 : 0, n);
   int learnt = c->dim == 0;
   if (learnt) c->dim = b->dim;               /* fixed by the first insert */
   Op *op = op_new(L, OP_PUT, c);
@@ -682,25 +500,6 @@ static int l_put(lua_State *L) {
   op->learnt_dim = learnt;
   op->upsert = lua_toboolean(L, 7);
   return op_start(L, op);
-}
-
-static char **read_ids(lua_State *L, int idx, int *n) {
-  *n = (int)lua_rawlen(L, idx);
-  char **ids = calloc((size_t)(*n ? *n : 1), sizeof *ids);
-  char msg[128];
-  for (int i = 1; i <= *n; i++) {
-    lua_rawgeti(L, idx, i);
-    const char *code = check_id(L, -1, msg, sizeof msg);
-    if (code) {
-      lua_pop(L, 1);
-      for (int j = 0; j < i - 1; j++) free(ids[j]);
-      free(ids);
-      raise_vdb(L, code, "ids[%d]: %s", i, msg);
-    }
-    ids[i - 1] = strdup(lua_tostring(L, -1));
-    lua_pop(L, 1);
-  }
-  return ids;
 }
 
 /* core.get(coll, ids?, where?, limit?, offset?, include_vectors?) */
