@@ -12,9 +12,10 @@ LUA_INC   ?= /usr/include/lua5.4
 PKGS      := lua5.4 libuv
 OPT       ?= -O2 -g
 CFLAGS    := $(OPT) -std=c11 -D_POSIX_C_SOURCE=200809L -fPIC -Wall -Wextra -Werror \
-             -I$(LUA_INC) $(shell pkg-config --cflags libuv 2>/dev/null) -Iinclude -Ibuild
+             -I$(LUA_INC) $(shell pkg-config --cflags libuv 2>/dev/null) -Iinclude -Ibuild -Isrc
 LDLIBS    := $(shell pkg-config --libs libuv 2>/dev/null)
-NET_LIBS  := $(shell pkg-config --libs libcurl libcjson 2>/dev/null || echo -lcurl -lcjson)
+JSON_LIBS := $(shell pkg-config --libs libcjson 2>/dev/null || echo -lcjson)
+NET_LIBS  := $(shell pkg-config --libs libcurl 2>/dev/null || echo -lcurl) $(JSON_LIBS)
 LIBFLAG   ?= -shared
 BUILD     := build
 LUA_CDIR  ?= /usr/local/lib/lua/5.4
@@ -23,8 +24,9 @@ ASYNC_SRC := lua_async.c src/loop.c src/future.c src/task.c src/combinators.c sr
              src/json.c src/http.c
 ASYNC_HDR := include/lua_async.h src/core.h src/json.h $(BUILD)/prelude.h
 
-VDB_SRC   := vdb.c src/vdb/store.c src/vdb/filter.c src/vdb/log.c src/vdb/input.c
-VDB_HDR   := include/lua_async.h src/vdb/store.h src/vdb/filter.h src/vdb/log.h src/vdb/input.h $(BUILD)/vdb_prelude.h
+VDB_SRC   := vdb.c src/vdb/store.c src/vdb/filter.c src/vdb/log.c src/vdb/input.c src/vdb/wire.c src/json.c
+VDB_HDR   := include/lua_async.h src/vdb/store.h src/vdb/filter.h src/vdb/log.h src/vdb/input.h src/vdb/wire.h src/json.h \
+             $(BUILD)/vdb_prelude.h $(BUILD)/vdb_chroma.h
 
 .PHONY: all deps demo test sanitize valgrind bench install install-lib clean
 
@@ -34,8 +36,12 @@ $(BUILD)/vdb_prelude.h: src/vdb/prelude.lua tools/embed.lua
 	@mkdir -p $(BUILD)
 	$(LUA) tools/embed.lua vdb_prelude $< > $@
 
+$(BUILD)/vdb_chroma.h: src/vdb/chroma.lua tools/embed.lua
+	@mkdir -p $(BUILD)
+	$(LUA) tools/embed.lua vdb_chroma $< > $@
+
 vdb.so: $(VDB_SRC) $(VDB_HDR)
-	$(CC) $(CFLAGS) -O3 -fopenmp-simd $(LIBFLAG) -o $@ $(VDB_SRC) $(LDLIBS) -lz -lm
+	$(CC) $(CFLAGS) -O3 -fopenmp-simd $(LIBFLAG) -o $@ $(VDB_SRC) $(LDLIBS) $(JSON_LIBS) -lz -lm
 
 $(BUILD)/prelude.h: src/prelude.lua tools/embed.lua
 	@mkdir -p $(BUILD)

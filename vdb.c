@@ -19,7 +19,9 @@
 #include "src/vdb/filter.h"
 #include "src/vdb/log.h"
 #include "src/vdb/input.h"
+#include "src/vdb/wire.h"
 #include "vdb_prelude.h"      /* generated: const char vdb_prelude[] */
+#include "vdb_chroma.h"       /* generated: const char vdb_chroma[] */
 
 #define COLL_MT "vdb.collection"
 
@@ -670,6 +672,10 @@ int luaopen_vdb(lua_State *L) {
   if (luaL_loadbuffer(L, vdb_prelude, sizeof vdb_prelude - 1, "@vdb/prelude.lua") != LUA_OK)
     return lua_error(L);
   luaL_newlib(L, core);
+  wire_open(L);
+  if (luaL_loadbuffer(L, vdb_chroma, sizeof vdb_chroma - 1, "@vdb/chroma.lua") != LUA_OK)
+    return lua_error(L);
+  lua_setfield(L, -2, "chroma");             /* the server backend, loaded by the prelude */
   lua_call(L, 1, 1);
   return 1;
 }

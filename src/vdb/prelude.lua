@@ -38,6 +38,8 @@ local METRIC_NAMES = { [0] = "l2", [1] = "cosine", [2] = "ip" }
 local Database = {}
 Database.__index = Database
 
+local chroma          -- the server backend, set at the end of this file
+
 local Collection = {}
 Collection.__index = Collection
 
@@ -90,7 +92,7 @@ function vdb.connect(url, opts)
       end
       return db
     elseif url:match("^https?://") then
-      fail("unavailable", "the Chroma server backend is not available yet in this version")
+      return await(chroma.connect(url, opts))
     end
     fail("invalid_argument", "unknown URL %q (expected memory:, file:PATH or http://HOST:PORT)", url)
   end)()
@@ -102,8 +104,9 @@ local function check_name(name)
   end
 end
 
-Database.collection = async.fn(function(self, name, opts)
-  if self.closed then fail("closed", "the database is disconnected") end
+-- the checks of collection(name, opts) both backends make: metric, dim
+local function collection_opts(db, name, opts)
+  if db.closed then fail("closed", "the database is disconnected") end
   check_name(name)
   opts = opts or {}
   local metric = opts.metric or "l2"
@@ -114,6 +117,12 @@ Database.collection = async.fn(function(self, name, opts)
   if dim ~= nil and (math.type(dim) ~= "integer" or dim <= 0) then
     fail("invalid_argument", "dim must be a positive integer, got %s", tostring(dim))
   end
+  return metric, dim, opts
+end
+
+Database.collection = async.fn(function(self, name, opts)
+  local metric, dim
+  metric, dim, opts = collection_opts(self, name, opts)
   local col = self.cols[name]
   if col then
     if opts.metric and opts.metric ~= col.metric then
@@ -345,5 +354,15 @@ function Collection:scan(opts)
     end
   end)()
 end
+
+---------------------------------------------------------------------------
+-- the Chroma server backend (src/vdb/chroma.lua) shares these
+---------------------------------------------------------------------------
+
+chroma = core.chroma(core, {
+  fail = fail, new_error = new_error, check_name = check_name, begin = begin, finish = finish,
+  collection_opts = collection_opts, columns = columns, selector = selector,
+  search_opts = search_opts, METRICS = METRICS, shortcuts = Database,
+})
 
 return vdb

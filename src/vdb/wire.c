@@ -1,0 +1,371 @@
+/*
+ * wire.c - the Chroma backend's wire format: request bodies built from
+ * validated C data, and answers turned into the same Lua results the
+ * embedded store gives.  JSON goes through cJSON (src/json.c); the Lua side
+ * (src/vdb/chroma.lua) sends the bodies with async.http.
+ *
+ * Records are sent as Chroma's pre-flight check allows: embeddings as
+ * base64 of little-endian float32 (far less work on both sides than JSON
+ * numbers), batches split by record count and by bytes.  Queries must be
+ * JSON numbers: each float32 is printed in its shortest exact form.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <lauxlib.h>
+#include "json.h"
+#include "input.h"
+#include "filter.h"
+#include "wire.h"
+
+/* ---- building bodies ----------------------------------------------------- */
+
+static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/* base64 of n bytes into out (4 * ceil(n / 3) + 1 bytes), NUL-terminated */
+static void base64(const unsigned char *in, size_t n, char *out) {
+  size_t i = 0;
+  for (; i + 3 <= n; i += 3) {
+    unsigned v = (unsigned)in[i] << 16 | (unsigned)in[i + 1] << 8 | in[i + 2];
+    *out++ = B64[v >> 18]; *out++ = B64[(v >> 12) & 63]; *out++ = B64[(v >> 6) & 63]; *out++ = B64[v & 63];
+  }
+  if (i < n) {
+    unsigned v = (unsigned)in[i] << 16 | (i + 1 < n ? (unsigned)in[i + 1] << 8 : 0);
+    *out++ = B64[v >> 18]; *out++ = B64[(v >> 12) & 63];
+    *out++ = i + 1 < n ? B64[(v >> 6) & 63] : '=';
+    *out++ = '=';
+  }
+  *out = 0;
+}
+
+/* a float32 vector as little-endian bytes (the wire's order on any host) */
+static void le_bytes(const float *v, int dim, unsigned char *out) {
+  for (int j = 0; j < dim; j++) {
+    uint32_t u;
+    memcpy(&u, &v[j], 4);
+    out[4 * j] = (unsigned char)u; out[4 * j + 1] = (unsigned char)(u >> 8);
+    out[4 * j + 2] = (unsigned char)(u >> 16); out[4 * j + 3] = (unsigned char)(u >> 24);
+  }
+}
+
+static cJSON *number(double d) {
+  char buf[40];
+  if (d == floor(d) && fabs(d) < 9007199254740992.0) snprintf(buf, sizeof buf, "%.0f", d);
+  else
+    for (int prec = 15; prec <= 17; prec++) {
+      snprintf(buf, sizeof buf, "%.*g", prec, d);
+      if (strtod(buf, NULL) == d) break;
+    }
+  return cJSON_CreateRaw(buf);
+}
+
+static cJSON *meta_json(const Meta *m) {
+  cJSON *o = cJSON_CreateObject();
+  for (int i = 0; o && i < m->n; i++) {
+    const MetaKV *kv = &m->kv[i];
+    cJSON *v = kv->type == MV_STR ? cJSON_CreateString(kv->str)
+             : kv->type == MV_BOOL ? cJSON_CreateBool(kv->num != 0) : number(kv->num);
+    cJSON_AddItemToObject(o, kv->key, v);
+  }
+  return o;
+}
+
+/* a JSON array of float32 numbers, as raw text */
+static cJSON *vector_json(const float *v, int dim) {
+  size_t cap = (size_t)dim * 16 + 3, n = 0;
+  char *s = malloc(cap), num[32];
+  if (!s) return NULL;
+  s[n++] = '[';
+  for (int j = 0; j < dim; j++) {
+    json_format_float32(v[j], num);
+    size_t l = strlen(num);
+    if (j) s[n++] = ',';
+    memcpy(s + n, num, l);
+    n += l;
+  }
+  s[n++] = ']';
+  s[n] = 0;
+  cJSON *raw = cJSON_CreateRaw(s);
+  free(s);
+  return raw;
+}
+
+/* Print and free a body; push it as a Lua string. */
+static void push_body(lua_State *L, cJSON *body) {
+  char *s = body ? cJSON_PrintUnformatted(body) : NULL;
+  cJSON_Delete(body);
+  if (!s) luaL_error(L, "vdb: out of memory");
+  lua_pushstring(L, s);
+  cJSON_free(s);
+}
+
+static size_t meta_bytes(const Meta *m) {
+  size_t n = 2;
+  for (int i = 0; i < m->n; i++)
+    n += strlen(m->kv[i].key) * 2 + 8 + (m->kv[i].type == MV_STR ? strlen(m->kv[i].str) * 2 + 2 : 24);
+  return n;
+}
+
+/* records [from, to) of b as an add/upsert body */
+static cJSON *records_body(Batch *b, int from, int to, char *b64, unsigned char *bytes) {
+  cJSON *body = cJSON_CreateObject();
+  cJSON *ids = cJSON_AddArrayToObject(body, "ids");
+  cJSON *embs = cJSON_AddArrayToObject(body, "embeddings");
+  int has_meta = 0, has_doc = 0;
+  for (int i = from; i < to; i++) {
+    has_meta |= b->metas[i].n > 0;
+    has_doc |= b->docs[i] != NULL;
+  }
+  cJSON *metas = has_meta ? cJSON_AddArrayToObject(body, "metadatas") : NULL;
+  cJSON *docs = has_doc ? cJSON_AddArrayToObject(body, "documents") : NULL;
+  for (int i = from; i < to; i++) {
+    cJSON_AddItemToArray(ids, cJSON_CreateString(b->ids[i]));
+    le_bytes(b->vecs + (size_t)i * b->dim, b->dim, bytes);
+    base64(bytes, (size_t)b->dim * 4, b64);
+    cJSON_AddItemToArray(embs, cJSON_CreateString(b64));
+    if (metas) cJSON_AddItemToArray(metas, b->metas[i].n ? meta_json(&b->metas[i]) : cJSON_CreateNull());
+    if (docs) cJSON_AddItemToArray(docs, b->docs[i] ? cJSON_CreateString(b->docs[i]) : cJSON_CreateNull());
+  }
+  return body;
+}
+
+/* core.wire_put(dim, ids, vectors, metadatas?, documents?, n, max_count, max_bytes)
+ * -> bodies, counts (records per body), dim.  Validates exactly as the
+ * embedded store does, and refuses an id given twice in the batch. */
+static int l_wire_put(lua_State *L) {
+  int dim = (int)luaL_checkinteger(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  luaL_checktype(L, 3, LUA_TTABLE);
+  int n = (int)luaL_checkinteger(L, 6);
+  int max_count = (int)luaL_checkinteger(L, 7);
+  size_t max_bytes = (size_t)luaL_checkinteger(L, 8);
+  if (max_count < 1) max_count = 1;
+  Batch *b = read_batch(L, dim, 2, 3, lua_istable(L, 4) ? 4 : 0, lua_istable(L, 5) ? 5 : 0, n);
+  lua_createtable(L, 0, n);                    /* ids seen */
+  for (int i = 0; i < n; i++) {
+    if (lua_getfield(L, -1, b->ids[i]) != LUA_TNIL) {
+      int first = (int)lua_tointeger(L, -1);
+      char msg[200];
+      snprintf(msg, sizeof msg, "record %d: id '%.100s' is given twice in the batch (also record %d; nothing was inserted)",
+               i + 1, b->ids[i], first);
+      batch_free(b);
+      push_vdb_error(L, "invalid_argument", msg);
+      return lua_error(L);
+    }
+    lua_pop(L, 1);
+    lua_pushinteger(L, i + 1);
+    lua_setfield(L, -2, b->ids[i]);
+  }
+  lua_pop(L, 1);
+  size_t vlen = (size_t)b->dim * 4;
+  char *b64 = malloc(vlen / 3 * 4 + 8);
+  unsigned char *bytes = malloc(vlen + 1);
+  if (!b64 || !bytes) { free(b64); free(bytes); batch_free(b); return luaL_error(L, "vdb: out of memory"); }
+  lua_newtable(L);                             /* bodies */
+  lua_newtable(L);                             /* counts */
+  int nbodies = 0;
+  for (int from = 0; from < n;) {
+    size_t bytes_in = 64;
+    int to = from;
+    while (to < n && to - from < max_count) {  /* fill by count, then by bytes */
+      size_t rec = strlen(b->ids[to]) * 2 + 8 + vlen / 3 * 4 + 8 + meta_bytes(&b->metas[to]) +
+                   (b->docs[to] ? strlen(b->docs[to]) * 2 + 8 : 6);
+      if (to > from && bytes_in + rec > max_bytes) break;
+      bytes_in += rec;
+      to++;
+    }
+    push_body(L, records_body(b, from, to, b64, bytes));
+    lua_rawseti(L, -3, ++nbodies);
+    lua_pushinteger(L, to - from);
+    lua_rawseti(L, -2, nbodies);
+    from = to;
+  }
+  free(b64); free(bytes);
+  lua_pushinteger(L, b->dim);
+  batch_free(b);
+  return 3;
+}
+
+/* core.wire_query(dim, queries, k, where_json?, meta, doc, vec, max_count)
+ * -> bodies (max_count queries each), dim.  where_json: the filter already
+ * checked and put in Chroma's shape, as a Lua table. */
+static int l_wire_query(lua_State *L) {
+  int dim = (int)luaL_checkinteger(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  lua_Integer k = luaL_checkinteger(L, 3);
+  int meta = lua_toboolean(L, 5), doc = lua_toboolean(L, 6), vec = lua_toboolean(L, 7);
+  int max_count = (int)luaL_checkinteger(L, 8);
+  if (max_count < 1) max_count = 1;
+  if (k < 0) return raise_vdb(L, "invalid_argument", "top_k must be >= 0, got %d", (int)k);
+  int nq = (int)lua_rawlen(L, 2);
+  char msg[256], err[160];
+  float *q = NULL;
+  for (int i = 1; i <= nq; i++) {              /* validate every query first */
+    lua_rawgeti(L, 2, i);
+    int d = dim;
+    const char *code = read_vector(L, -1, &d, NULL, msg, sizeof msg);
+    lua_pop(L, 1);
+    if (code) return raise_vdb(L, code, "query %d: %s", i, msg);
+    dim = d;
+  }
+  cJSON *where = NULL;
+  if (lua_istable(L, 4) && !(where = json_from_lua(L, 4, err, sizeof err)))
+    return raise_vdb(L, "invalid_argument", "where: %s", err);
+  q = malloc((size_t)(dim ? dim : 1) * sizeof *q);
+  if (!q) { cJSON_Delete(where); return luaL_error(L, "vdb: out of memory"); }
+  lua_newtable(L);
+  int nbodies = 0;
+  for (int from = 1; from <= nq; from += max_count) {
+    cJSON *body = cJSON_CreateObject();
+    cJSON *qs = cJSON_AddArrayToObject(body, "query_embeddings");
+    for (int i = from; i <= nq && i < from + max_count; i++) {
+      lua_rawgeti(L, 2, i);
+      int d = dim;
+      read_vector(L, -1, &d, q, msg, sizeof msg);
+      lua_pop(L, 1);
+      cJSON_AddItemToArray(qs, vector_json(q, dim));
+    }
+    cJSON_AddItemToObject(body, "n_results", cJSON_CreateRaw(lua_pushfstring(L, "%d", (int)k)));
+    lua_pop(L, 1);
+    if (where) cJSON_AddItemToObject(body, "where", cJSON_Duplicate(where, 1));
+    cJSON *inc = cJSON_AddArrayToObject(body, "include");
+    cJSON_AddItemToArray(inc, cJSON_CreateString("distances"));
+    if (meta) cJSON_AddItemToArray(inc, cJSON_CreateString("metadatas"));
+    if (doc) cJSON_AddItemToArray(inc, cJSON_CreateString("documents"));
+    if (vec) cJSON_AddItemToArray(inc, cJSON_CreateString("embeddings"));
+    push_body(L, body);
+    lua_rawseti(L, -2, ++nbodies);
+  }
+  free(q);
+  cJSON_Delete(where);
+  lua_pushinteger(L, dim);
+  return 2;
+}
+
+/* core.check_where(where): the embedded store's checks, nothing kept */
+static int l_check_where(lua_State *L) {
+  filter_free(read_filter(L, 1));
+  return 0;
+}
+
+/* core.check_ids(ids): each a non-empty string */
+static int l_check_ids(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  int n;
+  char **ids = read_ids(L, 1, &n);
+  for (int i = 0; i < n; i++) free(ids[i]);
+  free(ids);
+  return 0;
+}
+
+/* ---- reading answers ----------------------------------------------------- */
+
+static cJSON *parse_answer(lua_State *L, const char *s, size_t len) {
+  cJSON *root = cJSON_ParseWithLength(s, len);
+  if (!root || !cJSON_IsObject(root)) {
+    cJSON_Delete(root);
+    raise_vdb(L, "server_error", "the server's answer is not the JSON object expected (%d bytes)", (int)len);
+  }
+  return root;
+}
+
+static const cJSON *nth(const cJSON *a, int i) { return cJSON_IsArray(a) ? cJSON_GetArrayItem(a, i) : NULL; }
+
+/* a record's fields from parallel answer arrays at row i */
+static void push_fields(lua_State *L, const cJSON *metas, const cJSON *docs, const cJSON *embs, int i, int want_meta) {
+  const cJSON *m = nth(metas, i), *d = nth(docs, i), *e = nth(embs, i);
+  if (want_meta) {
+    if (cJSON_IsObject(m)) json_push(L, m); else lua_newtable(L);
+    lua_setfield(L, -2, "metadata");
+  }
+  if (cJSON_IsString(d)) { lua_pushstring(L, d->valuestring); lua_setfield(L, -2, "document"); }
+  if (cJSON_IsArray(e)) {
+    int n = cJSON_GetArraySize(e), j = 0;
+    lua_createtable(L, n, 0);
+    for (const cJSON *x = e->child; x; x = x->next) {
+      lua_pushnumber(L, (float)x->valuedouble);
+      lua_rawseti(L, -2, ++j);
+    }
+    lua_setfield(L, -2, "vector");
+  }
+}
+
+/* core.wire_hits(answer, metric, want_meta) -> a list of hit lists */
+static int l_wire_hits(lua_State *L) {
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  int metric = (int)luaL_checkinteger(L, 2), want_meta = lua_toboolean(L, 3);
+  cJSON *root = parse_answer(L, s, len);
+  const cJSON *ids = cJSON_GetObjectItemCaseSensitive(root, "ids");
+  const cJSON *dists = cJSON_GetObjectItemCaseSensitive(root, "distances");
+  const cJSON *metas = cJSON_GetObjectItemCaseSensitive(root, "metadatas");
+  const cJSON *docs = cJSON_GetObjectItemCaseSensitive(root, "documents");
+  const cJSON *embs = cJSON_GetObjectItemCaseSensitive(root, "embeddings");
+  if (!cJSON_IsArray(ids) || !cJSON_IsArray(dists)) {
+    cJSON_Delete(root);
+    return raise_vdb(L, "server_error", "the server's query answer has no ids or distances");
+  }
+  int nq = cJSON_GetArraySize(ids);
+  lua_createtable(L, nq, 0);
+  for (int q = 0; q < nq; q++) {
+    const cJSON *qi = nth(ids, q), *qd = nth(dists, q);
+    const cJSON *qm = nth(metas, q), *qdoc = nth(docs, q), *qe = nth(embs, q);
+    int k = cJSON_GetArraySize(qi);
+    lua_createtable(L, k, 0);
+    for (int j = 0; j < k; j++) {
+      const cJSON *id = nth(qi, j), *d = nth(qd, j);
+      if (!cJSON_IsString(id) || !cJSON_IsNumber(d)) continue;
+      float dist = (float)d->valuedouble;      /* Chroma computes in float32 too */
+      lua_createtable(L, 0, 5);
+      lua_pushstring(L, id->valuestring); lua_setfield(L, -2, "id");
+      lua_pushnumber(L, dist); lua_setfield(L, -2, "distance");
+      lua_pushnumber(L, metric == METRIC_L2 ? -(double)dist : 1.0 - (double)dist);
+      lua_setfield(L, -2, "score");
+      push_fields(L, qm, qdoc, qe, j, want_meta);
+      lua_rawseti(L, -2, j + 1);
+    }
+    lua_rawseti(L, -2, q + 1);
+  }
+  cJSON_Delete(root);
+  return 1;
+}
+
+/* core.wire_records(answer) -> records {id, vector, metadata, document}, in
+ * the answer's order */
+static int l_wire_records(lua_State *L) {
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  cJSON *root = parse_answer(L, s, len);
+  const cJSON *ids = cJSON_GetObjectItemCaseSensitive(root, "ids");
+  if (!cJSON_IsArray(ids)) {
+    cJSON_Delete(root);
+    return raise_vdb(L, "server_error", "the server's get answer has no ids");
+  }
+  const cJSON *metas = cJSON_GetObjectItemCaseSensitive(root, "metadatas");
+  const cJSON *docs = cJSON_GetObjectItemCaseSensitive(root, "documents");
+  const cJSON *embs = cJSON_GetObjectItemCaseSensitive(root, "embeddings");
+  int n = cJSON_GetArraySize(ids), i = 0;
+  lua_createtable(L, n, 0);
+  for (const cJSON *id = ids->child; id; id = id->next, i++) {
+    if (!cJSON_IsString(id)) continue;
+    lua_createtable(L, 0, 4);
+    lua_pushstring(L, id->valuestring); lua_setfield(L, -2, "id");
+    push_fields(L, metas, docs, embs, i, cJSON_IsArray(metas));
+    lua_rawseti(L, -2, (int)lua_rawlen(L, -2) + 1);
+  }
+  cJSON_Delete(root);
+  return 1;
+}
+
+void wire_open(lua_State *L) {
+  static const luaL_Reg fns[] = {
+    {"wire_put", l_wire_put}, {"wire_query", l_wire_query}, {"check_where", l_check_where},
+    {"check_ids", l_check_ids},
+    {"wire_hits", l_wire_hits}, {"wire_records", l_wire_records}, {NULL, NULL}
+  };
+  luaL_setfuncs(L, fns, 0);
+  lua_newtable(L);
+  json_open(L);
+  lua_setfield(L, -2, "json");
+}
