@@ -31,8 +31,16 @@ end
 
 -- start a server process whose first output line is "PORT PID"; returns
 -- port and a stop function (also run at exit of the busted process)
+local function my_pid()
+  local f = assert(io.open("/proc/self/stat"))
+  local pid = f:read("n")
+  f:close()
+  return pid
+end
+
 function H.server(cmd)
-  local p = assert(io.popen(cmd .. " 2>/dev/null", "r"))
+  -- WATCH_PID: the server also stops when this process ends, however it ends
+  local p = assert(io.popen("WATCH_PID=" .. my_pid() .. " " .. cmd, "r"))
   local line = p:read("l")
   assert(line, "server did not start: " .. cmd)
   local port, pid = line:match("^(%d+) (%d+)")
@@ -45,6 +53,31 @@ function H.server(cmd)
     p:close()
   end
   return tonumber(port), stop, tonumber(pid)
+end
+
+-- the pinned Chroma server (spec/servers/chroma.sh), started once for the
+-- whole run on a free port; its base URL
+local chroma
+function H.chroma()
+  if not chroma then
+    local port, stop, pid = H.server("spec/servers/chroma.sh")
+    chroma = { url = "http://127.0.0.1:" .. port, port = port, stop = stop, pid = pid,
+               guard = setmetatable({}, { __gc = stop }) }
+  end
+  return chroma.url, chroma
+end
+
+-- a fresh Chroma database (so each test starts empty): connect options
+local ndb = 0
+function H.chroma_db()
+  local url = H.chroma()
+  ndb = ndb + 1
+  local name = ("spec_%d_%d"):format(my_pid(), ndb)
+  local req = async.http.post(url .. "/api/v2/tenants/default_tenant/databases",
+    async.json.encode { name = name }, { headers = { ["content-type"] = "application/json" } })
+  local r = async.current_task() and async.await(req) or async.run(function() return async.await(req) end)
+  assert(r.status == 200, "creating a Chroma database: " .. r.status .. " " .. r.body)
+  return url, { database = name }
 end
 
 return H

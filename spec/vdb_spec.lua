@@ -29,24 +29,36 @@ local function code_of(f, ...)
   return e.code, e
 end
 
+-- The same contract on both backends: the embedded store and a Chroma
+-- server (started by the helper on a free port; each test gets a fresh
+-- database there).
+local backends = {
+  { name = "memory:", embedded = true, target = function() return "memory:" end },
+  { name = "a Chroma server", target = H.chroma_db },
+}
+
+for _, backend in ipairs(backends) do
+
+local function connect() return vdb.connect(backend.target()) end
+
 local function with_db(body)
   return async.run(function()
-    local db <close> = await(vdb.connect("memory:"))
+    local db <close> = await(connect())
     return body(db)
   end)
 end
 
-describe("vdb embedded (memory:)", function()
+describe("vdb contract on " .. backend.name, function()
   it("connects lazily, disconnects, and refuses calls after disconnect", function()
-    local conn = vdb.connect()
+    local conn = connect()
     assert.is_true(async.iscoroutine(conn))
     async.run(function()
       local db = await(conn)
-      local col = await(db:collection("c"))
+      local col = await(db:collection("col_c"))
       await(col:insert("a", { 1, 2 }))
       assert.is_true(await(db:disconnect()))
       assert.equal("closed", code_of(await, col:count()))
-      assert.equal("closed", code_of(await, db:collection("x")))
+      assert.equal("closed", code_of(await, db:collection("col_x")))
     end)
   end)
 
@@ -71,7 +83,7 @@ describe("vdb embedded (memory:)", function()
   for _, metric in ipairs { "l2", "cosine", "ip" } do
     it("is exact against brute force for " .. metric, function()
       with_db(function(db)
-        local col = await(db:collection("m", { metric = metric }))
+        local col = await(db:collection("col_m", { metric = metric }))
         local data, items = {}, {}
         for i = 1, 300 do data[i] = rand_vec(8); items[i] = { id = "r" .. i, vector = data[i] } end
         await(col:batch_insert(items))
@@ -140,7 +152,7 @@ describe("vdb embedded (memory:)", function()
 
   it("filters with every operator", function()
     with_db(function(db)
-      local col = await(db:collection("f"))
+      local col = await(db:collection("col_f"))
       local items = {}
       for i = 1, 20 do
         items[i] = { id = "r" .. i, vector = { i, 0 }, metadata = { n = i, kind = i % 2 == 0 and "even" or "odd", big = i > 10 } }
@@ -168,7 +180,7 @@ describe("vdb embedded (memory:)", function()
 
   it("accepts packed little-endian float32 strings", function()
     with_db(function(db)
-      local col = await(db:collection("p"))
+      local col = await(db:collection("col_p"))
       await(col:insert("s", string.pack("<fff", 1, 2, 3)))
       await(col:batch_insert { ids = { "t" }, vectors = { string.pack("<fff", 4, 5, 6) } })
       local hits = await(col:search(string.pack("<fff", 4, 5, 6), 1))
@@ -180,7 +192,7 @@ describe("vdb embedded (memory:)", function()
 
   it("rejects every bad input with its code, before anything changes", function()
     with_db(function(db)
-      local col = await(db:collection("e", { dim = 2 }))
+      local col = await(db:collection("col_e", { dim = 2 }))
       await(col:insert("ok", { 1, 1 }))
       local function rejected(code, aw)
         assert.equal(code, (code_of(await, aw)))
@@ -214,18 +226,18 @@ describe("vdb embedded (memory:)", function()
 
   it("lists and drops collections", function()
     with_db(function(db)
-      await(db:collection("b")); await(db:collection("a"))
-      assert.same({ "a", "b" }, await(db:collections()))
-      local b = await(db:collection("b"))
-      assert.is_true(await(db:drop("b")))
-      assert.same({ "a" }, await(db:collections()))
+      await(db:collection("col_b")); await(db:collection("col_a"))
+      assert.same({ "col_a", "col_b" }, await(db:collections()))
+      local b = await(db:collection("col_b"))
+      assert.is_true(await(db:drop("col_b")))
+      assert.same({ "col_a" }, await(db:collections()))
       assert.equal("not_found", (code_of(await, b:count())))
     end)
   end)
 
   it("streams with scan in batches, with a filter", function()
     with_db(function(db)
-      local col = await(db:collection("s"))
+      local col = await(db:collection("col_s"))
       local items = {}
       for i = 1, 25 do items[i] = { id = ("r%02d"):format(i), vector = { i }, metadata = { odd = i % 2 == 1 } } end
       await(col:batch_insert(items))
@@ -239,8 +251,8 @@ describe("vdb embedded (memory:)", function()
   it("disconnect (and <close>) waits for the work in flight", function()
     local counted
     async.run(function()
-      local db = await(vdb.connect())
-      local col = await(db:collection("w"))
+      local db = await(connect())
+      local col = await(db:collection("col_w"))
       local items = {}
       for i = 1, 2000 do items[i] = { id = "r" .. i, vector = rand_vec(64) } end
       local ins = async.spawn(function() return await(col:batch_insert(items)) end)
@@ -251,6 +263,7 @@ describe("vdb embedded (memory:)", function()
     assert.equal(2000, counted)
   end)
 
+  if backend.embedded then
   it("a ticker keeps running during a 50,000-vector batch_search on the thread pool", function()
     async.run(function()
       local db <close> = await(vdb.connect())
@@ -281,11 +294,14 @@ describe("vdb embedded (memory:)", function()
     end)
   end)
 
-  it("refuses the backends this version does not have, clearly", function()
+  it("refuses URLs it cannot use, clearly", function()
     async.run(function()
       assert.equal("invalid_argument", (code_of(await, vdb.connect("file:"))))
       assert.equal("unavailable", (code_of(await, vdb.connect("http://127.0.0.1:1"))))
       assert.equal("invalid_argument", (code_of(await, vdb.connect("ftp://x"))))
     end)
   end)
+  end
 end)
+
+end

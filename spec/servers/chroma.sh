@@ -16,6 +16,9 @@ cd "$root/.cache/chroma"
   setsid ./node_modules/.bin/chroma run --path "$dir" --host 127.0.0.1 --port "$port" >"$dir.log" 2>&1 &
   child=$!
   trap 'kill $child 2>/dev/null' TERM INT
+  if [ -n "$WATCH_PID" ]; then     # stop with the test process, however it ends
+    (while kill -0 "$WATCH_PID" 2>/dev/null; do sleep 1; done; kill $child 2>/dev/null) &
+  fi
   wait $child
   kill $child 2>/dev/null
   wait $child 2>/dev/null

@@ -59,6 +59,8 @@ const server = http.createServer((req, res) => {
   });
 });
 server.keepAliveTimeout = 30000;
+const watch = +(process.env.WATCH_PID || 0);   // stop with the test process
+if (watch) setInterval(() => { try { process.kill(watch, 0); } catch { process.exit(0); } }, 1000).unref();
 server.listen(0, "127.0.0.1", () => {
   console.log(`${server.address().port} ${process.pid}`);
 });

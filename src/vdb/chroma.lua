@@ -212,6 +212,8 @@ local function post(col, path, body, what)
   return request(col.db, "POST", col.url .. path, body, what .. " on " .. col.name)
 end
 
+local fetch       -- records by ids and/or where (below)
+
 -- ids of ids[from..to] that exist, as a set
 local function existing(col, ids, from, to)
   local found = {}
@@ -231,6 +233,27 @@ local function put(col, ids, vectors, metas, docs, n, upsert)
   if n == 0 then return 0 end
   local bodies, counts, dim = core.wire_put(col.dim or 0, ids, vectors, metas, docs, n, db.max_batch, MAX_BYTES)
   return op(db, function()
+    if upsert then                        -- Chroma merges metadata: drop the old keys not given anew
+      local clear, any = {}, false
+      for i = 1, n, db.max_batch do
+        local chunk = table.move(ids, i, math.min(i + db.max_batch - 1, n), 1, {})
+        for _, rec in ipairs(fetch(col, chunk, nil, nil, nil, '["metadatas"]', "upsert")) do
+          clear[rec.id] = rec.metadata
+        end
+      end
+      local per = {}
+      for i = 1, n do
+        local old, new = clear[ids[i]], metas[i] or {}
+        if old then
+          local keys = {}
+          for k in pairs(old) do if new[k] == nil then keys[#keys + 1] = k end end
+          if #keys > 0 then per[i], any = keys, true end
+        end
+      end
+      if any then
+        bodies, counts = core.wire_put(col.dim or 0, ids, vectors, metas, docs, n, db.max_batch, MAX_BYTES, per)
+      end
+    end
     if not upsert then                    -- Chroma keeps the old record silently: ask first
       local found = existing(col, ids, 1, n)
       for i = 1, n do
@@ -308,7 +331,7 @@ local function check_window(limit, offset)
 end
 
 -- records by ids and/or where; include: the fields to fetch
-local function fetch(col, ids, where, limit, offset, include, what)
+function fetch(col, ids, where, limit, offset, include, what)
   local body = { where = where, limit = limit, offset = offset }
   local text = json.encode(body)
   if ids then text = text:sub(1, -2) .. (text == "{}" and "" or ",") .. '"ids":' .. json.encode(ids) .. "}" end

@@ -107,14 +107,31 @@ static size_t meta_bytes(const Meta *m) {
   return n;
 }
 
+/* upsert: the old metadata keys of record i that the new one drops, set to
+ * null so that Chroma (which merges metadata) ends with the new map only */
+static cJSON *with_cleared(lua_State *L, int clear, int i, cJSON *meta) {
+  if (!clear || lua_rawgeti(L, clear, i + 1) != LUA_TTABLE) { lua_pop(L, clear ? 1 : 0); return meta; }
+  if (!meta) meta = cJSON_CreateObject();
+  int n = (int)lua_rawlen(L, -1);
+  for (int j = 1; j <= n; j++) {
+    lua_rawgeti(L, -1, j);
+    const char *key = lua_tostring(L, -1);
+    if (key && !cJSON_HasObjectItem(meta, key)) cJSON_AddNullToObject(meta, key);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return meta;
+}
+
 /* records [from, to) of b as an add/upsert body */
-static cJSON *records_body(Batch *b, int from, int to, char *b64, unsigned char *bytes) {
+static cJSON *records_body(lua_State *L, int clear, Batch *b, int from, int to, char *b64, unsigned char *bytes) {
   cJSON *body = cJSON_CreateObject();
   cJSON *ids = cJSON_AddArrayToObject(body, "ids");
   cJSON *embs = cJSON_AddArrayToObject(body, "embeddings");
   int has_meta = 0, has_doc = 0;
   for (int i = from; i < to; i++) {
     has_meta |= b->metas[i].n > 0;
+    if (clear) { has_meta |= lua_rawgeti(L, clear, i + 1) == LUA_TTABLE; lua_pop(L, 1); }
     has_doc |= b->docs[i] != NULL;
   }
   cJSON *metas = has_meta ? cJSON_AddArrayToObject(body, "metadatas") : NULL;
@@ -124,15 +141,19 @@ static cJSON *records_body(Batch *b, int from, int to, char *b64, unsigned char 
     le_bytes(b->vecs + (size_t)i * b->dim, b->dim, bytes);
     base64(bytes, (size_t)b->dim * 4, b64);
     cJSON_AddItemToArray(embs, cJSON_CreateString(b64));
-    if (metas) cJSON_AddItemToArray(metas, b->metas[i].n ? meta_json(&b->metas[i]) : cJSON_CreateNull());
+    if (metas) {
+      cJSON *m = with_cleared(L, clear, i, b->metas[i].n ? meta_json(&b->metas[i]) : NULL);
+      cJSON_AddItemToArray(metas, m ? m : cJSON_CreateNull());
+    }
     if (docs) cJSON_AddItemToArray(docs, b->docs[i] ? cJSON_CreateString(b->docs[i]) : cJSON_CreateNull());
   }
   return body;
 }
 
-/* core.wire_put(dim, ids, vectors, metadatas?, documents?, n, max_count, max_bytes)
+/* core.wire_put(dim, ids, vectors, metadatas?, documents?, n, max_count, max_bytes, clear?)
  * -> bodies, counts (records per body), dim.  Validates exactly as the
- * embedded store does, and refuses an id given twice in the batch. */
+ * embedded store does, and refuses an id given twice in the batch.
+ * clear[i]: metadata keys to set to null in record i (see with_cleared). */
 static int l_wire_put(lua_State *L) {
   int dim = (int)luaL_checkinteger(L, 1);
   luaL_checktype(L, 2, LUA_TTABLE);
@@ -140,6 +161,7 @@ static int l_wire_put(lua_State *L) {
   int n = (int)luaL_checkinteger(L, 6);
   int max_count = (int)luaL_checkinteger(L, 7);
   size_t max_bytes = (size_t)luaL_checkinteger(L, 8);
+  int clear = lua_istable(L, 9) ? 9 : 0;
   if (max_count < 1) max_count = 1;
   Batch *b = read_batch(L, dim, 2, 3, lua_istable(L, 4) ? 4 : 0, lua_istable(L, 5) ? 5 : 0, n);
   lua_createtable(L, 0, n);                    /* ids seen */
@@ -175,7 +197,7 @@ static int l_wire_put(lua_State *L) {
       bytes_in += rec;
       to++;
     }
-    push_body(L, records_body(b, from, to, b64, bytes));
+    push_body(L, records_body(L, clear, b, from, to, b64, bytes));
     lua_rawseti(L, -3, ++nbodies);
     lua_pushinteger(L, to - from);
     lua_rawseti(L, -2, nbodies);
