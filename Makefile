@@ -69,9 +69,11 @@ demo: deps all
 TEST_BINS := $(BUILD)/host $(BUILD)/capi_test.so
 
 test: deps all $(TEST_BINS)
+	@tools/chroma.sh install
 	@tools/run-tests.sh
 
 sanitize: deps
+	@tools/chroma.sh install
 	$(MAKE) clean
 	$(MAKE) all $(TEST_BINS) OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
 	ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$(CURDIR)/tools/lsan.supp \
@@ -80,6 +82,7 @@ sanitize: deps
 	$(MAKE) clean
 
 valgrind: deps all $(TEST_BINS)
+	@tools/chroma.sh install
 	VALGRIND=1 tools/run-tests.sh
 
 bench: deps all

@@ -43,7 +43,7 @@ function H.server(cmd)
   local p = assert(io.popen("WATCH_PID=" .. my_pid() .. " " .. cmd, "r"))
   local line = p:read("l")
   assert(line, "server did not start: " .. cmd)
-  local port, pid = line:match("^(%d+) (%d+)")
+  local port, pid, extra = line:match("^(%d+) (%d+) ?(%d*)")
   assert(port, "server said: " .. line)
   local stopped = false
   local function stop()
@@ -52,7 +52,7 @@ function H.server(cmd)
     os.execute("kill " .. pid .. " 2>/dev/null")
     p:close()
   end
-  return tonumber(port), stop, tonumber(pid)
+  return tonumber(port), stop, tonumber(pid), tonumber(extra)
 end
 
 -- the pinned Chroma server (spec/servers/chroma.sh), started once for the

@@ -35,7 +35,7 @@ local function answer_error(resp, what)
   if ok and type(t) == "table" and type(t.message) == "string" then message = t.message end
   message = tostring(message):sub(1, 400)
   local status, code = resp.status, "server_error"
-  if status == 404 then code = "not_found"
+  if status == 404 or message:find("does not exist", 1, true) then code = "not_found"
   elseif status == 409 then code = "conflict"
   elseif message:find("expecting embedding with dimension", 1, true) then code = "dimension_mismatch"
   elseif status >= 400 and status < 500 then code = "invalid_argument" end

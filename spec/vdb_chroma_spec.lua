@@ -1,0 +1,208 @@
+-- vdb on a Chroma server: the same answers as the embedded store, and the
+-- faults a network brings, through a fault-injecting proxy of our own
+-- (spec/servers/fault_proxy.mjs) in front of the server the helper starts.
+local H = require "helper"
+local async, await = H.async, H.await
+local vdb = require "vdb"
+local http = async.http
+
+local function code_of(f, ...)
+  local ok, e = pcall(f, ...)
+  assert(not ok, "expected an error")
+  assert(vdb.Error:is(e), "not a vdb.Error: " .. tostring(e))
+  return e.code, e
+end
+
+local function rand_vec(d)
+  local v = {}
+  for j = 1, d do v[j] = math.random() * 2 - 1 end
+  return v
+end
+
+describe("vdb on Chroma and in memory", function()
+  for _, metric in ipairs { "l2", "cosine", "ip" } do
+    it("gives the same top-10 and distances for " .. metric .. " (2,000 vectors)", function()
+      local url, opts = H.chroma_db()
+      async.run(function()
+        local mem <close> = await(vdb.connect("memory:"))
+        local srv <close> = await(vdb.connect(url, opts))
+        local a = await(mem:collection("same", { metric = metric }))
+        local b = await(srv:collection("same", { metric = metric }))
+        local items = {}
+        for i = 1, 2000 do items[i] = { id = "r" .. i, vector = rand_vec(16), metadata = { i = i } } end
+        assert.equal(2000, await(a:batch_insert(items)))
+        assert.equal(2000, await(b:batch_insert(items)))
+        local found, total = 0, 0
+        for _ = 1, 20 do
+          local q = rand_vec(16)
+          local ha, hb = await(a:search(q, 10)), await(b:search(q, 10))
+          local by = {}
+          for _, h in ipairs(hb) do by[h.id] = h end
+          for _, h in ipairs(ha) do
+            total = total + 1
+            if by[h.id] then
+              found = found + 1
+              assert.is_true(math.abs(h.distance - by[h.id].distance) < 1e-4,
+                             ("%s: %g vs %g"):format(h.id, h.distance, by[h.id].distance))
+              assert.is_true(math.abs(h.score - by[h.id].score) < 1e-4)
+              assert.same(h.metadata, by[h.id].metadata)
+            end
+          end
+        end
+        assert.is_true(found / total >= 0.99, ("recall %.3f"):format(found / total))
+      end)
+    end)
+  end
+
+  it("splits a batch over the server's limit, and batch_search sends as few requests as it allows", function()
+    local url, opts = H.chroma_db()
+    async.run(function()
+      local db <close> = await(vdb.connect(url, opts))
+      assert.equal(5461, db.max_batch)           -- learnt from the pre-flight checks
+      local col = await(db:collection("big_batch"))
+      local ids, vecs = {}, {}
+      for i = 1, 12000 do ids[i] = "r" .. i; vecs[i] = string.pack("<ff", i, -i) end
+      assert.equal(12000, await(col:batch_insert { ids = ids, vectors = vecs }))
+      assert.equal(12000, await(col:count()))
+      local qs = {}
+      for i = 1, 50 do qs[i] = { i, -i } end
+      local res = await(col:batch_search(qs, 1))
+      assert.equal(50, #res)
+      for i = 1, 50 do assert.equal("r" .. i, res[i][1].id) end
+    end)
+  end)
+
+  it("passes tenant, database and headers; refuses bad options locally", function()
+    local url, opts = H.chroma_db()
+    async.run(function()
+      local db <close> = await(vdb.connect(url, { database = opts.database, headers = { ["X-Chroma-Token"] = "t" },
+                                                   timeout = 5, max_connections = 2 }))
+      local col = await(db:collection("opts_col"))
+      await(col:insert("a", { 1, 2 }))
+      assert.equal(1, await(col:count()))
+      assert.equal("invalid_argument", (code_of(await, vdb.connect(url, { timeout = -1 }))))
+      assert.equal("invalid_argument", (code_of(await, vdb.connect(url, { max_connections = 0 }))))
+      assert.equal("invalid_argument", (code_of(await, vdb.connect(url, { tenant = "a/b" }))))
+      -- an unknown database: the server says not found
+      local other <close> = await(vdb.connect(url, { database = "no_such_db" }))
+      assert.equal("not_found", (code_of(await, other:collection("x_col"))))
+    end)
+  end)
+end)
+
+describe("vdb on Chroma through faults", function()
+  local proxy, stop_proxy, ctrl
+  setup(function()
+    local _, chroma = H.chroma()
+    local port, stop, _, cport = H.server("node spec/servers/fault_proxy.mjs " .. chroma.port)
+    proxy, stop_proxy, ctrl = "http://127.0.0.1:" .. port, stop, "http://127.0.0.1:" .. cport
+  end)
+  teardown(function() stop_proxy() end)
+
+  local function fault(mode, after)
+    local r = await(http.get(ctrl .. "/mode/" .. mode .. (after and ("?after=" .. after) or "")))
+    assert(r.status == 200)
+  end
+  local function log() return await(http.get(ctrl .. "/log")):json() end
+
+  -- a database behind the proxy, with one collection holding one record
+  local function setup_db(opts)
+    local _, o = H.chroma_db()
+    for k, v in pairs(opts or {}) do o[k] = v end
+    local db = await(vdb.connect(proxy, o))
+    local col = await(db:collection("faulty"))
+    await(col:insert("kept", { 1, 0, 0 }))
+    return db, col
+  end
+
+  it("raises unavailable when no server runs at connect", function()
+    async.run(function()
+      fault("down")
+      local code = code_of(await, vdb.connect(proxy))
+      fault("pass")
+      assert.equal("unavailable", code)
+    end)
+  end)
+
+  it("a server killed mid-batch: unavailable, the loop goes on, the next call after a restart succeeds", function()
+    async.run(function()
+      local db <close>, col = setup_db()
+      local ticks, done = 0, false
+      local ticker = async.spawn(function() while not done do await(async.sleep(0.005)); ticks = ticks + 1 end end)
+      local ids, vecs = {}, {}
+      for i = 1, 12000 do ids[i] = "b" .. i; vecs[i] = { i, 0, 1 } end
+      -- 3 lookups for existing ids, then 3 adds: the server dies at the second add
+      fault("down", 4)
+      local code = code_of(await, col:batch_insert { ids = ids, vectors = vecs })
+      fault("pass")                             -- the server is back
+      done = true
+      await(ticker)
+      assert.equal("unavailable", code)
+      assert.is_true(ticks > 0)
+      local got = await(col:get { "kept" })   -- what was acknowledged is there
+      assert.equal(1, #got)
+      assert.is_true(await(col:insert("after", { 0, 1, 0 })))
+    end)
+  end)
+
+  it("a stalled answer: wait_for times out, and the connection is not reused", function()
+    async.run(function()
+      local db <close>, col = setup_db()
+      fault("stall")
+      local ok, e = pcall(await, async.wait_for(col:search({ 1, 0, 0 }, 1), 0.3))
+      fault("pass")
+      assert.is_false(ok)
+      assert.is_true(async.TimeoutError:is(e))
+      local before = #log()
+      assert.equal("kept", await(col:search({ 1, 0, 0 }, 1))[1].id)
+      local l = log()
+      local stalled, next_req = l[before], l[before + 1]
+      assert.matches("/query$", stalled[3])
+      assert.are_not.equal(stalled[1], next_req[1])   -- a fresh connection
+    end)
+  end)
+
+  it("opts.timeout exceeded raises timeout", function()
+    async.run(function()
+      local db <close>, col = setup_db { timeout = 0.3 }
+      fault("stall")
+      local code = code_of(await, col:count())
+      fault("pass")
+      assert.equal("timeout", code)
+      assert.equal(1, await(col:count()))
+    end)
+  end)
+
+  it("500s and truncated JSON raise server_error; a dropped connection raises unavailable", function()
+    async.run(function()
+      local db <close>, col = setup_db()
+      fault("error500")
+      local c1, e1 = code_of(await, col:search({ 1, 0, 0 }))
+      fault("garbage")
+      local c2 = code_of(await, col:search({ 1, 0, 0 }))
+      fault("drop")
+      local c3 = code_of(await, col:insert("x", { 1, 1, 1 }))
+      fault("pass")
+      assert.equal("server_error", c1)
+      assert.equal(500, e1.status)
+      assert.equal("server_error", c2)
+      assert.equal("unavailable", c3)
+      assert.equal(1, await(col:count()))       -- nothing half-done
+    end)
+  end)
+
+  it("a cancelled search frees its connection", function()
+    async.run(function()
+      local db <close>, col = setup_db { max_connections = 1 }
+      fault("stall")
+      local t = async.spawn(function() return await(col:search({ 1, 0, 0 })) end)
+      await(async.sleep(0.2))
+      t:cancel()
+      assert.is_true(async.CancelledError:is(select(2, pcall(await, t))))
+      fault("pass")
+      -- the one connection slot is free again: this does not wait for the stalled one
+      local hits = await(async.wait_for(col:search({ 1, 0, 0 }, 1), 5))
+      assert.equal("kept", hits[1].id)
+    end)
+  end)
+end)
