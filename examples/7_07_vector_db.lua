@@ -10,6 +10,9 @@ print("\n=== 7. Async vector-database client ===")
 local vector_db_demo = async(function()
   local db = await(vdb.connect(os.getenv("VDB_URL")))    -- nil: memory:
   print("database connected")
+  if os.getenv("VDB_URL") then                          -- a server keeps data between runs
+    pcall(await, db:drop("default"))
+  end
 
   print("\nbatch insert of 100 vectors:")
   local vectors = {}

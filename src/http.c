@@ -4,7 +4,9 @@
  *
  * curl tells us which sockets to watch (socket_cb: one uv_poll_t each) and
  * when to call it back (timer_cb: one uv_timer_t); libuv tells curl when a
- * socket is ready.  Each request is an easy handle in the one multi handle
+ * socket is ready.  A socket's uv_poll_t lives as long as the socket, not
+ * just one transfer on it (found by fd; freed when curl closes the socket),
+ * so a request on a kept-alive connection costs no set-up system calls.  Each request is an easy handle in the one multi handle
  * of the loop, so connections are kept alive and reused per host by curl's
  * connection cache.  A request's awaitable is a C API future: a finished
  * transfer resolves it with a response table, a failed one rejects it with
@@ -14,6 +16,7 @@
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <curl/curl.h>
 #include <lauxlib.h>
 #include "lua_async.h"
@@ -43,9 +46,16 @@ typedef struct Http {
   int nlive;
   CURL *spare[SPARE_MAX];
   int nspare;
+  struct Sock **byfd;             /* the watcher of each open socket, by fd */
+  int nfd;
 } Http;
 
 typedef struct Sock { uv_poll_t poll; curl_socket_t fd; Http *h; } Sock;
+
+static void sock_close(Sock *s) {
+  s->h->byfd[s->fd] = NULL;
+  uv_close((uv_handle_t *)&s->poll, (uv_close_cb)(void (*)(void))free);
+}
 
 static int buf_add(Buf *b, const char *p, size_t n) {
   if (b->n + n + 1 > b->cap) {
@@ -196,27 +206,43 @@ static void on_timer(uv_timer_t *t) {
   check_done(h);
 }
 
+static Sock *sock_for(Http *h, curl_socket_t fd) {
+  if (fd < 0) return NULL;
+  if (fd >= h->nfd) {
+    int n = h->nfd ? h->nfd : 64;
+    while (n <= fd) n *= 2;
+    Sock **t = realloc(h->byfd, (size_t)n * sizeof *t);
+    if (!t) return NULL;
+    memset(t + h->nfd, 0, (size_t)(n - h->nfd) * sizeof *t);
+    h->byfd = t; h->nfd = n;
+  }
+  Sock *s = h->byfd[fd];
+  if (s) return s;
+  s = malloc(sizeof *s);
+  if (!s || uv_poll_init_socket(h->lp->uv, &s->poll, fd) != 0) { free(s); return NULL; }
+  s->fd = fd; s->h = h;
+  return h->byfd[fd] = s;
+}
+
 static int socket_cb(CURL *easy, curl_socket_t fd, int what, void *ud, void *sockp) {
-  (void)easy;
+  (void)easy; (void)sockp;
   Http *h = ud;
-  Sock *s = sockp;
-  if (what == CURL_POLL_REMOVE) {
-    if (s) {
-      uv_poll_stop(&s->poll);
-      uv_close((uv_handle_t *)&s->poll, (uv_close_cb)(void (*)(void))free);
-      curl_multi_assign(h->multi, fd, NULL);
-    }
+  if (what == CURL_POLL_REMOVE) {            /* the transfer is done with it: keep the watcher */
+    if (fd >= 0 && fd < h->nfd && h->byfd[fd]) uv_poll_stop(&h->byfd[fd]->poll);
     return 0;
   }
-  if (!s) {
-    s = malloc(sizeof *s);
-    if (!s || uv_poll_init_socket(h->lp->uv, &s->poll, fd) != 0) { free(s); return -1; }
-    s->fd = fd; s->h = h;
-    curl_multi_assign(h->multi, fd, s);
-  }
+  Sock *s = sock_for(h, fd);
+  if (!s) return -1;
   int events = (what & CURL_POLL_IN ? UV_READABLE : 0) | (what & CURL_POLL_OUT ? UV_WRITABLE : 0);
   uv_poll_start(&s->poll, events, on_poll);
   return 0;
+}
+
+/* curl closes a socket: its watcher goes first */
+static int close_socket(void *ud, curl_socket_t fd) {
+  Http *h = ud;
+  if (fd >= 0 && fd < h->nfd && h->byfd[fd]) sock_close(h->byfd[fd]);
+  return close(fd);
 }
 
 static int timer_cb(CURLM *multi, long ms, void *ud) {
@@ -254,7 +280,10 @@ void http_close(Loop *lp) {
     req_free(r, 0);
   }
   for (int i = 0; i < h->nspare; i++) curl_easy_cleanup(h->spare[i]);
-  curl_multi_cleanup(h->multi);
+  curl_multi_cleanup(h->multi);       /* closes the cached connections (close_socket) */
+  for (int fd = 0; fd < h->nfd; fd++)
+    if (h->byfd[fd]) sock_close(h->byfd[fd]);
+  free(h->byfd);
   uv_close((uv_handle_t *)h->timer, (uv_close_cb)(void (*)(void))free);
   free(h);
   lp->http = NULL;
@@ -314,6 +343,8 @@ static int l_http_request(lua_State *L) {
   curl_easy_setopt(e, CURLOPT_PRIVATE, r);
   curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->err);
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, close_socket);
+  curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, h);
   curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
   curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
   curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);

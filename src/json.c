@@ -6,6 +6,7 @@
  * exact beyond 2^53 and floats use the shortest round-tripping text.
  */
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,12 +44,40 @@ void json_push(lua_State *L, const cJSON *v) {
   }
 }
 
+/* Nine significant digits always read back to the same float32.  printf's
+ * %.9g gets them through arbitrary-precision arithmetic; for the usual range
+ * of vector components one rounding in double precision is exact enough
+ * (its error, ~1e-16 relative, is far below a float's half ulp, ~3e-8). */
+static const double P10[] = { 1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14 };
+
 int json_format_float32(float f, char *buf) {
   if (!isfinite(f)) return 0;
-  for (int prec = 6; prec <= 9; prec++) {      /* 9 digits always round-trip a float */
-    snprintf(buf, 32, "%.*g", prec, (double)f);
-    if (strtof(buf, NULL) == f) break;
+  double d = f;
+  char *p = buf;
+  if (signbit(d)) { *p++ = '-'; d = -d; }
+  if (d == 0) { strcpy(p, "0"); return 1; }
+  if (d < 1e-4 || d >= 1e9) { snprintf(p, 30, "%.9g", d); return 1; }
+  int s = 8 - (int)floor(log10(d));           /* decimals for 9 significant digits: 0..12 */
+  uint64_t m = (uint64_t)(d * P10[s] + 0.5);
+  if (m >= 1000000000u) { s--; m = s >= 0 ? (uint64_t)(d * P10[s] + 0.5) : (uint64_t)(d / 10 + 0.5); }
+  else if (m < 100000000u) { s++; m = (uint64_t)(d * P10[s] + 0.5); }
+  while (s > 0 && m % 10 == 0) { m /= 10; s--; }   /* no trailing zeros after the point */
+  char dig[24];
+  int n = 0;
+  do { dig[n++] = (char)('0' + m % 10); m /= 10; } while (m);
+  if (s <= 0) {                               /* an integer: digits, then -s zeros */
+    while (n) *p++ = dig[--n];
+    for (; s < 0; s++) *p++ = '0';
+  } else if (s >= n) {                        /* 0.000ddd */
+    *p++ = '0'; *p++ = '.';
+    for (int z = s - n; z > 0; z--) *p++ = '0';
+    while (n) *p++ = dig[--n];
+  } else {                                    /* ddd.ddd */
+    while (n > s) *p++ = dig[--n];
+    *p++ = '.';
+    while (n) *p++ = dig[--n];
   }
+  *p = 0;
   return 1;
 }
 

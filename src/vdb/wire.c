@@ -71,24 +71,16 @@ static cJSON *meta_json(const Meta *m) {
   return o;
 }
 
-/* a JSON array of float32 numbers, as raw text */
-static cJSON *vector_json(const float *v, int dim) {
-  size_t cap = (size_t)dim * 16 + 3, n = 0;
-  char *s = malloc(cap), num[32];
-  if (!s) return NULL;
-  s[n++] = '[';
+/* a JSON array of float32 numbers, added to b */
+static void add_vector(luaL_Buffer *b, const float *v, int dim) {
+  char num[32];
+  luaL_addchar(b, '[');
   for (int j = 0; j < dim; j++) {
+    if (j) luaL_addchar(b, ',');
     json_format_float32(v[j], num);
-    size_t l = strlen(num);
-    if (j) s[n++] = ',';
-    memcpy(s + n, num, l);
-    n += l;
+    luaL_addstring(b, num);
   }
-  s[n++] = ']';
-  s[n] = 0;
-  cJSON *raw = cJSON_CreateRaw(s);
-  free(s);
-  return raw;
+  luaL_addchar(b, ']');
 }
 
 /* Print and free a body; push it as a Lua string. */
@@ -231,36 +223,41 @@ static int l_wire_query(lua_State *L) {
     if (code) return raise_vdb(L, code, "query %d: %s", i, msg);
     dim = d;
   }
-  cJSON *where = NULL;
-  if (lua_istable(L, 4) && !(where = json_from_lua(L, 4, err, sizeof err)))
-    return raise_vdb(L, "invalid_argument", "where: %s", err);
+  char *where = NULL;                          /* printed once, shared by every body */
+  if (lua_istable(L, 4)) {
+    cJSON *w = json_from_lua(L, 4, err, sizeof err);
+    if (!w) return raise_vdb(L, "invalid_argument", "where: %s", err);
+    where = cJSON_PrintUnformatted(w);
+    cJSON_Delete(w);
+    if (!where) return luaL_error(L, "vdb: out of memory");
+  }
+  char tail[128];
+  snprintf(tail, sizeof tail, "],\"n_results\":%d,\"include\":[\"distances\"%s%s%s]",
+           (int)k, meta ? ",\"metadatas\"" : "", doc ? ",\"documents\"" : "", vec ? ",\"embeddings\"" : "");
   q = malloc((size_t)(dim ? dim : 1) * sizeof *q);
-  if (!q) { cJSON_Delete(where); return luaL_error(L, "vdb: out of memory"); }
+  if (!q) { cJSON_free(where); return luaL_error(L, "vdb: out of memory"); }
   lua_newtable(L);
   int nbodies = 0;
   for (int from = 1; from <= nq; from += max_count) {
-    cJSON *body = cJSON_CreateObject();
-    cJSON *qs = cJSON_AddArrayToObject(body, "query_embeddings");
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    luaL_addstring(&b, "{\"query_embeddings\":[");
     for (int i = from; i <= nq && i < from + max_count; i++) {
       lua_rawgeti(L, 2, i);
       int d = dim;
       read_vector(L, -1, &d, q, msg, sizeof msg);
       lua_pop(L, 1);
-      cJSON_AddItemToArray(qs, vector_json(q, dim));
+      if (i > from) luaL_addchar(&b, ',');
+      add_vector(&b, q, dim);
     }
-    cJSON_AddItemToObject(body, "n_results", cJSON_CreateRaw(lua_pushfstring(L, "%d", (int)k)));
-    lua_pop(L, 1);
-    if (where) cJSON_AddItemToObject(body, "where", cJSON_Duplicate(where, 1));
-    cJSON *inc = cJSON_AddArrayToObject(body, "include");
-    cJSON_AddItemToArray(inc, cJSON_CreateString("distances"));
-    if (meta) cJSON_AddItemToArray(inc, cJSON_CreateString("metadatas"));
-    if (doc) cJSON_AddItemToArray(inc, cJSON_CreateString("documents"));
-    if (vec) cJSON_AddItemToArray(inc, cJSON_CreateString("embeddings"));
-    push_body(L, body);
+    luaL_addstring(&b, tail);
+    if (where) { luaL_addstring(&b, ",\"where\":"); luaL_addstring(&b, where); }
+    luaL_addchar(&b, '}');
+    luaL_pushresult(&b);
     lua_rawseti(L, -2, ++nbodies);
   }
   free(q);
-  cJSON_Delete(where);
+  cJSON_free(where);
   lua_pushinteger(L, dim);
   return 2;
 }
