@@ -72,6 +72,28 @@ describe("vdb on Chroma and in memory", function()
     end)
   end)
 
+  it("sends float32 components exactly: a stored vector queried with its own numbers is at distance 0", function()
+    local url, opts = H.chroma_db()
+    async.run(function()
+      local db <close> = await(vdb.connect(url, opts))
+      local col = await(db:collection("exact_f32"))
+      local vs = {}
+      for i = 1, 50 do
+        local v = {}
+        for j = 1, 32 do   -- awkward float32 values over many magnitudes
+          v[j] = string.unpack("<f", string.pack("<f", (math.random() - 0.5) * 10 ^ math.random(-6, 9)))
+        end
+        vs[i] = v
+        await(col:insert("v" .. i, v))
+      end
+      for i = 1, 50 do
+        local hit = await(col:search(vs[i], 1))[1]
+        assert.equal("v" .. i, hit.id)
+        assert.equal(0, hit.distance)
+      end
+    end)
+  end)
+
   it("passes tenant, database and headers; refuses bad options locally", function()
     local url, opts = H.chroma_db()
     async.run(function()

@@ -57,7 +57,10 @@ int json_format_float32(float f, char *buf) {
   if (signbit(d)) { *p++ = '-'; d = -d; }
   if (d == 0) { strcpy(p, "0"); return 1; }
   if (d < 1e-4 || d >= 1e9) { snprintf(p, 30, "%.9g", d); return 1; }
-  int s = 8 - (int)floor(log10(d));           /* decimals for 9 significant digits: 0..12 */
+  static const double DECADE[] = { 1e-3, 1e-2, 1e-1, 1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8 };
+  int e = -4;                                 /* floor(log10(d)), without log10 */
+  while (e < 8 && d >= DECADE[e + 4]) e++;
+  int s = 8 - e;                              /* decimals for 9 significant digits: 0..12 */
   uint64_t m = (uint64_t)(d * P10[s] + 0.5);
   if (m >= 1000000000u) { s--; m = s >= 0 ? (uint64_t)(d * P10[s] + 0.5) : (uint64_t)(d / 10 + 0.5); }
   else if (m < 100000000u) { s++; m = (uint64_t)(d * P10[s] + 0.5); }

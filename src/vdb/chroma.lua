@@ -17,6 +17,7 @@ local fail, new_error = S.fail, S.new_error
 local begin, finish = S.begin, S.finish
 
 local MAX_BYTES = 32 * 1024 * 1024      -- a body's size, under the server's 40 MiB
+local PARTS_IN_FLIGHT = 1               -- parts of a batch in flight (2 measured slower: the server indexes one at a time)
 local METRIC_CODE = S.METRICS
 
 local Server = {}
@@ -262,16 +263,29 @@ local function put(col, ids, vectors, metas, docs, n, upsert)
         end
       end
     end
-    local done = 0
-    for i, body in ipairs(bodies) do
-      local ok, err = pcall(post, col, upsert and "/upsert" or "/add", body, upsert and "upsert" or "insert")
-      if not ok then
-        if done > 0 and not upsert then   -- take back what went in (best effort)
-          pcall(post, col, "/delete", '{"ids":' .. json.encode(table.move(ids, 1, done, 1, {})) .. "}", "undo")
-        end
-        error(err, 0)
+    -- the parts go PARTS_IN_FLIGHT at a time: the server parses one while it
+    -- indexes another.  A failure takes back the parts that went in.
+    local first = {}                      -- where each part starts in ids
+    for i = 1, #bodies do first[i] = i == 1 and 1 or first[i - 1] + counts[i - 1] end
+    local landed, failure, next_part = {}, nil, 1
+    local function sender()
+      while not failure and next_part <= #bodies do
+        local i = next_part
+        next_part = i + 1
+        local ok, err = pcall(post, col, upsert and "/upsert" or "/add", bodies[i], upsert and "upsert" or "insert")
+        if ok then landed[#landed + 1] = i else failure = failure or err end
       end
-      done = done + counts[i]
+    end
+    local senders = {}
+    for j = 1, math.min(PARTS_IN_FLIGHT, #bodies) do senders[j] = async.fn(sender)() end
+    await(async.gather(senders))
+    if failure then
+      if not upsert and #landed > 0 then    -- best effort: the server may be gone
+        local back = {}
+        for _, i in ipairs(landed) do table.move(ids, first[i], first[i] + counts[i] - 1, #back + 1, back) end
+        pcall(post, col, "/delete", '{"ids":' .. json.encode(back) .. "}", "undo")
+      end
+      error(failure, 0)
     end
     col.dim = dim
     return n

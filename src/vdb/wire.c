@@ -83,13 +83,12 @@ static void add_vector(luaL_Buffer *b, const float *v, int dim) {
   luaL_addchar(b, ']');
 }
 
-/* Print and free a body; push it as a Lua string. */
-static void push_body(lua_State *L, cJSON *body) {
-  char *s = body ? cJSON_PrintUnformatted(body) : NULL;
-  cJSON_Delete(body);
-  if (!s) luaL_error(L, "vdb: out of memory");
-  lua_pushstring(L, s);
-  cJSON_free(s);
+/* print a cJSON item (freed) into b */
+static void add_json(luaL_Buffer *b, cJSON *item) {
+  char *t = item ? cJSON_PrintUnformatted(item) : NULL;
+  cJSON_Delete(item);
+  if (t) { luaL_addstring(b, t); cJSON_free(t); }
+  else luaL_addstring(b, "null");
 }
 
 static size_t meta_bytes(const Meta *m) {
@@ -115,31 +114,69 @@ static cJSON *with_cleared(lua_State *L, int clear, int i, cJSON *meta) {
   return meta;
 }
 
-/* records [from, to) of b as an add/upsert body */
-static cJSON *records_body(lua_State *L, int clear, Batch *b, int from, int to, char *b64, unsigned char *bytes) {
-  cJSON *body = cJSON_CreateObject();
-  cJSON *ids = cJSON_AddArrayToObject(body, "ids");
-  cJSON *embs = cJSON_AddArrayToObject(body, "embeddings");
+/* a JSON string: copied as is when nothing in it needs escaping (ids
+ * usually), else printed by cJSON */
+static void add_string(luaL_Buffer *b, const char *s) {
+  const unsigned char *p = (const unsigned char *)s;
+  while (*p >= 0x20 && *p < 0x7f && *p != '"' && *p != '\\') p++;
+  if (!*p) {
+    luaL_addchar(b, '"');
+    luaL_addlstring(b, s, (size_t)((const char *)p - s));
+    luaL_addchar(b, '"');
+    return;
+  }
+  add_json(b, cJSON_CreateString(s));
+}
+
+/* records [from, to) of b as an add/upsert body, written straight into a
+ * buffer of about `size` bytes (a 5,461-record body is several MB: no tree) */
+static void push_records_body(lua_State *L, int clear, Batch *b, int from, int to, size_t size,
+                              unsigned char *bytes) {
   int has_meta = 0, has_doc = 0;
   for (int i = from; i < to; i++) {
     has_meta |= b->metas[i].n > 0;
     if (clear) { has_meta |= lua_rawgeti(L, clear, i + 1) == LUA_TTABLE; lua_pop(L, 1); }
     has_doc |= b->docs[i] != NULL;
   }
-  cJSON *metas = has_meta ? cJSON_AddArrayToObject(body, "metadatas") : NULL;
-  cJSON *docs = has_doc ? cJSON_AddArrayToObject(body, "documents") : NULL;
+  size_t vlen = (size_t)b->dim * 4;
+  luaL_Buffer buf;
+  luaL_buffinitsize(L, &buf, size);
+  luaL_addstring(&buf, "{\"ids\":[");
   for (int i = from; i < to; i++) {
-    cJSON_AddItemToArray(ids, cJSON_CreateString(b->ids[i]));
-    le_bytes(b->vecs + (size_t)i * b->dim, b->dim, bytes);
-    base64(bytes, (size_t)b->dim * 4, b64);
-    cJSON_AddItemToArray(embs, cJSON_CreateString(b64));
-    if (metas) {
-      cJSON *m = with_cleared(L, clear, i, b->metas[i].n ? meta_json(&b->metas[i]) : NULL);
-      cJSON_AddItemToArray(metas, m ? m : cJSON_CreateNull());
-    }
-    if (docs) cJSON_AddItemToArray(docs, b->docs[i] ? cJSON_CreateString(b->docs[i]) : cJSON_CreateNull());
+    if (i > from) luaL_addchar(&buf, ',');
+    add_string(&buf, b->ids[i]);
   }
-  return body;
+  luaL_addstring(&buf, "],\"embeddings\":[");
+  for (int i = from; i < to; i++) {
+    le_bytes(b->vecs + (size_t)i * b->dim, b->dim, bytes);
+    char *out = luaL_prepbuffsize(&buf, vlen / 3 * 4 + 8);
+    out[0] = i > from ? ',' : ' ';
+    out[1] = '"';                             /* base64 never needs escaping */
+    base64(bytes, vlen, out + 2);
+    size_t len = strlen(out + 2);
+    out[2 + len] = '"';
+    luaL_addsize(&buf, len + 3);
+  }
+  luaL_addchar(&buf, ']');
+  if (has_meta) {
+    luaL_addstring(&buf, ",\"metadatas\":[");
+    for (int i = from; i < to; i++) {
+      if (i > from) luaL_addchar(&buf, ',');
+      cJSON *m = with_cleared(L, clear, i, b->metas[i].n ? meta_json(&b->metas[i]) : NULL);
+      if (m) add_json(&buf, m); else luaL_addstring(&buf, "null");
+    }
+    luaL_addchar(&buf, ']');
+  }
+  if (has_doc) {
+    luaL_addstring(&buf, ",\"documents\":[");
+    for (int i = from; i < to; i++) {
+      if (i > from) luaL_addchar(&buf, ',');
+      if (b->docs[i]) add_string(&buf, b->docs[i]); else luaL_addstring(&buf, "null");
+    }
+    luaL_addchar(&buf, ']');
+  }
+  luaL_addchar(&buf, '}');
+  luaL_pushresult(&buf);
 }
 
 /* core.wire_put(dim, ids, vectors, metadatas?, documents?, n, max_count, max_bytes, clear?)
@@ -173,9 +210,8 @@ static int l_wire_put(lua_State *L) {
   }
   lua_pop(L, 1);
   size_t vlen = (size_t)b->dim * 4;
-  char *b64 = malloc(vlen / 3 * 4 + 8);
-  unsigned char *bytes = malloc(vlen + 1);
-  if (!b64 || !bytes) { free(b64); free(bytes); batch_free(b); return luaL_error(L, "vdb: out of memory"); }
+  unsigned char *bytes = malloc(vlen + 1);    /* one vector, little-endian */
+  if (!bytes) { batch_free(b); return luaL_error(L, "vdb: out of memory"); }
   lua_newtable(L);                             /* bodies */
   lua_newtable(L);                             /* counts */
   int nbodies = 0;
@@ -189,13 +225,13 @@ static int l_wire_put(lua_State *L) {
       bytes_in += rec;
       to++;
     }
-    push_body(L, records_body(L, clear, b, from, to, b64, bytes));
+    push_records_body(L, clear, b, from, to, bytes_in, bytes);
     lua_rawseti(L, -3, ++nbodies);
     lua_pushinteger(L, to - from);
     lua_rawseti(L, -2, nbodies);
     from = to;
   }
-  free(b64); free(bytes);
+  free(bytes);
   lua_pushinteger(L, b->dim);
   batch_free(b);
   return 3;
