@@ -232,7 +232,8 @@ end
 local function put(col, ids, vectors, metas, docs, n, upsert)
   local db = live(col)
   if n == 0 then return 0 end
-  local bodies, counts, dim = core.wire_put(col.dim or 0, ids, vectors, metas, docs, n, db.max_batch, MAX_BYTES)
+  local parts, counts, dim = core.wire_put(col.dim or 0, ids, vectors, metas, docs, n, db.max_batch, MAX_BYTES)
+  local per                               -- upsert: metadata keys to clear, by record
   return op(db, function()
     if upsert then                        -- Chroma merges metadata: drop the old keys not given anew
       local clear, any = {}, false
@@ -242,7 +243,7 @@ local function put(col, ids, vectors, metas, docs, n, upsert)
           clear[rec.id] = rec.metadata
         end
       end
-      local per = {}
+      per = {}
       for i = 1, n do
         local old, new = clear[ids[i]], metas[i] or {}
         if old then
@@ -251,9 +252,7 @@ local function put(col, ids, vectors, metas, docs, n, upsert)
           if #keys > 0 then per[i], any = keys, true end
         end
       end
-      if any then
-        bodies, counts = core.wire_put(col.dim or 0, ids, vectors, metas, docs, n, db.max_batch, MAX_BYTES, per)
-      end
+      if not any then per = nil end
     end
     if not upsert then                    -- Chroma keeps the old record silently: ask first
       local found = existing(col, ids, 1, n)
@@ -266,18 +265,20 @@ local function put(col, ids, vectors, metas, docs, n, upsert)
     -- the parts go PARTS_IN_FLIGHT at a time: the server parses one while it
     -- indexes another.  A failure takes back the parts that went in.
     local first = {}                      -- where each part starts in ids
-    for i = 1, #bodies do first[i] = i == 1 and 1 or first[i - 1] + counts[i - 1] end
+    for i = 1, #counts do first[i] = i == 1 and 1 or first[i - 1] + counts[i - 1] end
     local landed, failure, next_part = {}, nil, 1
     local function sender()
-      while not failure and next_part <= #bodies do
+      while not failure and next_part <= #counts do
         local i = next_part
         next_part = i + 1
-        local ok, err = pcall(post, col, upsert and "/upsert" or "/add", bodies[i], upsert and "upsert" or "insert")
+        local body = core.wire_part(parts, i, per)     -- written just before it is sent
+        local ok, err = pcall(post, col, upsert and "/upsert" or "/add", body, upsert and "upsert" or "insert")
+        body = nil
         if ok then landed[#landed + 1] = i else failure = failure or err end
       end
     end
     local senders = {}
-    for j = 1, math.min(PARTS_IN_FLIGHT, #bodies) do senders[j] = async.fn(sender)() end
+    for j = 1, math.min(PARTS_IN_FLIGHT, #counts) do senders[j] = async.fn(sender)() end
     await(async.gather(senders))
     if failure then
       if not upsert and #landed > 0 then    -- best effort: the server may be gone

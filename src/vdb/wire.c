@@ -179,10 +179,28 @@ static void push_records_body(lua_State *L, int clear, Batch *b, int from, int t
   luaL_pushresult(&buf);
 }
 
-/* core.wire_put(dim, ids, vectors, metadatas?, documents?, n, max_count, max_bytes, clear?)
- * -> bodies, counts (records per body), dim.  Validates exactly as the
- * embedded store does, and refuses an id given twice in the batch.
- * clear[i]: metadata keys to set to null in record i (see with_cleared). */
+/* A validated batch waiting to be sent: its parts' bodies are written one
+ * at a time, just before each is sent, so a 100,000-record insert never
+ * holds more than one part's JSON. */
+#define PARTS_MT "vdb.wire.parts"
+typedef struct Parts {
+  Batch *b;
+  int nparts;
+  int *first;                     /* first record of each part, nparts + 1 entries */
+  size_t *size;                   /* a body's expected size */
+} Parts;
+
+static int parts_gc(lua_State *L) {
+  Parts *p = luaL_checkudata(L, 1, PARTS_MT);
+  batch_free(p->b); p->b = NULL;
+  free(p->first); p->first = NULL;
+  free(p->size); p->size = NULL;
+  return 0;
+}
+
+/* core.wire_put(dim, ids, vectors, metadatas?, documents?, n, max_count, max_bytes)
+ * -> parts, counts (records per part), dim.  Validates exactly as the
+ * embedded store does, and refuses an id given twice in the batch. */
 static int l_wire_put(lua_State *L) {
   int dim = (int)luaL_checkinteger(L, 1);
   luaL_checktype(L, 2, LUA_TTABLE);
@@ -190,31 +208,27 @@ static int l_wire_put(lua_State *L) {
   int n = (int)luaL_checkinteger(L, 6);
   int max_count = (int)luaL_checkinteger(L, 7);
   size_t max_bytes = (size_t)luaL_checkinteger(L, 8);
-  int clear = lua_istable(L, 9) ? 9 : 0;
   if (max_count < 1) max_count = 1;
-  Batch *b = read_batch(L, dim, 2, 3, lua_istable(L, 4) ? 4 : 0, lua_istable(L, 5) ? 5 : 0, n);
+  Parts *p = lua_newuserdatauv(L, sizeof *p, 0);
+  memset(p, 0, sizeof *p);
+  luaL_setmetatable(L, PARTS_MT);                /* from here on, __gc frees what p holds */
+  p->b = read_batch(L, dim, 2, 3, lua_istable(L, 4) ? 4 : 0, lua_istable(L, 5) ? 5 : 0, n);
+  Batch *b = p->b;
   lua_createtable(L, 0, n);                    /* ids seen */
   for (int i = 0; i < n; i++) {
-    if (lua_getfield(L, -1, b->ids[i]) != LUA_TNIL) {
-      int first = (int)lua_tointeger(L, -1);
-      char msg[200];
-      snprintf(msg, sizeof msg, "record %d: id '%.100s' is given twice in the batch (also record %d; nothing was inserted)",
-               i + 1, b->ids[i], first);
-      batch_free(b);
-      push_vdb_error(L, "invalid_argument", msg);
-      return lua_error(L);
-    }
+    if (lua_getfield(L, -1, b->ids[i]) != LUA_TNIL)
+      return raise_vdb(L, "invalid_argument", "record %d: id '%.100s' is given twice in the batch (also record %d; nothing was inserted)",
+                       i + 1, b->ids[i], (int)lua_tointeger(L, -1));
     lua_pop(L, 1);
     lua_pushinteger(L, i + 1);
     lua_setfield(L, -2, b->ids[i]);
   }
   lua_pop(L, 1);
   size_t vlen = (size_t)b->dim * 4;
-  unsigned char *bytes = malloc(vlen + 1);    /* one vector, little-endian */
-  if (!bytes) { batch_free(b); return luaL_error(L, "vdb: out of memory"); }
-  lua_newtable(L);                             /* bodies */
+  p->first = malloc(((size_t)n + 2) * sizeof *p->first);
+  p->size = malloc(((size_t)n + 1) * sizeof *p->size);
+  if (!p->first || !p->size) return luaL_error(L, "vdb: out of memory");
   lua_newtable(L);                             /* counts */
-  int nbodies = 0;
   for (int from = 0; from < n;) {
     size_t bytes_in = 64;
     int to = from;
@@ -225,16 +239,28 @@ static int l_wire_put(lua_State *L) {
       bytes_in += rec;
       to++;
     }
-    push_records_body(L, clear, b, from, to, bytes_in, bytes);
-    lua_rawseti(L, -3, ++nbodies);
+    p->first[p->nparts] = from;
+    p->size[p->nparts] = bytes_in;
+    p->nparts++;
     lua_pushinteger(L, to - from);
-    lua_rawseti(L, -2, nbodies);
+    lua_rawseti(L, -2, p->nparts);
     from = to;
   }
-  free(bytes);
+  p->first[p->nparts] = n;
   lua_pushinteger(L, b->dim);
-  batch_free(b);
   return 3;
+}
+
+/* core.wire_part(parts, i, clear?) -> the body of part i.
+ * clear[r]: metadata keys to set to null in record r (see with_cleared). */
+static int l_wire_part(lua_State *L) {
+  Parts *p = luaL_checkudata(L, 1, PARTS_MT);
+  int i = (int)luaL_checkinteger(L, 2);
+  int clear = lua_istable(L, 3) ? 3 : 0;
+  luaL_argcheck(L, p->b && i >= 1 && i <= p->nparts, 2, "no such part");
+  unsigned char *bytes = lua_newuserdatauv(L, (size_t)p->b->dim * 4 + 1, 0);   /* one vector, little-endian */
+  push_records_body(L, clear, p->b, p->first[i - 1], p->first[i], p->size[i - 1], bytes);
+  return 1;
 }
 
 /* core.wire_query(dim, queries, k, where_json?, meta, doc, vec, max_count)
@@ -415,11 +441,15 @@ static int l_wire_records(lua_State *L) {
 
 void wire_open(lua_State *L) {
   static const luaL_Reg fns[] = {
-    {"wire_put", l_wire_put}, {"wire_query", l_wire_query}, {"check_where", l_check_where},
+    {"wire_put", l_wire_put}, {"wire_part", l_wire_part}, {"wire_query", l_wire_query}, {"check_where", l_check_where},
     {"check_ids", l_check_ids},
     {"wire_hits", l_wire_hits}, {"wire_records", l_wire_records}, {NULL, NULL}
   };
   luaL_setfuncs(L, fns, 0);
+  luaL_newmetatable(L, PARTS_MT);
+  lua_pushcfunction(L, parts_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
   lua_newtable(L);
   json_open(L);
   lua_setfield(L, -2, "json");
