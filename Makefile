@@ -4,7 +4,7 @@
 #   make test       install what is missing, build, run the whole suite
 #   make sanitize   the suite under AddressSanitizer + UBSan
 #   make valgrind   the suite under valgrind (leak check)
-#   make bench      benchmarks beside asyncio, Node, cqueues, luv
+#   make bench      benchmarks beside asyncio, Node, cqueues, luv; numpy, faiss; Chroma's JS client, wrk
 #   make install    into the system's Lua 5.4 module directory
 
 LUA       ?= lua5.4
@@ -88,6 +88,7 @@ valgrind: deps all $(TEST_BINS)
 bench: deps all
 	@bench/run.sh
 	@bench/vdb.sh
+	@bench/chroma.sh
 
 install: install-lib
 	install -d $(DESTDIR)/usr/local/include

@@ -7,7 +7,8 @@ description = {
   detailed = [[
     async/await, tasks, futures, gather, wait_for, timeout scopes,
     cancellation, Semaphore, Lock, Event, Condition, Queue and async
-    generators, written in C over libuv.
+    generators, an HTTP client on libcurl, written in C over libuv; and vdb,
+    an async vector database: embedded, or a Chroma server.
   ]],
   license = "MIT",
 }
@@ -15,6 +16,8 @@ dependencies = { "lua >= 5.4, < 5.5" }
 external_dependencies = {
   LIBUV = { header = "uv.h", library = "uv" },
   ZLIB = { header = "zlib.h", library = "z" },
+  CURL = { header = "curl/curl.h", library = "curl" },
+  CJSON = { header = "cjson/cJSON.h", library = "cjson" },
 }
 build = {
   type = "make",
