@@ -29,6 +29,15 @@ function H.catch(f, ...)
   return e
 end
 
+-- the vdb.Error code (and the error) of a call that must fail
+function H.code_of(f, ...)
+  local ok, e = pcall(f, ...)
+  assert(not ok, "expected an error")
+  local vdb = require "vdb"
+  assert(vdb.Error:is(e), "not a vdb.Error: " .. tostring(e))
+  return e.code, e
+end
+
 -- start a server process whose first output line is "PORT PID"; returns
 -- port and a stop function (also run at exit of the busted process)
 local function my_pid()
@@ -40,7 +49,8 @@ end
 
 function H.server(cmd)
   -- WATCH_PID: the server also stops when this process ends, however it ends
-  local p = assert(io.popen("WATCH_PID=" .. my_pid() .. " " .. cmd, "r"))
+  -- (env -u LD_PRELOAD: the sanitizer runtime is for us, not for node)
+  local p = assert(io.popen("env -u LD_PRELOAD WATCH_PID=" .. my_pid() .. " " .. cmd, "r"))
   local line = p:read("l")
   assert(line, "server did not start: " .. cmd)
   local port, pid, extra = line:match("^(%d+) (%d+) ?(%d*)")

@@ -6,12 +6,7 @@ local async, await = H.async, H.await
 local vdb = require "vdb"
 local http = async.http
 
-local function code_of(f, ...)
-  local ok, e = pcall(f, ...)
-  assert(not ok, "expected an error")
-  assert(vdb.Error:is(e), "not a vdb.Error: " .. tostring(e))
-  return e.code, e
-end
+local code_of = H.code_of
 
 local function rand_vec(d)
   local v = {}

@@ -22,12 +22,7 @@ local function distance(metric, q, x)
   return 1 - dot / math.sqrt(nq * nx)
 end
 
-local function code_of(f, ...)
-  local ok, e = pcall(f, ...)
-  assert(not ok, "expected an error")
-  assert(vdb.Error:is(e), "not a vdb.Error: " .. tostring(e))
-  return e.code, e
-end
+local code_of = H.code_of
 
 -- The same contract on both backends: the embedded store and a Chroma
 -- server (started by the helper on a free port; each test gets a fresh

@@ -85,16 +85,18 @@ int json_format_float32(float f, char *buf) {
 }
 
 int json_format_number(lua_State *L, int idx, char *buf) {
+  char text[32];
   if (lua_isinteger(L, idx)) {
-    snprintf(buf, 32, LUA_INTEGER_FMT, lua_tointeger(L, idx));
-    return 1;
+    snprintf(text, sizeof text, LUA_INTEGER_FMT, lua_tointeger(L, idx));
+  } else {
+    double d = lua_tonumber(L, idx);
+    if (!isfinite(d)) return 0;
+    for (int prec = 15; prec <= 17; prec++) {  /* 17 digits always round-trip a double */
+      snprintf(text, sizeof text, "%.*g", prec, d);
+      if (strtod(text, NULL) == d) break;
+    }
   }
-  double d = lua_tonumber(L, idx);
-  if (!isfinite(d)) return 0;
-  for (int prec = 15; prec <= 17; prec++) {    /* 17 digits always round-trip a double */
-    snprintf(buf, 32, "%.*g", prec, d);
-    if (strtod(buf, NULL) == d) break;
-  }
+  memcpy(buf, text, sizeof text);
   return 1;
 }
 

@@ -446,23 +446,8 @@ Remote.batch_search = async.fn(function(self, list, k_or_opts)
   end)
 end)
 
-function Remote:scan(opts)
-  opts = opts or {}
-  local size = opts.batch_size or 100
-  if math.type(size) ~= "integer" or size <= 0 then
-    fail("invalid_argument", "batch_size must be a positive integer, got %s", tostring(size))
-  end
-  local where = opts.where
-  where_of(where)
-  return async.generator(function(yield)
-    local offset = 0
-    while true do
-      local page = await(self:get { where = where, limit = size, offset = offset })
-      for _, rec in ipairs(page) do yield(rec) end
-      if #page < size then return end
-      offset = offset + size
-    end
-  end)()
-end
+Remote.scan = S.scanner(function(self, where, size, offset)
+  return await(self:get { where = where, limit = size, offset = offset })
+end)
 
 return { connect = async.fn(connect) }

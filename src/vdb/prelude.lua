@@ -336,24 +336,31 @@ Collection.batch_search = async.fn(function(self, queries, k_or_opts)
   return out
 end)
 
--- for rec in col:scan{batch_size=, where=} do ... end
-function Collection:scan(opts)
-  opts = opts or {}
-  local size = opts.batch_size or 100
-  if math.type(size) ~= "integer" or size <= 0 then
-    fail("invalid_argument", "batch_size must be a positive integer, got %s", tostring(size))
-  end
-  local where = opts.where
-  return async.generator(function(yield)
-    local offset = 0
-    while true do
-      local page = run(live(self), core.get, self.h, nil, where, size, offset, true)
-      for _, rec in ipairs(page) do yield(rec) end
-      if #page < size then return end
-      offset = offset + size
+-- for rec in col:scan{batch_size=, where=} do ... end, over page(where,
+-- size, offset), a backend's way to fetch records by offset
+local function scanner(page)
+  return function(self, opts)
+    opts = opts or {}
+    local size = opts.batch_size or 100
+    if math.type(size) ~= "integer" or size <= 0 then
+      fail("invalid_argument", "batch_size must be a positive integer, got %s", tostring(size))
     end
-  end)()
+    local where = opts.where
+    return async.generator(function(yield)
+      local offset = 0
+      while true do
+        local recs = page(self, where, size, offset)
+        for _, rec in ipairs(recs) do yield(rec) end
+        if #recs < size then return end
+        offset = offset + size
+      end
+    end)()
+  end
 end
+
+Collection.scan = scanner(function(self, where, size, offset)
+  return run(live(self), core.get, self.h, nil, where, size, offset, true)
+end)
 
 ---------------------------------------------------------------------------
 -- the Chroma server backend (src/vdb/chroma.lua) shares these
@@ -362,7 +369,7 @@ end
 chroma = core.chroma(core, {
   fail = fail, new_error = new_error, check_name = check_name, begin = begin, finish = finish,
   collection_opts = collection_opts, columns = columns, selector = selector,
-  search_opts = search_opts, METRICS = METRICS, shortcuts = Database,
+  search_opts = search_opts, METRICS = METRICS, shortcuts = Database, scanner = scanner,
 })
 
 return vdb
