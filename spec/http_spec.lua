@@ -142,6 +142,31 @@ describe("async.http", function()
   end)
 end)
 
+describe("async.http over TLS", function()
+  local base, stop, dir
+  setup(function()
+    dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir -p " .. dir .. " && openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost" ..
+                      " -keyout " .. dir .. "/key.pem -out " .. dir .. "/cert.pem 2>/dev/null"), "openssl is needed")
+    local port
+    port, stop = H.server("node spec/servers/https_fixture.mjs " .. dir .. "/cert.pem " .. dir .. "/key.pem")
+    base = "https://127.0.0.1:" .. port
+  end)
+  teardown(function() stop(); os.execute("rm -rf " .. dir) end)
+
+  it("verifies certificates by default, and skips that only when told", function()
+    local e, r = H.run(async.fn(function()
+      local _, e = pcall(await, http.get(base .. "/"))
+      return e, await(http.get(base .. "/", { insecure = true }))
+    end))
+    assert.is_true(async.ConnectionError:is(e))
+    assert.matches("certificate", e.message)
+    assert.equal(200, r.status)
+    assert.equal("secure", r.body)
+  end)
+end)
+
 describe("async.json", function()
   it("round-trips tables, and float32 values exactly", function()
     local f = string.unpack("<f", string.pack("<f", 0.1))

@@ -409,7 +409,7 @@ local function queries(self, list, k_or_opts)
   local k, where, meta, doc, vec = S.search_opts(k_or_opts)
   where = where_of(where)
   local db = live(self)
-  local bodies, dim = core.wire_query(self.dim or 0, list, k, where, meta, doc, vec, db.max_batch)
+  local bodies, dim = core.wire_query(self.dim or 0, list, k, where, meta, doc, vec, db.max_batch, MAX_BYTES)
   return db, bodies, k, meta, dim
 end
 

@@ -263,8 +263,8 @@ static int l_wire_part(lua_State *L) {
   return 1;
 }
 
-/* core.wire_query(dim, queries, k, where_json?, meta, doc, vec, max_count)
- * -> bodies (max_count queries each), dim.  where_json: the filter already
+/* core.wire_query(dim, queries, k, where_json?, meta, doc, vec, max_count, max_bytes)
+ * -> bodies (at most max_count queries and about max_bytes each), dim.  where_json: the filter already
  * checked and put in Chroma's shape, as a Lua table. */
 static int l_wire_query(lua_State *L) {
   int dim = (int)luaL_checkinteger(L, 1);
@@ -272,7 +272,7 @@ static int l_wire_query(lua_State *L) {
   lua_Integer k = luaL_checkinteger(L, 3);
   int meta = lua_toboolean(L, 5), doc = lua_toboolean(L, 6), vec = lua_toboolean(L, 7);
   int max_count = (int)luaL_checkinteger(L, 8);
-  if (max_count < 1) max_count = 1;
+  lua_Integer max_bytes = luaL_optinteger(L, 9, 32 << 20);
   if (k < 0) return raise_vdb(L, "invalid_argument", "top_k must be >= 0, got %d", (int)k);
   int nq = (int)lua_rawlen(L, 2);
   char msg[256], err[160];
@@ -285,6 +285,9 @@ static int l_wire_query(lua_State *L) {
     if (code) return raise_vdb(L, code, "query %d: %s", i, msg);
     dim = d;
   }
+  if (dim > 0 && max_bytes / (16 * (lua_Integer)dim + 4) < max_count)   /* a float prints in <= 16 bytes */
+    max_count = (int)(max_bytes / (16 * (lua_Integer)dim + 4));
+  if (max_count < 1) max_count = 1;
   char *where = NULL;                          /* printed once, shared by every body */
   if (lua_istable(L, 4)) {
     cJSON *w = json_from_lua(L, 4, err, sizeof err);
