@@ -23,27 +23,65 @@ trap 'kill $wrapper 2>/dev/null; rm -rf "$out"' EXIT
 spid=$(pgrep -f "chroma run .*--port $port" | head -1)
 url=http://127.0.0.1:$port
 echo "chroma bench: server on $url (pid $spid); about 2 minutes"
+rm -f $data/results.jsonl   # (bench_chroma.mjs appends there)
 
-# their side: the official client, then bare node:http with base64 inserts
-(cd .cache/chroma && DIR=$data PORT=$port CHROMA_PID=$spid node $ref/bench_chroma.mjs client clustered) > $out/client.jsonl || exit 1
-(cd .cache/chroma && DIR=$data PORT=$port CHROMA_PID=$spid ENC=base64 node $ref/bench_chroma.mjs http clustered) > $out/http.jsonl || exit 1
-# wrk on the collection the bare client made
-path=$(lua5.4 bench/wrk_bodies.lua $url $data bench_clustered $out/bodies.txt) || exit 1
-for c in 1 8 64; do
-  WRK_BODIES=$out/bodies.txt wrk -t1 -c$c -d5s -s bench/wrk_query.lua "$path" |
-    awk -v c=$c '/Requests\/sec/ { print "wrk_c" c "_qps", $2 }' >> $out/wrk.txt
+# Round 1 inserts on every side (the JS client, then bare node:http, which
+# makes the collection wrk queries, then vdb); rounds 2.. query the same
+# collections again, interleaved; queries are reported as medians.
+rounds=${RUNS:-3}
+js() { (cd .cache/chroma && DIR=$data PORT=$port CHROMA_PID=$spid node $ref/bench_chroma.mjs "$@" clustered); }
+for r in $(seq 1 $rounds); do
+  ins=$([ $r -eq 1 ] && echo 1 || echo 0)
+  INSERT=$ins js client > $out/client_$r.jsonl || exit 1
+  INSERT=$ins ENC=base64 js http > $out/http_$r.jsonl || exit 1
+  [ $r -eq 1 ] && { path=$(lua5.4 bench/wrk_bodies.lua $url $data bench_clustered $out/bodies.txt) || exit 1; }
+  for c in 1 8 64; do
+    WRK_BODIES=$out/bodies.txt wrk -t1 -c$c -d3s -s bench/wrk_query.lua "$path" |
+      awk -v c=$c '/Requests\/sec/ { print "wrk_c" c "_qps", $2 }' >> $out/wrk_$r.txt
+  done
+  KEEP=1 lua5.4 bench/vdb_chroma_lua.lua $url $data $spid > $out/ours_$r.txt || exit 1
+  echo "  round $r of $rounds done" >&2
 done
-# ours
-lua5.4 bench/vdb_chroma_lua.lua $url $data $spid > $out/ours.txt || exit 1
 
-lua5.4 - $out <<'LUA'
+lua5.4 - $out $rounds <<'LUA'
 package.cpath = "./?.so;" .. package.cpath
 local json = require("async").json
-local dir = arg[1]
+local dir, rounds = arg[1], tonumber(arg[2])
 local function kv(p) local t = {} for l in io.lines(p) do local k, v = l:match("^(%S+)%s+(%S+)") if k then t[k] = tonumber(v) end end return t end
-local function jl(p) local t = {} for l in io.lines(p) do local r = json.decode(l) t[r.phase] = r end return t end
-local o, w, cl, ht = kv(dir .. "/ours.txt"), kv(dir .. "/wrk.txt"), jl(dir .. "/client.jsonl"), jl(dir .. "/http.jsonl")
-print("\nvdb on Chroma (chromadb 3.0.12 server), 100,000 x 128 clustered, top-10 L2; ratio = ours / theirs")
+local function jl(p)
+  local t = {}
+  for l in io.lines(p) do
+    local r = json.decode(l)
+    t[r.phase] = r
+    if r.nq then for k, v in pairs(r) do t[r.phase .. "_" .. k] = v end end
+    if r.phase == "insert" then for k, v in pairs(r) do t["insert_" .. k] = v end end
+  end
+  return t
+end
+-- each key's median over the rounds (inserts: round 1 only)
+local function median_of(load, name)
+  local all, out = {}, {}
+  for r = 1, rounds do all[r] = load(dir .. "/" .. name:format(r)) end
+  for k, v in pairs(all[1]) do
+    if type(v) == "number" then
+      local xs = {}
+      for r = 1, rounds do xs[#xs + 1] = all[r][k] end   -- (nil past round 1 for inserts: skipped)
+      table.sort(xs)
+      out[k] = xs[(#xs + 1) // 2]
+    else out[k] = v end
+  end
+  return out
+end
+local o, w = median_of(kv, "ours_%d.txt"), median_of(kv, "wrk_%d.txt")
+local cl, ht = median_of(jl, "client_%d.jsonl"), median_of(jl, "http_%d.jsonl")
+for _, t in ipairs { cl, ht } do
+  t.insert = { vectors_per_s = t.insert_vectors_per_s, client_cpu_s = t.insert_client_cpu_s }
+  for _, c in ipairs { 1, 8, 64 } do
+    local q = "query_c" .. c
+    t[q] = { qps = t[q .. "_qps"], client_cpu_s = t[q .. "_client_cpu_s"], nq = t[q .. "_nq"] }
+  end
+end
+print(("\nvdb on Chroma (chromadb 3.0.12 server), 100,000 x 128 clustered, top-10 L2; ratio = ours / theirs; queries: medians of %d rounds"):format(rounds))
 print(("  inserts        vdb %6.0f vectors/s, client CPU %.2f s   |  JS client %6.0f (%.2fx, CPU %.2f s)   bare HTTP base64 %6.0f (%.2fx, CPU %.2f s)"):format(
   o.insert_vps, o.insert_client_cpu_s, cl.insert.vectors_per_s, o.insert_vps / cl.insert.vectors_per_s, cl.insert.client_cpu_s,
   ht.insert.vectors_per_s, o.insert_vps / ht.insert.vectors_per_s, ht.insert.client_cpu_s))
