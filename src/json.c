@@ -50,13 +50,30 @@ void json_push(lua_State *L, const cJSON *v) {
  * (its error, ~1e-16 relative, is far below a float's half ulp, ~3e-8). */
 static const double P10[] = { 1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14 };
 
+/* the digits of m < 10^9 (n = 9 wide, zero-padded) into out */
+static void nine_digits(uint32_t m, char *out) {
+  static const char PAIRS[] =
+    "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+    "8081828384858687888990919293949596979899";
+  for (int i = 7; i >= 1; i -= 2) {
+    uint32_t r = m % 100;
+    m /= 100;
+    out[i] = PAIRS[2 * r + 1];
+    out[i - 1] = PAIRS[2 * r];
+  }
+  out[8] = out[7], out[7] = out[6], out[6] = out[5], out[5] = out[4], out[4] = out[3],
+  out[3] = out[2], out[2] = out[1], out[1] = out[0];
+  out[0] = (char)('0' + m);
+}
+
 int json_format_float32(float f, char *buf) {
   if (!isfinite(f)) return 0;
   double d = f;
   char *p = buf;
   if (signbit(d)) { *p++ = '-'; d = -d; }
-  if (d == 0) { strcpy(p, "0"); return 1; }
-  if (d < 1e-4 || d >= 1e9) { snprintf(p, 30, "%.9g", d); return 1; }
+  if (d == 0) { *p++ = '0'; *p = 0; return (int)(p - buf); }
+  if (d < 1e-4 || d >= 1e9) return (int)(p - buf) + snprintf(p, 30, "%.9g", d);
   static const double DECADE[] = { 1e-3, 1e-2, 1e-1, 1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8 };
   int e = -4;                                 /* floor(log10(d)), without log10 */
   while (e < 8 && d >= DECADE[e + 4]) e++;
@@ -64,24 +81,26 @@ int json_format_float32(float f, char *buf) {
   uint64_t m = (uint64_t)(d * P10[s] + 0.5);
   if (m >= 1000000000u) { s--; m = s >= 0 ? (uint64_t)(d * P10[s] + 0.5) : (uint64_t)(d / 10 + 0.5); }
   else if (m < 100000000u) { s++; m = (uint64_t)(d * P10[s] + 0.5); }
-  while (s > 0 && m % 10 == 0) { m /= 10; s--; }   /* no trailing zeros after the point */
-  char dig[24];
-  int n = 0;
-  do { dig[n++] = (char)('0' + m % 10); m /= 10; } while (m);
+  char dig[9];
+  nine_digits((uint32_t)m, dig);
+  int n = 9;                                  /* significant digits, trailing zeros dropped below */
   if (s <= 0) {                               /* an integer: digits, then -s zeros */
-    while (n) *p++ = dig[--n];
+    memcpy(p, dig, 9); p += 9;
     for (; s < 0; s++) *p++ = '0';
-  } else if (s >= n) {                        /* 0.000ddd */
-    *p++ = '0'; *p++ = '.';
-    for (int z = s - n; z > 0; z--) *p++ = '0';
-    while (n) *p++ = dig[--n];
-  } else {                                    /* ddd.ddd */
-    while (n > s) *p++ = dig[--n];
-    *p++ = '.';
-    while (n) *p++ = dig[--n];
+  } else {
+    while (n > 1 && s > 0 && dig[n - 1] == '0') { n--; s--; }   /* no trailing zeros after the point */
+    int ip = n - s;                           /* digits before the point */
+    if (ip <= 0) {                            /* 0.000ddd */
+      *p++ = '0'; *p++ = '.';
+      for (; ip < 0; ip++) *p++ = '0';
+      memcpy(p, dig, (size_t)n); p += n;
+    } else {                                  /* ddd.ddd (or ddd when s reached 0) */
+      memcpy(p, dig, (size_t)ip); p += ip;
+      if (s > 0) { *p++ = '.'; memcpy(p, dig + ip, (size_t)s); p += s; }
+    }
   }
   *p = 0;
-  return 1;
+  return (int)(p - buf);
 }
 
 int json_format_number(lua_State *L, int idx, char *buf) {

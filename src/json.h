@@ -18,7 +18,8 @@ void json_push(lua_State *L, const cJSON *v);
  * buf needs 32 bytes; returns 0 for NaN or infinity. */
 int json_format_number(lua_State *L, int idx, char *buf);
 
-/* A float32 as text that reads back to the same float (9 digits). */
+/* A float32 as text that reads back to the same float (9 digits, trailing
+ * zeros dropped) into buf (32 bytes): its length, 0 for NaN or infinity. */
 int json_format_float32(float f, char *buf);
 
 /* Build a cJSON tree from the Lua value at idx; NULL with err filled when

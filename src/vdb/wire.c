@@ -73,14 +73,14 @@ static cJSON *meta_json(const Meta *m) {
 
 /* a JSON array of float32 numbers, added to b */
 static void add_vector(luaL_Buffer *b, const float *v, int dim) {
-  char num[32];
-  luaL_addchar(b, '[');
+  char *out = luaL_prepbuffsize(b, (size_t)dim * 33 + 2), *p = out;
+  *p++ = '[';
   for (int j = 0; j < dim; j++) {
-    if (j) luaL_addchar(b, ',');
-    json_format_float32(v[j], num);
-    luaL_addstring(b, num);
+    if (j) *p++ = ',';
+    p += json_format_float32(v[j], p);
   }
-  luaL_addchar(b, ']');
+  *p++ = ']';
+  luaL_addsize(b, (size_t)(p - out));
 }
 
 /* print a cJSON item (freed) into b */
