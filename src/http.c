@@ -50,7 +50,13 @@ typedef struct Http {
   int nfd;
 } Http;
 
-typedef struct Sock { uv_poll_t poll; curl_socket_t fd; Http *h; } Sock;
+typedef struct Sock {
+  uv_poll_t poll;
+  curl_socket_t fd;
+  Http *h;
+  int events;                     /* what the poll watches now (0: stopped) */
+  int wanted;                     /* curl is watching it (a transfer uses it) */
+} Sock;
 
 static void sock_close(Sock *s) {
   s->h->byfd[s->fd] = NULL;
@@ -189,6 +195,11 @@ static void req_cancelled(void *ud) {
 static void on_poll(uv_poll_t *p, int status, int events) {
   Sock *s = (Sock *)p;
   int flags = 0, running;
+  if (!s->wanted) {               /* an idle kept-alive connection woke (closed by the peer) */
+    uv_poll_stop(&s->poll);
+    s->events = 0;
+    return;
+  }
   if (status < 0) flags = CURL_CSELECT_ERR;
   else {
     if (events & UV_READABLE) flags |= CURL_CSELECT_IN;
@@ -220,21 +231,35 @@ static Sock *sock_for(Http *h, curl_socket_t fd) {
   if (s) return s;
   s = malloc(sizeof *s);
   if (!s || uv_poll_init_socket(h->lp->uv, &s->poll, fd) != 0) { free(s); return NULL; }
-  s->fd = fd; s->h = h;
+  s->fd = fd; s->h = h; s->events = 0; s->wanted = 0;
   return h->byfd[fd] = s;
 }
 
 static int socket_cb(CURL *easy, curl_socket_t fd, int what, void *ud, void *sockp) {
   (void)easy; (void)sockp;
   Http *h = ud;
-  if (what == CURL_POLL_REMOVE) {            /* the transfer is done with it: keep the watcher */
-    if (fd >= 0 && fd < h->nfd && h->byfd[fd]) uv_poll_stop(&h->byfd[fd]->poll);
+  if (what == CURL_POLL_REMOVE) {
+    /* The transfer is done with the socket.  A readable watch is left on
+     * (unreferenced, so it keeps no loop alive): the next request on this
+     * connection usually wants just that, and then costs no epoll_ctl.  A
+     * wake-up while idle stops it (on_poll). */
+    Sock *s = fd >= 0 && fd < h->nfd ? h->byfd[fd] : NULL;
+    if (s) {
+      s->wanted = 0;
+      if (s->events & UV_WRITABLE) { uv_poll_stop(&s->poll); s->events = 0; }
+      uv_unref((uv_handle_t *)&s->poll);
+    }
     return 0;
   }
   Sock *s = sock_for(h, fd);
   if (!s) return -1;
   int events = (what & CURL_POLL_IN ? UV_READABLE : 0) | (what & CURL_POLL_OUT ? UV_WRITABLE : 0);
-  uv_poll_start(&s->poll, events, on_poll);
+  s->wanted = 1;
+  uv_ref((uv_handle_t *)&s->poll);
+  if (events != s->events) {
+    uv_poll_start(&s->poll, events, on_poll);
+    s->events = events;
+  }
   return 0;
 }
 
