@@ -132,6 +132,18 @@ describe("vdb on Chroma through faults", function()
     return db, col
   end
 
+  it("sends the auth headers given at connect with every request", function()
+    async.run(function()
+      local db <close>, col = setup_db { headers = { ["X-Chroma-Token"] = "s3cret" } }
+      local before = #log()
+      await(col:count())
+      await(col:search({ 1, 0, 0 }, 1))
+      local l = log()
+      assert.is_true(#l >= before + 2)
+      for i = before + 1, #l do assert.equal("s3cret", l[i][4]) end
+    end)
+  end)
+
   it("raises unavailable when no server runs at connect", function()
     async.run(function()
       fault("down")

@@ -6,7 +6,7 @@
 //        pass | stall (never answer) | error500 | garbage (truncated JSON)
 //        | drop (close without an answer) | down (close every connection and
 //        refuse new ones, as a killed server does)
-//   GET /log                  [[client port, method, path], ...] of requests seen
+//   GET /log                  [[client port, method, path, x-chroma-token], ...] of requests seen
 import http from "node:http";
 
 const upstream = +process.argv[2];
@@ -27,7 +27,7 @@ function setMode(m) {
 }
 
 const server = http.createServer((req, res) => {
-  seen.push([req.socket.remotePort, req.method, req.url]);
+  seen.push([req.socket.remotePort, req.method, req.url, req.headers["x-chroma-token"] || ""]);
   if (next !== null && after-- <= 0) { setMode(next); next = null; }
   const chunks = [];
   req.on("data", (c) => chunks.push(c));
