@@ -160,8 +160,8 @@ describe("vdb on Chroma through faults", function()
       local ticker = async.spawn(function() while not done do await(async.sleep(0.005)); ticks = ticks + 1 end end)
       local ids, vecs = {}, {}
       for i = 1, 12000 do ids[i] = "b" .. i; vecs[i] = { i, 0, 1 } end
-      -- 3 lookups for existing ids, then 3 adds: the server dies at the second add
-      fault("down", 4)
+      -- a count, 3 lookups for existing ids, then 3 adds: the server dies at the second add
+      fault("down", 5)
       local code = code_of(await, col:batch_insert { ids = ids, vectors = vecs })
       fault("pass")                             -- the server is back
       done = true
@@ -171,6 +171,21 @@ describe("vdb on Chroma through faults", function()
       local got = await(col:get { "kept" })   -- what was acknowledged is there
       assert.equal(1, #got)
       assert.is_true(await(col:insert("after", { 0, 1, 0 })))
+    end)
+  end)
+
+  it("a part of a batch refused mid-way: the parts already added are taken back", function()
+    async.run(function()
+      local db <close>, col = setup_db()
+      local ids, vecs = {}, {}
+      for i = 1, 12000 do ids[i] = "p" .. i; vecs[i] = { i, 1, 0 } end
+      -- a count, 3 lookups, the first add: then one 500 on the second add
+      fault("error500once", 5)
+      local code = code_of(await, col:batch_insert { ids = ids, vectors = vecs })
+      fault("pass")
+      assert.equal("server_error", code)
+      assert.equal(1, await(col:count()))            -- only what was there before
+      assert.equal(0, #await(col:get { "p1", "p5461", "p12000" }))
     end)
   end)
 

@@ -3,7 +3,8 @@
 // prints "PORT PID CONTROL_PORT".  Requests to PORT go to 127.0.0.1:UPSTREAM_PORT
 // unless a fault is set, through the control port:
 //   GET /mode/<m>[?after=N]   from now (or after N more forwarded requests) on:
-//        pass | stall (never answer) | error500 | garbage (truncated JSON)
+//        pass | stall (never answer) | error500 | error500once (one 500, then pass)
+//        | garbage (truncated JSON)
 //        | drop (close without an answer) | down (close every connection and
 //        refuse new ones, as a killed server does)
 //   GET /log                  [[client port, method, path, x-chroma-token], ...] of requests seen
@@ -34,7 +35,8 @@ const server = http.createServer((req, res) => {
   req.on("end", () => {
     if (mode === "stall") return;
     if (mode === "drop" || mode === "down") { req.socket.destroy(); return; }
-    if (mode === "error500") {
+    if (mode === "error500" || mode === "error500once") {
+      if (mode === "error500once") mode = "pass";
       res.writeHead(500, { "content-type": "application/json" });
       res.end('{"error":"InternalError","message":"injected failure"}');
       return;

@@ -215,6 +215,12 @@ end
 
 local fetch       -- records by ids and/or where (below)
 
+local function record_count(col)
+  local n = math.tointeger(tonumber(request(col.db, "GET", col.url .. "/count", nil, "count on " .. col.name).body))
+  if not n then fail("server_error", "count on %s: the answer is not a number", col.name) end
+  return n
+end
+
 -- ids of ids[from..to] that exist, as a set
 local function existing(col, ids, from, to)
   local found = {}
@@ -254,7 +260,9 @@ local function put(col, ids, vectors, metas, docs, n, upsert)
       end
       if not any then per = nil end
     end
-    if not upsert then                    -- Chroma keeps the old record silently: ask first
+    -- Chroma keeps the old record silently: ask first which ids exist (an
+    -- empty collection has none: one cheap count instead, for bulk loads)
+    if not upsert and record_count(col) > 0 then
       local found = existing(col, ids, 1, n)
       for i = 1, n do
         if found[ids[i]] then
@@ -396,12 +404,7 @@ Remote.delete = async.fn(function(self, arg)
 end)
 
 Remote.count = async.fn(function(self)
-  local db = live(self)
-  return op(db, function()
-    local n = math.tointeger(tonumber(request(db, "GET", self.url .. "/count", nil, "count on " .. self.name).body))
-    if not n then fail("server_error", "count on %s: the answer is not a number", self.name) end
-    return n
-  end)
+  return op(live(self), record_count, self)
 end)
 
 -- bodies for queries (as many per request as the server's batch limit allows)
