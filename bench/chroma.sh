@@ -16,37 +16,50 @@ if [ ! -f $data/data_clustered_100k_128.f32 ]; then
 fi
 [ -f $data/gt_clustered_1k_100.i32 ] || lua5.4 bench/gt.lua $data || exit 1
 
-set -- $(spec/servers/chroma.sh) || exit 1
-port=$1 wrapper=$2
 out=$(mktemp -d)
+wrapper=
 trap 'kill $wrapper 2>/dev/null; rm -rf "$out"' EXIT
-spid=$(pgrep -f "chroma run .*--port $port" | head -1)
-url=http://127.0.0.1:$port
-echo "chroma bench: server on $url (pid $spid); about 2 minutes"
-rm -f $data/results.jsonl   # (bench_chroma.mjs appends there)
-
-# Round 1 inserts on every side (the JS client, then bare node:http, which
-# makes the collection wrk queries, then vdb); rounds 2.. query the same
-# collections again, interleaved; queries are reported as medians.
-rounds=${RUNS:-3}
+start_server() {
+  set -- $(spec/servers/chroma.sh) || exit 1
+  port=$1 wrapper=$2
+  spid=$(pgrep -f "chroma run .*--port $port" | head -1)
+  url=http://127.0.0.1:$port
+}
+stop_server() { kill $wrapper; sleep 1; wrapper=; }
 js() { (cd .cache/chroma && DIR=$data PORT=$port CHROMA_PID=$spid node $ref/bench_chroma.mjs "$@" clustered); }
+rm -f $data/results.jsonl   # (bench_chroma.mjs appends there)
+irounds=${INSERT_RUNS:-3} rounds=${RUNS:-3}
+echo "chroma bench: $irounds insert rounds, $rounds query rounds; about 4 minutes"
+
+# Inserts: each side into a fresh server of its own, every round.
+for r in $(seq 1 $irounds); do
+  start_server; CONC=1 NQ=1 INSERT=1 js client > $out/ins_client_$r.jsonl || exit 1; stop_server
+  start_server; CONC=1 NQ=1 INSERT=1 ENC=base64 js http > $out/ins_http_$r.jsonl || exit 1; stop_server
+  start_server; lua5.4 bench/vdb_chroma_lua.lua $url $data $spid none > $out/ins_ours_$r.txt || exit 1; stop_server
+  echo "  insert round $r of $irounds done" >&2
+done
+
+# Queries: one server holding bare node:http's collection (which the JS
+# client and wrk query too) and vdb's; rounds interleaved across sides.
+start_server
+CONC=1 NQ=1 INSERT=1 ENC=base64 js http > /dev/null || exit 1
+KEEP=1 lua5.4 bench/vdb_chroma_lua.lua $url $data $spid none > /dev/null || exit 1
+path=$(lua5.4 bench/wrk_bodies.lua $url $data bench_clustered $out/bodies.txt) || exit 1
 for r in $(seq 1 $rounds); do
-  ins=$([ $r -eq 1 ] && echo 1 || echo 0)
-  INSERT=$ins js client > $out/client_$r.jsonl || exit 1
-  INSERT=$ins ENC=base64 js http > $out/http_$r.jsonl || exit 1
-  [ $r -eq 1 ] && { path=$(lua5.4 bench/wrk_bodies.lua $url $data bench_clustered $out/bodies.txt) || exit 1; }
+  INSERT=0 js client > $out/client_$r.jsonl || exit 1
+  INSERT=0 js http > $out/http_$r.jsonl || exit 1
   for c in 1 8 64; do
     WRK_BODIES=$out/bodies.txt wrk -t1 -c$c -d3s -s bench/wrk_query.lua "$path" |
       awk -v c=$c '/Requests\/sec/ { print "wrk_c" c "_qps", $2 }' >> $out/wrk_$r.txt
   done
   KEEP=1 lua5.4 bench/vdb_chroma_lua.lua $url $data $spid > $out/ours_$r.txt || exit 1
-  echo "  round $r of $rounds done" >&2
+  echo "  query round $r of $rounds done" >&2
 done
 
-lua5.4 - $out $rounds <<'LUA'
+lua5.4 - $out $rounds $irounds <<'LUA'
 package.cpath = "./?.so;" .. package.cpath
 local json = require("async").json
-local dir, rounds = arg[1], tonumber(arg[2])
+local dir, rounds, irounds = arg[1], tonumber(arg[2]), tonumber(arg[3])
 local function kv(p) local t = {} for l in io.lines(p) do local k, v = l:match("^(%S+)%s+(%S+)") if k then t[k] = tonumber(v) end end return t end
 local function jl(p)
   local t = {}
@@ -59,13 +72,14 @@ local function jl(p)
   return t
 end
 -- each key's median over the rounds (inserts: round 1 only)
-local function median_of(load, name)
+local function median_of(load, name, n)
   local all, out = {}, {}
-  for r = 1, rounds do all[r] = load(dir .. "/" .. name:format(r)) end
+  n = n or rounds
+  for r = 1, n do all[r] = load(dir .. "/" .. name:format(r)) end
   for k, v in pairs(all[1]) do
     if type(v) == "number" then
       local xs = {}
-      for r = 1, rounds do xs[#xs + 1] = all[r][k] end   -- (nil past round 1 for inserts: skipped)
+      for r = 1, n do xs[#xs + 1] = all[r][k] end
       table.sort(xs)
       out[k] = xs[(#xs + 1) // 2]
     else out[k] = v end
@@ -74,6 +88,11 @@ local function median_of(load, name)
 end
 local o, w = median_of(kv, "ours_%d.txt"), median_of(kv, "wrk_%d.txt")
 local cl, ht = median_of(jl, "client_%d.jsonl"), median_of(jl, "http_%d.jsonl")
+local io_, icl, iht = median_of(kv, "ins_ours_%d.txt", irounds), median_of(jl, "ins_client_%d.jsonl", irounds),
+                      median_of(jl, "ins_http_%d.jsonl", irounds)
+o.insert_vps, o.insert_client_cpu_s = io_.insert_vps, io_.insert_client_cpu_s
+cl.insert_vectors_per_s, cl.insert_client_cpu_s = icl.insert_vectors_per_s, icl.insert_client_cpu_s
+ht.insert_vectors_per_s, ht.insert_client_cpu_s = iht.insert_vectors_per_s, iht.insert_client_cpu_s
 for _, t in ipairs { cl, ht } do
   t.insert = { vectors_per_s = t.insert_vectors_per_s, client_cpu_s = t.insert_client_cpu_s }
   for _, c in ipairs { 1, 8, 64 } do
@@ -81,7 +100,7 @@ for _, t in ipairs { cl, ht } do
     t[q] = { qps = t[q .. "_qps"], client_cpu_s = t[q .. "_client_cpu_s"], nq = t[q .. "_nq"] }
   end
 end
-print(("\nvdb on Chroma (chromadb 3.0.12 server), 100,000 x 128 clustered, top-10 L2; ratio = ours / theirs; queries: medians of %d rounds"):format(rounds))
+print(("\nvdb on Chroma (chromadb 3.0.12 server), 100,000 x 128 clustered, top-10 L2; ratio = ours / theirs; medians of %d insert rounds (a fresh server each) and %d query rounds"):format(irounds, rounds))
 print(("  inserts        vdb %6.0f vectors/s, client CPU %.2f s   |  JS client %6.0f (%.2fx, CPU %.2f s)   bare HTTP base64 %6.0f (%.2fx, CPU %.2f s)"):format(
   o.insert_vps, o.insert_client_cpu_s, cl.insert.vectors_per_s, o.insert_vps / cl.insert.vectors_per_s, cl.insert.client_cpu_s,
   ht.insert.vectors_per_s, o.insert_vps / ht.insert.vectors_per_s, ht.insert.client_cpu_s))

@@ -1,7 +1,9 @@
 -- vdb's Chroma backend under the load of ../shared/reference/bench/bench_chroma.mjs:
 -- insert 100,000 x 128 clustered vectors (base64, split at the server's
 -- batch limit), then 1,000 top-10 queries at each concurrency.
---   lua5.4 bench/vdb_chroma_lua.lua URL DATA_DIR SERVER_PID [CONC=1,8,64]
+--   lua5.4 bench/vdb_chroma_lua.lua URL DATA_DIR SERVER_PID [CONC=1,8,64 | none]
+-- KEEP=1: reuse the collection when it holds the data (queries only), and
+-- leave it on the server.
 -- Prints "key value" lines: client CPU from os.clock (every thread of this
 -- process), server CPU from /proc.
 package.cpath = "./?.so;" .. package.cpath
@@ -11,7 +13,7 @@ local await = async.await
 
 local url, dir, spid = arg[1], arg[2], tonumber(arg[3])
 local conc = {}
-for c in (arg[4] or "1,8,64"):gmatch("%d+") do conc[#conc + 1] = tonumber(c) end
+for c in (arg[4] or "1,8,64"):gmatch("%d+") do conc[#conc + 1] = tonumber(c) end   -- "none": insert only
 local DIM, K, NQ = 128, 10, 1000
 
 local function read(name)
@@ -57,7 +59,7 @@ async.run(function()
     assert(await(col:count()) == N)
   end
   local opts = { top_k = K, include = { "distances" } }
-  for i = 1, 100 do await(col:search(queries[i], opts)) end     -- warm-up
+  if #conc > 0 then for i = 1, 100 do await(col:search(queries[i], opts)) end end   -- warm-up
   for _, c in ipairs(conc) do
     local res, next_q = {}, 1
     local w, cl, sv = measure(function()
