@@ -100,6 +100,7 @@ describe("vdb on Chroma and in memory", function()
       assert.equal("invalid_argument", (code_of(await, vdb.connect(url, { timeout = -1 }))))
       assert.equal("invalid_argument", (code_of(await, vdb.connect(url, { max_connections = 0 }))))
       assert.equal("invalid_argument", (code_of(await, vdb.connect(url, { tenant = "a/b" }))))
+      assert.equal("invalid_argument", (code_of(await, vdb.connect(url, { headers = { token = 42 } }))))
       -- an unknown database: the server says not found
       local other <close> = await(vdb.connect(url, { database = "no_such_db" }))
       assert.equal("not_found", (code_of(await, other:collection("x_col"))))

@@ -90,6 +90,9 @@ local function check_opts(opts)
     end
   end
   if opts.headers ~= nil and type(opts.headers) ~= "table" then bad("headers", "a table", opts.headers) end
+  for k, v in pairs(opts.headers or {}) do
+    if type(k) ~= "string" or type(v) ~= "string" then bad("headers", "a table of strings", ("a %s key with a %s value"):format(type(k), type(v))) end
+  end
   if opts.timeout ~= nil and (type(opts.timeout) ~= "number" or opts.timeout <= 0) then
     bad("timeout", "a positive number of seconds", opts.timeout)
   end
