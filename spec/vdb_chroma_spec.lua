@@ -108,6 +108,46 @@ describe("vdb on Chroma and in memory", function()
   end)
 end)
 
+describe("vdb on a Chroma server that crashes", function()
+  it("kill -9 mid-batch: unavailable, the loop goes on; after a restart, what was acknowledged is there", function()
+    local dir = os.tmpname()
+    os.remove(dir)
+    local port, stop, _, spid = H.server("spec/servers/chroma.sh")   -- a free port
+    stop()
+    port, stop, _, spid = H.server(("spec/servers/chroma.sh %d %s"):format(port, dir))
+    local url = "http://127.0.0.1:" .. port
+    async.run(function()
+      local db <close> = await(vdb.connect(url))
+      local col = await(db:collection("crash_col"))
+      local acked = {}
+      for i = 1, 200 do acked[i] = { id = "a" .. i, vector = { i, 0, 1 } } end
+      assert.equal(200, await(col:batch_insert(acked)))
+      local ids, vecs = {}, {}
+      for i = 1, 40000 do ids[i] = "b" .. i; vecs[i] = string.pack("<fff", i, 1, 0) end
+      local ticks, done = 0, false
+      local ticker = async.spawn(function() while not done do await(async.sleep(0.01)); ticks = ticks + 1 end end)
+      local batch = async.spawn(function() return await(col:batch_insert { ids = ids, vectors = vecs }) end)
+      await(async.sleep(0.5))                  -- the batch's parts are on their way
+      os.execute("kill -9 " .. spid)
+      local code = code_of(await, batch)
+      local ticks_at_crash = ticks
+      stop()
+      port, stop = H.server(("spec/servers/chroma.sh %d %s"):format(port, dir))   -- restart, same data
+      await(async.sleep(0.05))
+      done = true
+      await(ticker)
+      assert.equal("unavailable", code)
+      assert.is_true(ticks_at_crash > 0)
+      -- the same database object works again, and the acknowledged records survived
+      local got = await(col:get { "a1", "a100", "a200" })
+      assert.equal(3, #got)
+      assert.is_true(await(col:insert("after", { 0, 0, 0 })))
+    end)
+    stop()
+    os.execute("rm -rf " .. dir)
+  end)
+end)
+
 describe("vdb on Chroma through faults", function()
   local proxy, stop_proxy, ctrl
   setup(function()
