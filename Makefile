@@ -15,13 +15,13 @@ CFLAGS    := $(OPT) -std=c11 -D_POSIX_C_SOURCE=200809L -fPIC -Wall -Wextra -Werr
              -I$(LUA_INC) $(shell pkg-config --cflags libuv 2>/dev/null) -Iinclude -Ibuild -Isrc
 LDLIBS    := $(shell pkg-config --libs libuv 2>/dev/null)
 JSON_LIBS := $(shell pkg-config --libs libcjson 2>/dev/null || echo -lcjson)
-NET_LIBS  := $(shell pkg-config --libs libcurl 2>/dev/null || echo -lcurl) $(JSON_LIBS)
+CURL_LIBS := $(shell pkg-config --libs libcurl 2>/dev/null || echo -lcurl)
 LIBFLAG   ?= -shared
 BUILD     := build
 LUA_CDIR  ?= /usr/local/lib/lua/5.4
 
 ASYNC_SRC := lua_async.c src/loop.c src/future.c src/task.c src/combinators.c src/sync.c \
-             src/json.c src/http.c
+             src/json.c
 ASYNC_HDR := include/lua_async.h src/core.h src/json.h $(BUILD)/prelude.h
 
 VDB_SRC   := vdb.c src/vdb/store.c src/vdb/filter.c src/vdb/log.c src/vdb/input.c src/vdb/wire.c src/json.c
@@ -30,7 +30,7 @@ VDB_HDR   := include/lua_async.h src/vdb/store.h src/vdb/filter.h src/vdb/log.h 
 
 .PHONY: all deps demo test sanitize valgrind bench install install-lib clean
 
-all: async.so vdb.so
+all: async.so async/http.so vdb.so
 
 $(BUILD)/vdb_prelude.h: src/vdb/prelude.lua tools/embed.lua
 	@mkdir -p $(BUILD)
@@ -48,7 +48,16 @@ $(BUILD)/prelude.h: src/prelude.lua tools/embed.lua
 	$(LUA) tools/embed.lua async_prelude $< > $@
 
 async.so: $(ASYNC_SRC) $(ASYNC_HDR)
-	$(CC) $(CFLAGS) $(LIBFLAG) -o $@ $(ASYNC_SRC) $(LDLIBS) $(NET_LIBS)
+	$(CC) $(CFLAGS) $(LIBFLAG) -o $@ $(ASYNC_SRC) $(LDLIBS) $(JSON_LIBS)
+
+# async.http: its own module, so that libcurl loads only when a script uses it
+$(BUILD)/http_prelude.h: src/http.lua tools/embed.lua
+	@mkdir -p $(BUILD)
+	$(LUA) tools/embed.lua http_prelude $< > $@
+
+async/http.so: src/http.c include/lua_async.h $(BUILD)/http_prelude.h
+	@mkdir -p async
+	$(CC) $(CFLAGS) $(LIBFLAG) -o $@ src/http.c $(LDLIBS) $(CURL_LIBS)
 
 # a C host that owns its libuv loop and hands it to async (spec/host_spec.lua)
 $(BUILD)/host: spec/host/host.c include/lua_async.h
@@ -97,7 +106,10 @@ install: install-lib
 install-lib: all
 	install -d $(DESTDIR)$(LUA_CDIR)
 	install -m 0755 async.so $(DESTDIR)$(LUA_CDIR)/async.so
+	install -d $(DESTDIR)$(LUA_CDIR)/async
+	install -m 0755 async/http.so $(DESTDIR)$(LUA_CDIR)/async/http.so
 	install -m 0755 vdb.so $(DESTDIR)$(LUA_CDIR)/vdb.so
 
 clean:
-	rm -rf $(BUILD) async.so vdb.so
+	rm -rf $(BUILD) async.so async/http.so vdb.so
+	-rmdir async 2>/dev/null

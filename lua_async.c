@@ -38,9 +38,8 @@ int luaopen_async(lua_State *L) {
   task_open(L, lp);
   combinators_open(L, lp);
   sync_open(L, lp);
-  lua_newtable(L);                             /* core.json, and http on it */
+  lua_newtable(L);                             /* core.json */
   json_open(L);
-  http_open(L, lp);
   lua_setfield(L, -2, "json");
 
   lua_pushlightuserdata(L, (void *)&async_api);

@@ -100,7 +100,6 @@ struct Loop {
   int mt_ref[8];            /* metatables of our userdata, by MT_* */
   const void *mt_ptr[8];
   struct CancelHook *hooks; /* C API: what to run when a pinned future is cancelled */
-  struct Http *http;        /* async.http: libcurl's multi handle, made on first use */
 };
 
 /* C API futures whose C side wants to hear of a cancellation (few: the
@@ -111,10 +110,6 @@ typedef struct CancelHook {
   void *ud;
   struct CancelHook *next;
 } CancelHook;
-
-/* http.c */
-void http_close(Loop *lp);                 /* at loop teardown */
-int  http_open(lua_State *L, Loop *lp);    /* core.http_request */
 
 enum { MT_FUTURE = 0, MT_TASK, MT_CORO, MT_LIBCORO, MT_SEM, MT_GUARD, MT_QUEUE };
 /* push the metatable quickly / test an object's metatable */

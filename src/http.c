@@ -1,6 +1,9 @@
 /*
- * http.c - async.http's engine: libcurl's multi-socket API on the loop's
- * libuv loop.
+ * http.c - the `async.http` module (async/http.so, loaded on first use of
+ * async.http): libcurl's multi-socket API on the loop's libuv loop.  It
+ * reaches the runtime only through the C API that `async` publishes
+ * (include/lua_async.h), as any third-party I/O module would; so a script
+ * that never makes a request never loads libcurl.
  *
  * curl tells us which sockets to watch (socket_cb: one uv_poll_t each) and
  * when to call it back (timer_cb: one uv_timer_t); libuv tells curl when a
@@ -20,7 +23,7 @@
 #include <curl/curl.h>
 #include <lauxlib.h>
 #include "lua_async.h"
-#include "core.h"
+#include "http_prelude.h"    /* generated from src/http.lua: const char http_prelude[] */
 
 #define RESPONSE_MT "async.http.Response"
 #define SPARE_MAX 16              /* idle easy handles kept for reuse */
@@ -40,8 +43,11 @@ typedef struct Req {
 
 typedef struct Http {
   CURLM *multi;
-  uv_timer_t *timer;              /* malloc'd: closed with free (see loop.c) */
-  Loop *lp;
+  uv_timer_t *timer;              /* malloc'd, closed with free: the host may run the loop after lua_close */
+  uv_loop_t *uv;
+  lua_State *L;                   /* the main thread: registry refs */
+  const lua_async_api *api;
+  int connection_error, timeout_error;   /* registry refs: async's error classes */
   Req *live;
   int nlive;
   CURL *spare[SPARE_MAX];
@@ -107,7 +113,7 @@ static void req_free(Req *r, int reuse) {
     curl_easy_cleanup(r->easy);
   }
   curl_slist_free_all(r->hdrs);
-  luaL_unref(h->lp->LL, LUA_REGISTRYINDEX, r->body_ref);
+  luaL_unref(h->L, LUA_REGISTRYINDEX, r->body_ref);
   free(r->out.p);
   free(r->head.p);
   free(r);
@@ -145,7 +151,7 @@ static void push_headers(lua_State *L, Req *r) {
 
 static void req_done(Req *r, CURLcode rc) {
   Http *h = r->h;
-  const lua_async_api *api = &async_api;
+  const lua_async_api *api = h->api;
   lua_State *L = api->state(r->fut);
   req_unlink(r);
   if (rc == CURLE_OK) {
@@ -163,9 +169,9 @@ static void req_done(Req *r, CURLcode rc) {
   } else {
     const char *url = NULL;
     curl_easy_getinfo(r->easy, CURLINFO_EFFECTIVE_URL, &url);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rc == CURLE_OPERATION_TIMEDOUT ? h->timeout_error : h->connection_error);
     lua_pushfstring(L, "%s (%s)", r->err[0] ? r->err : curl_easy_strerror(rc), url ? url : "?");
-    push_error(L, h->lp, rc == CURLE_OPERATION_TIMEDOUT ? "TimeoutError" : "ConnectionError", -1);
-    lua_remove(L, -2);
+    lua_call(L, 1, 1);              /* the error object */
     api->reject(r->fut);
   }
   req_free(r, rc == CURLE_OK);
@@ -230,7 +236,7 @@ static Sock *sock_for(Http *h, curl_socket_t fd) {
   Sock *s = h->byfd[fd];
   if (s) return s;
   s = malloc(sizeof *s);
-  if (!s || uv_poll_init_socket(h->lp->uv, &s->poll, fd) != 0) { free(s); return NULL; }
+  if (!s || uv_poll_init_socket(h->uv, &s->poll, fd) != 0) { free(s); return NULL; }
   s->fd = fd; s->h = h; s->events = 0; s->wanted = 0;
   return h->byfd[fd] = s;
 }
@@ -278,28 +284,12 @@ static int timer_cb(CURLM *multi, long ms, void *ud) {
   return 0;
 }
 
-static Http *http_get(lua_State *L, Loop *lp) {
-  if (lp->http) return lp->http;
-  Http *h = calloc(1, sizeof *h);
-  uv_timer_t *t = malloc(sizeof *t);
-  CURLM *m = curl_multi_init();
-  if (!h || !t || !m) { free(h); free(t); if (m) curl_multi_cleanup(m); luaL_error(L, "async.http: out of memory"); }
-  uv_timer_init(lp->uv, t);
-  uv_unref((uv_handle_t *)t);      /* only transfers in flight keep the loop alive */
-  t->data = h;
-  h->timer = t; h->multi = m; h->lp = lp;
-  curl_multi_setopt(m, CURLMOPT_SOCKETFUNCTION, socket_cb);
-  curl_multi_setopt(m, CURLMOPT_SOCKETDATA, h);
-  curl_multi_setopt(m, CURLMOPT_TIMERFUNCTION, timer_cb);
-  curl_multi_setopt(m, CURLMOPT_TIMERDATA, h);
-  lp->http = h;
-  return h;
-}
-
-void http_close(Loop *lp) {
-  Http *h = lp->http;
-  if (!h) return;
-  while (h->live) {               /* requests still in flight at exit */
+/* at lua_close: transfers still in flight are dropped, then curl's state;
+ * async's loop is closed after this (its userdata was made first) */
+static int http_gc(lua_State *L) {
+  Http *h = *(Http **)lua_touserdata(L, 1);
+  if (!h) return 0;
+  while (h->live) {
     Req *r = h->live;
     req_unlink(r);
     req_free(r, 0);
@@ -310,11 +300,46 @@ void http_close(Loop *lp) {
     if (h->byfd[fd]) sock_close(h->byfd[fd]);
   free(h->byfd);
   uv_close((uv_handle_t *)h->timer, (uv_close_cb)(void (*)(void))free);
+  luaL_unref(L, LUA_REGISTRYINDEX, h->connection_error);
+  luaL_unref(L, LUA_REGISTRYINDEX, h->timeout_error);
   free(h);
-  lp->http = NULL;
+  *(Http **)lua_touserdata(L, 1) = NULL;
+  return 0;
 }
 
-/* ---- core.http_request(method, url, headers, body, timeout, insecure, follow) */
+/* the engine, owned by a userdata (left on the stack) whose __gc closes it */
+static Http *http_new(lua_State *L, const lua_async_api *api, int async_idx) {
+  Http **box = lua_newuserdatauv(L, sizeof *box, 0);
+  *box = NULL;
+  lua_newtable(L);
+  lua_pushcfunction(L, http_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  Http *h = calloc(1, sizeof *h);
+  uv_timer_t *t = malloc(sizeof *t);
+  CURLM *m = curl_multi_init();
+  if (!h || !t || !m) { free(h); free(t); if (m) curl_multi_cleanup(m); luaL_error(L, "async.http: out of memory"); }
+  h->uv = api->loop(L);
+  uv_timer_init(h->uv, t);
+  uv_unref((uv_handle_t *)t);      /* only transfers in flight keep the loop alive */
+  t->data = h;
+  h->timer = t; h->multi = m; h->api = api;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+  h->L = lua_tothread(L, -1);
+  lua_pop(L, 1);
+  lua_getfield(L, async_idx, "ConnectionError");
+  h->connection_error = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_getfield(L, async_idx, "TimeoutError");
+  h->timeout_error = luaL_ref(L, LUA_REGISTRYINDEX);
+  curl_multi_setopt(m, CURLMOPT_SOCKETFUNCTION, socket_cb);
+  curl_multi_setopt(m, CURLMOPT_SOCKETDATA, h);
+  curl_multi_setopt(m, CURLMOPT_TIMERFUNCTION, timer_cb);
+  curl_multi_setopt(m, CURLMOPT_TIMERDATA, h);
+  *box = h;
+  return h;
+}
+
+/* ---- raw_request(method, url, headers, body, timeout, insecure, follow) --- */
 
 /* "Name: value" lines from the headers table at idx (may be nil) */
 static struct curl_slist *read_headers(lua_State *L, int idx) {
@@ -341,7 +366,9 @@ static struct curl_slist *read_headers(lua_State *L, int idx) {
 }
 
 static int l_http_request(lua_State *L) {
-  Loop *lp = loop_get(L);
+  Http *h = *(Http **)lua_touserdata(L, lua_upvalueindex(1));
+  if (!h) return luaL_error(L, "async.http: closed");
+  const lua_async_api *api = h->api;
   const char *method = luaL_checkstring(L, 1);
   const char *url = luaL_checkstring(L, 2);
   if (!lua_isnil(L, 3)) luaL_checktype(L, 3, LUA_TTABLE);
@@ -349,7 +376,6 @@ static int l_http_request(lua_State *L) {
   const char *body = luaL_optlstring(L, 4, NULL, &blen);
   double timeout = luaL_optnumber(L, 5, 0);
   int insecure = lua_toboolean(L, 6), follow = lua_toboolean(L, 7);
-  Http *h = http_get(L, lp);
   struct curl_slist *hdrs = read_headers(L, 3);
 
   Req *r = calloc(1, sizeof *r);
@@ -392,46 +418,39 @@ static int l_http_request(lua_State *L) {
     }
   }
 
-  r->fut = async_api.future_new(L);   /* pushed: the awaitable */
+  r->fut = api->future_new(L);      /* pushed: the awaitable */
   r->next = h->live;
   if (h->live) h->live->prev = r;
   h->live = r;
   if (h->nlive++ == 0) uv_ref((uv_handle_t *)h->timer);
-  async_api.on_cancel(r->fut, req_cancelled, r);
+  api->on_cancel(r->fut, req_cancelled, r);
   CURLMcode mc = curl_multi_add_handle(h->multi, e);
   if (mc != CURLM_OK) {
-    lua_State *S = async_api.state(r->fut);
+    lua_State *S = api->state(r->fut);
+    lua_rawgeti(S, LUA_REGISTRYINDEX, h->connection_error);
     lua_pushfstring(S, "async.http: %s", curl_multi_strerror(mc));
-    push_error(S, lp, "ConnectionError", -1);
-    lua_remove(S, -2);
-    async_api.reject(r->fut);
+    lua_call(S, 1, 1);
+    api->reject(r->fut);
     req_unlink(r);
     req_free(r, 0);
   }
   return 1;
 }
 
-static int resp_json(lua_State *L) {
-  luaL_checktype(L, 1, LUA_TTABLE);
-  lua_getfield(L, lua_upvalueindex(1), "decode");
-  lua_getfield(L, 1, "body");
+int luaopen_async_http(lua_State *L) {
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "async");
   lua_call(L, 1, 1);
-  return 1;
-}
-
-/* core.http_request, and the response metatable (json() via json.decode);
- * expects the json table at -1 and core at -2 */
-int http_open(lua_State *L, Loop *lp) {
+  int async_idx = lua_gettop(L);
+  const lua_async_api *api = lua_async_get_api(L);
+  if (!api || api->version < 2) return luaL_error(L, "async.http: needs the async module's C API version 2");
   curl_global_init(CURL_GLOBAL_DEFAULT);
-  luaL_newmetatable(L, RESPONSE_MT);
-  lua_newtable(L);
-  lua_pushvalue(L, -3);
-  lua_pushcclosure(L, resp_json, 1);
-  lua_setfield(L, -2, "json");
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
-  lua_pushlightuserdata(L, lp);
+  if (luaL_loadbuffer(L, http_prelude, sizeof http_prelude - 1, "@async/http.lua") != LUA_OK)
+    return lua_error(L);
+  http_new(L, api, async_idx);                 /* the engine's owner: an upvalue of raw_request */
   lua_pushcclosure(L, l_http_request, 1);
-  lua_setfield(L, -3, "http_request");
-  return 0;
+  lua_pushvalue(L, async_idx);
+  luaL_newmetatable(L, RESPONSE_MT);           /* responses' metatable, filled by http.lua */
+  lua_call(L, 3, 1);                           /* http.lua(raw_request, async, mt) -> the module */
+  return 1;
 }

@@ -564,7 +564,6 @@ static void close_with_free(uv_handle_t *h) {
 
 static int loop_gc(lua_State *L) {
   Loop *lp = *(Loop **)lua_touserdata(L, 1);
-  http_close(lp);
   while (lp->hooks) {
     CancelHook *h = lp->hooks;
     lp->hooks = h->next;

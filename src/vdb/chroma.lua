@@ -12,7 +12,7 @@
 -- large batches; delete does not say how many records went.
 local core, S = ...
 local async = require "async"
-local await, http, json = async.await, async.http, async.json
+local await, json = async.await, async.json   -- (async.http: loaded at the first request)
 local fail, new_error = S.fail, S.new_error
 local begin, finish = S.begin, S.finish
 
@@ -46,7 +46,7 @@ end
 -- one request on a pooled keep-alive connection; raises a vdb.Error
 local function request(db, method, url, body, what)
   local _ <close> = await(db.slots:acquire())
-  local ok, resp = pcall(await, http.request { method = method, url = url, body = body,
+  local ok, resp = pcall(await, async.http.request { method = method, url = url, body = body,
                                                headers = db.headers, timeout = db.timeout })
   if not ok then
     if async.TimeoutError:is(resp) then
