@@ -16,7 +16,8 @@ dependencies = { "lua >= 5.4, < 5.5" }
 external_dependencies = {
   LIBUV = { header = "uv.h", library = "uv" },
   ZLIB = { header = "zlib.h", library = "z" },
-  CURL = { header = "curl/curl.h", library = "curl" },
+  -- libcurl too (libcurl4-openssl-dev): Debian keeps curl.h in a multiarch
+  -- directory that luarocks does not search; the Makefile finds it with pkg-config
   CJSON = { header = "cjson/cJSON.h", library = "cjson" },
 }
 build = {
