@@ -128,7 +128,7 @@ static void push_headers(lua_State *L, Req *r) {
     char *eol = memchr(p, '\n', (size_t)(end - p));
     if (!eol) eol = end;
     char *colon = memchr(p, ':', (size_t)(eol - p));
-    if (colon && memcmp(p, "HTTP/", 5) != 0) {
+    if (colon && !(eol - p >= 5 && memcmp(p, "HTTP/", 5) == 0)) {
       for (char *c = p; c < colon; c++) *c = (char)tolower((unsigned char)*c);
       char *v = colon + 1, *ve = eol;
       while (v < ve && (*v == ' ' || *v == '\t')) v++;
