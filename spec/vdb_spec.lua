@@ -139,6 +139,9 @@ describe("vdb contract on " .. backend.name, function()
       assert.same({ 0, 0, 2 }, await(col:get({ "a" }))[1].vector)
       assert.equal(1, #await(col:get { where = { genre = "news" } }))   -- the upsert replaced a's metadata
       assert.equal(1, #await(col:get { limit = 1, offset = 3 }))
+      local window = await(col:get { ids = { "d", "missing", "c", "a" }, offset = 1, limit = 1 })
+      assert.equal(1, #window)
+      assert.equal("c", window[1].id)                                     -- the asked order, then the window
       assert.equal(1, await(col:delete({ "b" })))
       assert.equal(1, await(col:delete { where = { year = { ["$lt"] = 2020 } } }))
       assert.equal(2, await(col:count()))

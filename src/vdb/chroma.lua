@@ -373,15 +373,20 @@ Remote.get = async.fn(function(self, arg)
   local db = live(self)
   if ids and #ids == 0 then return {} end
   return op(db, function()
-    local recs = fetch(self, ids, where, limit, offset, '["embeddings","metadatas","documents"]', "get")
-    if ids then                            -- in the order asked, as the embedded store gives
-      local by = {}
-      for _, r in ipairs(recs) do by[r.id] = r end
-      local out = {}
-      for _, id in ipairs(ids) do if by[id] then out[#out + 1] = by[id]; by[id] = nil end end
-      recs = out
+    if not ids then
+      return fetch(self, nil, where, limit, offset, '["embeddings","metadatas","documents"]', "get")
     end
-    return recs
+    -- by ids: in the order asked, then the window, as the embedded store does
+    local recs = fetch(self, ids, where, nil, nil, '["embeddings","metadatas","documents"]', "get")
+    local by, out = {}, {}
+    for _, r in ipairs(recs) do by[r.id] = r end
+    local skip, room = offset or 0, limit or math.huge
+    for _, id in ipairs(ids) do
+      if by[id] and room > 0 then
+        if skip > 0 then skip = skip - 1 else out[#out + 1] = by[id]; room = room - 1 end
+      end
+    end
+    return out
   end)
 end)
 
