@@ -185,6 +185,32 @@ describe("vdb on Chroma through faults", function()
     end)
   end)
 
+  it("splits by bytes as well as by count (max_request_bytes), for records and for queries", function()
+    async.run(function()
+      local db <close>, col = setup_db { max_request_bytes = 64 * 1024 }
+      local big = await(db:collection("bytes_col"))
+      local ids, vecs = {}, {}
+      local zeros = string.pack("<" .. string.rep("f", 63), table.unpack(setmetatable({}, { __index = function() return 0 end }), 1, 63))
+      for i = 1, 1000 do ids[i] = "r" .. i; vecs[i] = string.pack("<f", i) .. zeros end
+      local before = #log()
+      assert.equal(1000, await(big:batch_insert { ids = ids, vectors = vecs }))
+      local adds, queries = 0, 0
+      local l = log()
+      for i = before + 1, #l do if l[i][3]:match("/add$") then adds = adds + 1 end end
+      assert.is_true(adds >= 4, "adds: " .. adds)           -- 1000 x ~350 B of base64 > 4 x 64 KiB
+      assert.equal(1000, await(big:count()))
+      local qs = {}
+      for i = 1, 200 do qs[i] = vecs[i] end
+      before = #log()
+      local res = await(big:batch_search(qs, 1))
+      l = log()
+      for i = before + 1, #l do if l[i][3]:match("/query$") then queries = queries + 1 end end
+      assert.is_true(queries >= 2, "queries: " .. queries)  -- 200 x 64 numbers > 64 KiB
+      for i = 1, 200 do assert.equal("r" .. i, res[i][1].id) end
+      assert.equal("invalid_argument", (code_of(await, vdb.connect(proxy, { max_request_bytes = 10 }))))
+    end)
+  end)
+
   it("raises unavailable when no server runs at connect", function()
     async.run(function()
       fault("down")

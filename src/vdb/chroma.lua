@@ -16,7 +16,7 @@ local await, json = async.await, async.json   -- (async.http: loaded at the firs
 local fail, new_error = S.fail, S.new_error
 local begin, finish = S.begin, S.finish
 
-local MAX_BYTES = 32 * 1024 * 1024      -- a body's size, under the server's 40 MiB
+local MAX_BYTES = 32 * 1024 * 1024      -- a body's size by default, under the server's 40 MiB
 local PARTS_IN_FLIGHT = 1               -- parts of a batch in flight (2 measured slower: the server indexes one at a time)
 local METRIC_CODE = S.METRICS
 
@@ -98,6 +98,8 @@ local function check_opts(opts)
   end
   local mc = opts.max_connections
   if mc ~= nil and (math.type(mc) ~= "integer" or mc < 1) then bad("max_connections", "a positive integer", mc) end
+  local mb = opts.max_request_bytes
+  if mb ~= nil and (math.type(mb) ~= "integer" or mb < 4096) then bad("max_request_bytes", "an integer >= 4096", mb) end
 end
 
 local function connect(url, opts)
@@ -113,6 +115,7 @@ local function connect(url, opts)
     url = url, api = api, headers = headers, timeout = opts.timeout or 60,
     tenant = opts.tenant or "default_tenant", database = opts.database or "default_database",
     slots = async.Semaphore(opts.max_connections or 16),
+    max_bytes = opts.max_request_bytes or MAX_BYTES,   -- lower it for a proxy that caps bodies
     cols = {}, inflight = 0, closed = false, idle = idle,
   }, Server)
   db.cpath = ("%s/tenants/%s/databases/%s/collections"):format(api, db.tenant, db.database)
@@ -241,7 +244,7 @@ end
 local function put(col, ids, vectors, metas, docs, n, upsert)
   local db = live(col)
   if n == 0 then return 0 end
-  local parts, counts, dim = core.wire_put(col.dim or 0, ids, vectors, metas, docs, n, db.max_batch, MAX_BYTES)
+  local parts, counts, dim = core.wire_put(col.dim or 0, ids, vectors, metas, docs, n, db.max_batch, db.max_bytes)
   local per                               -- upsert: metadata keys to clear, by record
   return op(db, function()
     if upsert then                        -- Chroma merges metadata: drop the old keys not given anew
@@ -420,7 +423,7 @@ local function queries(self, list, k_or_opts)
   local k, where, meta, doc, vec = S.search_opts(k_or_opts)
   where = where_of(where)
   local db = live(self)
-  local bodies, dim = core.wire_query(self.dim or 0, list, k, where, meta, doc, vec, db.max_batch, MAX_BYTES)
+  local bodies, dim = core.wire_query(self.dim or 0, list, k, where, meta, doc, vec, db.max_batch, db.max_bytes)
   return db, bodies, k, meta, dim
 end
 
