@@ -545,29 +545,16 @@ static int l_search(lua_State *L) {
   luaL_checktype(L, 2, LUA_TTABLE);
   lua_Integer k = luaL_checkinteger(L, 3);
   if (k < 0) return raise_vdb(L, "invalid_argument", "top_k must be >= 0, got %d", (int)k);
-  int nq = (int)lua_rawlen(L, 2);
-  int dim = c->dim;
-  char msg[256];
-  for (int q = 1; q <= nq; q++) {           /* validate every query first */
-    lua_rawgeti(L, 2, q);
-    int d = dim;
-    const char *code = read_vector(L, -1, &d, NULL, msg, sizeof msg);
-    lua_pop(L, 1);
-    if (code) return raise_vdb(L, code, "query %d: %s", q, msg);
-    if (dim == 0) dim = d;
-  }
+  int nq, dim = c->dim;
+  const float *qs = read_queries(L, 2, &dim, &nq);
   Filter *f = read_filter(L, 4);
   Op *op = op_new(L, OP_SEARCH, c);
   op->filter = f; op->k = (size_t)k; op->nq = nq;
   op->inc_meta = lua_toboolean(L, 5); op->inc_doc = lua_toboolean(L, 6); op->inc_vec = lua_toboolean(L, 7);
-  op->queries = malloc((size_t)(nq ? nq : 1) * (size_t)(dim ? dim : 1) * sizeof(float));
+  size_t bytes = (size_t)nq * (size_t)dim * sizeof(float);
+  op->queries = malloc(bytes + 1);
   if (!op->queries) { op_free(op); return luaL_error(L, "vdb: out of memory"); }
-  for (int q = 1; q <= nq; q++) {
-    lua_rawgeti(L, 2, q);
-    int d = dim;
-    read_vector(L, -1, &d, op->queries + (size_t)(q - 1) * dim, msg, sizeof msg);
-    lua_pop(L, 1);
-  }
+  memcpy(op->queries, qs, bytes);
   op->qdim = dim;
   return op_start(L, op);
 }

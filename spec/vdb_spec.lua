@@ -207,6 +207,8 @@ describe("vdb contract on " .. backend.name, function()
       rejected("conflict", col:insert("ok", { 2, 2 }))
       rejected("invalid_argument", col:search({ 1, 1 }, -1))
       rejected("dimension_mismatch", col:search({ 1, 1, 1 }))
+      rejected("invalid_argument", col:search(string.pack("<ff", 1, 0 / 0)))        -- packed NaN, searched
+      rejected("invalid_argument", col:batch_search({ { 1, 1 }, string.pack("<ff", math.huge, 1) }))
       rejected("invalid_argument", col:search({ 1, 1 }, { where = { n = { ["$bogus"] = 1 } } }))
       rejected("invalid_argument", col:search({ 1, 1 }, { where = { n = { ["$gt"] = "x" } } }))
       -- a batch with one bad record inserts nothing

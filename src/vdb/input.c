@@ -129,6 +129,30 @@ const char *check_id(lua_State *L, int idx, char *msg, size_t ml) {
 }
 
 
+/* The query vectors of the list at idx, each checked and copied once,
+ * into a new userdata of nq x *dim floats left on the stack (so nothing
+ * leaks if a later check raises).  *dim 0: learnt from the first query. */
+float *read_queries(lua_State *L, int idx, int *dim, int *nq) {
+  char msg[256];
+  const char *code = NULL;
+  *nq = (int)lua_rawlen(L, idx);
+  if (*dim == 0 && *nq > 0) {               /* the dimension, from the first query */
+    lua_rawgeti(L, idx, 1);
+    code = read_vector(L, -1, dim, NULL, msg, sizeof msg);
+    lua_pop(L, 1);
+    if (code) raise_vdb(L, code, "query 1: %s", msg);
+  }
+  float *q = lua_newuserdatauv(L, (size_t)*nq * (size_t)*dim * sizeof(float) + 1, 0);
+  for (int i = 1; i <= *nq; i++) {
+    lua_rawgeti(L, idx, i);
+    int d = *dim;
+    code = read_vector(L, -1, &d, q + (size_t)(i - 1) * *dim, msg, sizeof msg);
+    lua_pop(L, 1);
+    if (code) raise_vdb(L, code, "query %d: %s", i, msg);
+  }
+  return q;
+}
+
 /* Build a batch from columns: ids, vectors, metadatas?, documents? (lists of
  * n).  dim 0: learn the dimension from the first vector. */
 Batch *read_batch(lua_State *L, int dim, int ids, int vecs, int metas, int docs, int n) {

@@ -21,6 +21,8 @@ const char *check_id(lua_State *L, int idx, char *msg, size_t ml);
 /* These raise a vdb.Error instead. */
 Batch *read_batch(lua_State *L, int dim, int ids, int vecs, int metas, int docs, int n);
 char **read_ids(lua_State *L, int idx, int *n);
+/* the query vectors of a list, in a userdata of nq x *dim floats pushed */
+float *read_queries(lua_State *L, int idx, int *dim, int *nq);
 Filter *read_filter(lua_State *L, int idx);    /* NULL: no filter */
 
 void push_meta(lua_State *L, const Meta *m);

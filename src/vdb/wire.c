@@ -267,24 +267,15 @@ static int l_wire_part(lua_State *L) {
  * -> bodies (at most max_count queries and about max_bytes each), dim.  where_json: the filter already
  * checked and put in Chroma's shape, as a Lua table. */
 static int l_wire_query(lua_State *L) {
-  int dim = (int)luaL_checkinteger(L, 1);
+  int dim = (int)luaL_checkinteger(L, 1), nq;
   luaL_checktype(L, 2, LUA_TTABLE);
   lua_Integer k = luaL_checkinteger(L, 3);
   int meta = lua_toboolean(L, 5), doc = lua_toboolean(L, 6), vec = lua_toboolean(L, 7);
   int max_count = (int)luaL_checkinteger(L, 8);
   lua_Integer max_bytes = luaL_optinteger(L, 9, 32 << 20);
   if (k < 0) return raise_vdb(L, "invalid_argument", "top_k must be >= 0, got %d", (int)k);
-  int nq = (int)lua_rawlen(L, 2);
-  char msg[256], err[160];
-  float *q = NULL;
-  for (int i = 1; i <= nq; i++) {              /* validate every query first */
-    lua_rawgeti(L, 2, i);
-    int d = dim;
-    const char *code = read_vector(L, -1, &d, NULL, msg, sizeof msg);
-    lua_pop(L, 1);
-    if (code) return raise_vdb(L, code, "query %d: %s", i, msg);
-    dim = d;
-  }
+  const float *q = read_queries(L, 2, &dim, &nq);
+  char err[160];
   if (dim > 0 && max_bytes / (16 * (lua_Integer)dim + 4) < max_count)   /* a float prints in <= 16 bytes */
     max_count = (int)(max_bytes / (16 * (lua_Integer)dim + 4));
   if (max_count < 1) max_count = 1;
@@ -299,8 +290,6 @@ static int l_wire_query(lua_State *L) {
   char tail[128];
   snprintf(tail, sizeof tail, "],\"n_results\":%d,\"include\":[\"distances\"%s%s%s]",
            (int)k, meta ? ",\"metadatas\"" : "", doc ? ",\"documents\"" : "", vec ? ",\"embeddings\"" : "");
-  q = malloc((size_t)(dim ? dim : 1) * sizeof *q);
-  if (!q) { cJSON_free(where); return luaL_error(L, "vdb: out of memory"); }
   lua_newtable(L);
   int nbodies = 0;
   for (int from = 1; from <= nq; from += max_count) {
@@ -308,12 +297,8 @@ static int l_wire_query(lua_State *L) {
     luaL_buffinit(L, &b);
     luaL_addstring(&b, "{\"query_embeddings\":[");
     for (int i = from; i <= nq && i < from + max_count; i++) {
-      lua_rawgeti(L, 2, i);
-      int d = dim;
-      read_vector(L, -1, &d, q, msg, sizeof msg);
-      lua_pop(L, 1);
       if (i > from) luaL_addchar(&b, ',');
-      add_vector(&b, q, dim);
+      add_vector(&b, q + (size_t)(i - 1) * dim, dim);
     }
     luaL_addstring(&b, tail);
     if (where) { luaL_addstring(&b, ",\"where\":"); luaL_addstring(&b, where); }
@@ -321,7 +306,6 @@ static int l_wire_query(lua_State *L) {
     luaL_pushresult(&b);
     lua_rawseti(L, -2, ++nbodies);
   }
-  free(q);
   cJSON_free(where);
   lua_pushinteger(L, dim);
   return 2;
