@@ -103,18 +103,21 @@ int json_format_float32(float f, char *buf) {
   return (int)(p - buf);
 }
 
-int json_format_number(lua_State *L, int idx, char *buf) {
+int json_format_double(double d, char *buf) {
   char text[32];
-  if (lua_isinteger(L, idx)) {
-    snprintf(text, sizeof text, LUA_INTEGER_FMT, lua_tointeger(L, idx));
-  } else {
-    double d = lua_tonumber(L, idx);
-    if (!isfinite(d)) return 0;
-    for (int prec = 15; prec <= 17; prec++) {  /* 17 digits always round-trip a double */
-      snprintf(text, sizeof text, "%.*g", prec, d);
-      if (strtod(text, NULL) == d) break;
-    }
+  if (!isfinite(d)) return 0;
+  for (int prec = 15; prec <= 17; prec++) {    /* 17 digits always round-trip a double */
+    snprintf(text, sizeof text, "%.*g", prec, d);
+    if (strtod(text, NULL) == d) break;
   }
+  memcpy(buf, text, sizeof text);
+  return 1;
+}
+
+int json_format_number(lua_State *L, int idx, char *buf) {
+  if (!lua_isinteger(L, idx)) return json_format_double(lua_tonumber(L, idx), buf);
+  char text[32];
+  snprintf(text, sizeof text, LUA_INTEGER_FMT, lua_tointeger(L, idx));
   memcpy(buf, text, sizeof text);
   return 1;
 }

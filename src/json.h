@@ -17,6 +17,7 @@ void json_push(lua_State *L, const cJSON *v);
  * reads back to the same double (float32 values therefore round-trip).
  * buf needs 32 bytes; returns 0 for NaN or infinity. */
 int json_format_number(lua_State *L, int idx, char *buf);
+int json_format_double(double d, char *buf);   /* the same for a double */
 
 /* A float32 as text that reads back to the same float (9 digits, trailing
  * zeros dropped) into buf (32 bytes): its length, 0 for NaN or infinity. */

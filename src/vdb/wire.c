@@ -7,9 +7,8 @@
  * Records are sent as Chroma's pre-flight check allows: embeddings as
  * base64 of little-endian float32 (far less work on both sides than JSON
  * numbers), batches split by record count and by bytes.  Queries must be
- * JSON numbers: each float32 is printed in its shortest exact form.
+ * JSON numbers: each float32 is printed in 9 digits, which read back exactly.
  */
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,14 +49,8 @@ static void le_bytes(const float *v, int dim, unsigned char *out) {
 }
 
 static cJSON *number(double d) {
-  char buf[40];
-  if (d == floor(d) && fabs(d) < 9007199254740992.0) snprintf(buf, sizeof buf, "%.0f", d);
-  else
-    for (int prec = 15; prec <= 17; prec++) {
-      snprintf(buf, sizeof buf, "%.*g", prec, d);
-      if (strtod(buf, NULL) == d) break;
-    }
-  return cJSON_CreateRaw(buf);
+  char buf[32];
+  return json_format_double(d, buf) ? cJSON_CreateRaw(buf) : cJSON_CreateNull();
 }
 
 static cJSON *meta_json(const Meta *m) {
@@ -338,11 +331,11 @@ static cJSON *parse_answer(lua_State *L, const char *s, size_t len) {
   return root;
 }
 
-static const cJSON *nth(const cJSON *a, int i) { return cJSON_IsArray(a) ? cJSON_GetArrayItem(a, i) : NULL; }
+static const cJSON *first(const cJSON *a) { return cJSON_IsArray(a) ? a->child : NULL; }
+static const cJSON *next(const cJSON *x) { return x ? x->next : NULL; }
 
-/* a record's fields from parallel answer arrays at row i */
-static void push_fields(lua_State *L, const cJSON *metas, const cJSON *docs, const cJSON *embs, int i, int want_meta) {
-  const cJSON *m = nth(metas, i), *d = nth(docs, i), *e = nth(embs, i);
+/* a record's fields from the current items of the answer's parallel arrays */
+static void push_fields(lua_State *L, const cJSON *m, const cJSON *d, const cJSON *e, int want_meta) {
   if (want_meta) {
     if (cJSON_IsObject(m)) json_push(L, m); else lua_newtable(L);
     lua_setfield(L, -2, "metadata");
@@ -374,15 +367,15 @@ static int l_wire_hits(lua_State *L) {
     cJSON_Delete(root);
     return raise_vdb(L, "server_error", "the server's query answer has no ids or distances");
   }
-  int nq = cJSON_GetArraySize(ids);
+  int nq = cJSON_GetArraySize(ids), q = 0;
   lua_createtable(L, nq, 0);
-  for (int q = 0; q < nq; q++) {
-    const cJSON *qi = nth(ids, q), *qd = nth(dists, q);
-    const cJSON *qm = nth(metas, q), *qdoc = nth(docs, q), *qe = nth(embs, q);
-    int k = cJSON_GetArraySize(qi);
-    lua_createtable(L, k, 0);
-    for (int j = 0; j < k; j++) {
-      const cJSON *id = nth(qi, j), *d = nth(qd, j);
+  /* walk the parallel arrays together (cJSON's arrays are lists) */
+  const cJSON *qd = first(dists), *qm = first(metas), *qdoc = first(docs), *qe = first(embs);
+  for (const cJSON *qi = ids->child; qi; qi = qi->next, qd = next(qd), qm = next(qm), qdoc = next(qdoc), qe = next(qe)) {
+    lua_createtable(L, cJSON_GetArraySize(qi), 0);
+    const cJSON *d = first(qd), *m = first(qm), *doc = first(qdoc), *e = first(qe);
+    int j = 0;
+    for (const cJSON *id = first(qi); id; id = id->next, d = next(d), m = next(m), doc = next(doc), e = next(e)) {
       if (!cJSON_IsString(id) || !cJSON_IsNumber(d)) continue;
       float dist = (float)d->valuedouble;      /* Chroma computes in float32 too */
       lua_createtable(L, 0, 5);
@@ -390,10 +383,10 @@ static int l_wire_hits(lua_State *L) {
       lua_pushnumber(L, dist); lua_setfield(L, -2, "distance");
       lua_pushnumber(L, metric == METRIC_L2 ? -(double)dist : 1.0 - (double)dist);
       lua_setfield(L, -2, "score");
-      push_fields(L, qm, qdoc, qe, j, want_meta);
-      lua_rawseti(L, -2, j + 1);
+      push_fields(L, m, doc, e, want_meta);
+      lua_rawseti(L, -2, ++j);
     }
-    lua_rawseti(L, -2, q + 1);
+    lua_rawseti(L, -2, ++q);
   }
   cJSON_Delete(root);
   return 1;
@@ -413,14 +406,15 @@ static int l_wire_records(lua_State *L) {
   const cJSON *metas = cJSON_GetObjectItemCaseSensitive(root, "metadatas");
   const cJSON *docs = cJSON_GetObjectItemCaseSensitive(root, "documents");
   const cJSON *embs = cJSON_GetObjectItemCaseSensitive(root, "embeddings");
-  int n = cJSON_GetArraySize(ids), i = 0;
-  lua_createtable(L, n, 0);
-  for (const cJSON *id = ids->child; id; id = id->next, i++) {
+  int want_meta = cJSON_IsArray(metas), n = 0;
+  lua_createtable(L, cJSON_GetArraySize(ids), 0);
+  const cJSON *m = first(metas), *d = first(docs), *e = first(embs);
+  for (const cJSON *id = ids->child; id; id = id->next, m = next(m), d = next(d), e = next(e)) {
     if (!cJSON_IsString(id)) continue;
     lua_createtable(L, 0, 4);
     lua_pushstring(L, id->valuestring); lua_setfield(L, -2, "id");
-    push_fields(L, metas, docs, embs, i, cJSON_IsArray(metas));
-    lua_rawseti(L, -2, (int)lua_rawlen(L, -2) + 1);
+    push_fields(L, m, d, e, want_meta);
+    lua_rawseti(L, -2, ++n);
   }
   cJSON_Delete(root);
   return 1;
@@ -437,7 +431,4 @@ void wire_open(lua_State *L) {
   lua_pushcfunction(L, parts_gc);
   lua_setfield(L, -2, "__gc");
   lua_pop(L, 1);
-  lua_newtable(L);
-  json_open(L);
-  lua_setfield(L, -2, "json");
 }

@@ -3,7 +3,7 @@
 #define VDB_WIRE_H
 #include <lua.h>
 
-/* add core.wire_* and core.json to the table on top of the stack */
+/* add core.wire_* to the table on top of the stack */
 void wire_open(lua_State *L);
 
 #endif
