@@ -17,7 +17,6 @@ local fail, new_error = S.fail, S.new_error
 local begin, finish = S.begin, S.finish
 
 local MAX_BYTES = 32 * 1024 * 1024      -- a body's size by default, under the server's 40 MiB
-local PARTS_IN_FLIGHT = 1               -- parts of a batch in flight (2 measured slower: the server indexes one at a time)
 local METRIC_CODE = S.METRICS
 
 local Server = {}
@@ -221,20 +220,27 @@ end
 
 local fetch       -- records by ids and/or where (below)
 
+-- list[from..to] in slices of at most size: for i, slice in chunks(...)
+local function chunks(list, size, from, to)
+  from, to = from or 1, to or #list
+  return function(_, at)
+    at = at and at + size or from
+    if at > to then return nil end
+    return at, table.move(list, at, math.min(at + size - 1, to), 1, {})
+  end
+end
+
 local function record_count(col)
   local n = math.tointeger(tonumber(request(col.db, "GET", col.url .. "/count", nil, "count on " .. col.name).body))
   if not n then fail("server_error", "count on %s: the answer is not a number", col.name) end
   return n
 end
 
--- ids of ids[from..to] that exist, as a set
-local function existing(col, ids, from, to)
+-- the records among ids that exist (fields: include), as a map by id
+local function existing(col, ids, n, include, what)
   local found = {}
-  local step = col.db.max_batch
-  for i = from, to, step do
-    local chunk = table.move(ids, i, math.min(i + step - 1, to), 1, {})
-    local body = '{"ids":' .. json.encode(chunk) .. ',"include":[]}'
-    for _, rec in ipairs(core.wire_records(post(col, "/get", body, "get").body)) do found[rec.id] = true end
+  for _, slice in chunks(ids, col.db.max_batch, 1, n) do
+    for _, rec in ipairs(fetch(col, slice, nil, nil, nil, include, what)) do found[rec.id] = rec end
   end
   return found
 end
@@ -248,59 +254,38 @@ local function put(col, ids, vectors, metas, docs, n, upsert)
   local per                               -- upsert: metadata keys to clear, by record
   return op(db, function()
     if upsert then                        -- Chroma merges metadata: drop the old keys not given anew
-      local clear, any = {}, false
-      for i = 1, n, db.max_batch do
-        local chunk = table.move(ids, i, math.min(i + db.max_batch - 1, n), 1, {})
-        for _, rec in ipairs(fetch(col, chunk, nil, nil, nil, '["metadatas"]', "upsert")) do
-          clear[rec.id] = rec.metadata
-        end
-      end
+      local old = existing(col, ids, n, '["metadatas"]', "upsert")
       per = {}
       for i = 1, n do
-        local old, new = clear[ids[i]], metas[i] or {}
-        if old then
-          local keys = {}
-          for k in pairs(old) do if new[k] == nil then keys[#keys + 1] = k end end
-          if #keys > 0 then per[i], any = keys, true end
-        end
+        local was, new = old[ids[i]], metas[i] or {}
+        local keys = {}
+        for k in pairs(was and was.metadata or {}) do if new[k] == nil then keys[#keys + 1] = k end end
+        if #keys > 0 then per[i] = keys end
       end
-      if not any then per = nil end
-    end
     -- Chroma keeps the old record silently: ask first which ids exist (an
     -- empty collection has none: one cheap count instead, for bulk loads)
-    if not upsert and record_count(col) > 0 then
-      local found = existing(col, ids, 1, n)
+    elseif record_count(col) > 0 then
+      local found = existing(col, ids, n, "[]", "insert")
       for i = 1, n do
         if found[ids[i]] then
           fail("conflict", "record %d: id '%s' already exists (nothing was inserted)", i, ids[i])
         end
       end
     end
-    -- the parts go PARTS_IN_FLIGHT at a time: the server parses one while it
-    -- indexes another.  A failure takes back the parts that went in.
-    local first = {}                      -- where each part starts in ids
-    for i = 1, #counts do first[i] = i == 1 and 1 or first[i - 1] + counts[i - 1] end
-    local landed, failure, next_part = {}, nil, 1
-    local function sender()
-      while not failure and next_part <= #counts do
-        local i = next_part
-        next_part = i + 1
-        local body = core.wire_part(parts, i, per)     -- written just before it is sent
-        local ok, err = pcall(post, col, upsert and "/upsert" or "/add", body, upsert and "upsert" or "insert")
-        body = nil
-        if ok then landed[#landed + 1] = i else failure = failure or err end
+    -- one part after another (two at once measured no faster: the server
+    -- indexes one at a time); each part's JSON is written just before it
+    -- is sent.  A failed insert takes back the parts that went in.
+    local done = 0
+    for i = 1, #counts do
+      local ok, err = pcall(post, col, upsert and "/upsert" or "/add", core.wire_part(parts, i, per),
+                            upsert and "upsert" or "insert")
+      if not ok then
+        if not upsert and done > 0 then   -- best effort: the server may be gone
+          pcall(post, col, "/delete", '{"ids":' .. json.encode(table.move(ids, 1, done, 1, {})) .. "}", "undo")
+        end
+        error(err, 0)
       end
-    end
-    local senders = {}
-    for j = 1, math.min(PARTS_IN_FLIGHT, #counts) do senders[j] = async.fn(sender)() end
-    await(async.gather(senders))
-    if failure then
-      if not upsert and #landed > 0 then    -- best effort: the server may be gone
-        local back = {}
-        for _, i in ipairs(landed) do table.move(ids, first[i], first[i] + counts[i] - 1, #back + 1, back) end
-        pcall(post, col, "/delete", '{"ids":' .. json.encode(back) .. "}", "undo")
-      end
-      error(failure, 0)
+      done = done + counts[i]
     end
     col.dim = dim
     return n
@@ -360,10 +345,9 @@ local function check_window(limit, offset)
 end
 
 -- records by ids and/or where; include: the fields to fetch
+-- (include is JSON text: an empty Lua table would encode as {}, not [])
 function fetch(col, ids, where, limit, offset, include, what)
-  local body = { where = where, limit = limit, offset = offset }
-  local text = json.encode(body)
-  if ids then text = text:sub(1, -2) .. (text == "{}" and "" or ",") .. '"ids":' .. json.encode(ids) .. "}" end
+  local text = json.encode { ids = ids, where = where, limit = limit, offset = offset }
   text = text:sub(1, -2) .. (text == "{}" and "" or ",") .. '"include":' .. include .. "}"
   return core.wire_records(post(col, "/get", text, what).body)
 end
@@ -406,9 +390,8 @@ Remote.delete = async.fn(function(self, arg)
     if #recs == 0 then return 0 end
     local gone = {}
     for i, r in ipairs(recs) do gone[i] = r.id end
-    for i = 1, #gone, db.max_batch do
-      local chunk = table.move(gone, i, math.min(i + db.max_batch - 1, #gone), 1, {})
-      post(self, "/delete", '{"ids":' .. json.encode(chunk) .. "}", "delete")
+    for _, slice in chunks(gone, db.max_batch) do
+      post(self, "/delete", '{"ids":' .. json.encode(slice) .. "}", "delete")
     end
     return #gone
   end)
@@ -423,8 +406,8 @@ local function queries(self, list, k_or_opts)
   local k, where, meta, doc, vec = S.search_opts(k_or_opts)
   where = where_of(where)
   local db = live(self)
-  local bodies, dim = core.wire_query(self.dim or 0, list, k, where, meta, doc, vec, db.max_batch, db.max_bytes)
-  return db, bodies, k, meta, dim
+  local bodies = core.wire_query(self.dim or 0, list, k, where, meta, doc, vec, db.max_batch, db.max_bytes)
+  return db, bodies, k, meta
 end
 
 Remote.search = async.fn(function(self, query, k_or_opts)
