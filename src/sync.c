@@ -190,11 +190,12 @@ static int acquire_impl(lua_State *L) {
 /* sem:acquire() and q:get() hand out one shared awaitable per object,
  * made on first use (user value 2 of a semaphore, Q_GET of a queue) */
 static int shared_awaitable(lua_State *L, int slot) {
-  if (!loop_get(L)->debug && lua_getiuservalue(L, 1, slot) == LUA_TUSERDATA) return 1;
+  int debug = loop_get(L)->debug;
+  if (!debug && lua_getiuservalue(L, 1, slot) == LUA_TUSERDATA) return 1;
   lua_settop(L, 1);
   lua_pushvalue(L, lua_upvalueindex(2));      /* the body */
   lua_pushvalue(L, 1);
-  if (loop_get(L)->debug) { coro_push(L, 2, 1, 1); return 1; }   /* debug: warn if never awaited */
+  if (debug) { coro_push(L, 2, 1, 1); return 1; }   /* debug: warn if never awaited */
   coro_push_shared(L, 2, 1);
   lua_pushvalue(L, -1);
   lua_setiuservalue(L, 1, slot);
