@@ -15,7 +15,8 @@ const agent = new http.Agent({ keepAlive: true });
 let mode = "pass", next = null, after = 0, listening = true;
 const seen = [], sockets = new Set();
 
-function setMode(m) {
+// done() runs once the mode holds (a restarted listener is listening)
+function setMode(m, done = () => {}) {
   mode = m;
   if (m === "down" && listening) {
     listening = false;
@@ -23,8 +24,10 @@ function setMode(m) {
     for (const s of sockets) s.destroy();
   } else if (m !== "down" && !listening) {
     listening = true;
-    server.listen(port, "127.0.0.1");
+    server.listen(port, "127.0.0.1", done);
+    return;
   }
+  done();
 }
 
 const server = http.createServer((req, res) => {
@@ -62,9 +65,8 @@ const control = http.createServer((req, res) => {
   const url = new URL(req.url, "http://x");
   const m = /^\/mode\/(\w+)$/.exec(url.pathname);
   if (m) {
-    if (url.searchParams.has("after")) { next = m[1]; after = +url.searchParams.get("after"); }
-    else { next = null; setMode(m[1]); }
-    res.end("ok");
+    if (url.searchParams.has("after")) { next = m[1]; after = +url.searchParams.get("after"); res.end("ok"); }
+    else { next = null; setMode(m[1], () => res.end("ok")); }
   } else if (url.pathname === "/log") {
     res.end(JSON.stringify(seen));
   } else { res.statusCode = 404; res.end(); }
