@@ -101,6 +101,17 @@ describe("vdb on Chroma and in memory", function()
       assert.equal("invalid_argument", (code_of(await, vdb.connect(url, { max_connections = 0 }))))
       assert.equal("invalid_argument", (code_of(await, vdb.connect(url, { tenant = "a/b" }))))
       assert.equal("invalid_argument", (code_of(await, vdb.connect(url, { headers = { token = 42 } }))))
+      -- what only the server can see: a dimension fixed by another client,
+      -- a name Chroma refuses (4xx)
+      local other_db <close> = await(vdb.connect(url, opts))
+      local mine = await(db:collection("dim_race"))
+      local theirs = await(other_db:collection("dim_race"))   -- dimension still unknown here
+      await(mine:insert("a", { 1, 2, 3 }))
+      assert.equal("dimension_mismatch", (code_of(await, theirs:insert("b", { 1, 2 }))))
+      assert.equal(1, await(mine:count()))
+      local code, e = code_of(await, db:collection("x"))
+      assert.equal("invalid_argument", code)
+      assert.equal(400, e.status)
       -- an unknown database: the server says not found
       local other <close> = await(vdb.connect(url, { database = "no_such_db" }))
       assert.equal("not_found", (code_of(await, other:collection("x_col"))))

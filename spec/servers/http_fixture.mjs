@@ -10,8 +10,10 @@
 //   /garbage         200 with a body that is not JSON
 //   /headers         repeated and mixed-case headers
 //   /port            the client's source port (shows connection reuse)
+//   /stalled         how many /stall requests still hold their connection
 import http from "node:http";
 
+const stalled = new Set();
 const server = http.createServer((req, res) => {
   const url = new URL(req.url, "http://x");
   const chunks = [];
@@ -40,7 +42,10 @@ const server = http.createServer((req, res) => {
       res.setHeader("location", "/echo");
       res.end("moved");
     } else if (p === "/stall") {
-      // never answers
+      stalled.add(req.socket);             // never answers
+      req.socket.on("close", () => stalled.delete(req.socket));
+    } else if (p === "/stalled") {
+      res.end(String(stalled.size));
     } else if (p === "/drop") {
       req.socket.destroy();
     } else if (p === "/garbage") {
