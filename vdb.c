@@ -103,6 +103,7 @@ typedef struct Op {
   const lua_async_api *api;
   lua_async_future *fut;
   Batch *batch;
+  int anchor;                        /* put: registry ref keeping the batch's borrowed strings */
   int upsert, learnt_dim;
   char **ids; int nids;              /* get/delete by ids */
   Filter *filter;
@@ -145,24 +146,52 @@ static void wait_durable(Op *op, Log *lg, uint64_t seq) {
   op->seq = seq;
 }
 
+/* the log record of a batch, written while the batch is applied */
+typedef struct LogJob { Log *lg; const Collection *c; const Batch *b; int upsert; uint64_t seq; } LogJob;
+
+static void *log_job(void *arg) {
+  LogJob *j = arg;
+  j->seq = log_put(j->lg, j->c, j->b, NULL, j->upsert);
+  return NULL;
+}
+
+#define LOG_THREAD_BYTES ((size_t)1 << 20)   /* a batch this big writes its log on a second thread */
+
 static void run_put(Op *op) {
   Collection *c = op->c;
+  Batch *b = op->batch;
   Log *lg = c->log;
-  uint64_t seq = 0;
-  size_t *landed = lg ? malloc((size_t)(op->batch->n ? op->batch->n : 1) * sizeof *landed) : NULL;
-  if (lg && !landed) { op_fail(op, "invalid_argument", "out of memory"); return; }
+  /* cosine vectors are normalised on the way in: their record follows */
+  int after = lg && c->metric == METRIC_COSINE;
+  size_t *landed = after ? malloc((size_t)(b->n ? b->n : 1) * sizeof *landed) : NULL;
+  if (after && !landed) { op_fail(op, "invalid_argument", "out of memory"); return; }
   int err = 0, at = 0;
   pthread_rwlock_wrlock(&c->lock);
-  long r = store_put(c, op->batch, op->upsert, landed, &err, &at);
-  if (r >= 0 && lg) seq = log_put(lg, c, landed, (size_t)r, op->upsert);   /* in apply order */
+  int rc = store_check(c, b, op->upsert, &err, &at);
+  if (rc == 0) {
+    LogJob job = {lg, c, b, op->upsert, 0};
+    pthread_t writer;
+    int threaded = 0;
+    if (lg && !after) {
+      if ((size_t)b->n * (size_t)b->dim * sizeof(float) >= LOG_THREAD_BYTES)
+        threaded = pthread_create(&writer, NULL, log_job, &job) == 0;
+      if (!threaded) log_job(&job);
+    }
+    store_apply(c, b, landed);                /* both only read the batch */
+    if (threaded) pthread_join(writer, NULL);
+    if (after) job.seq = log_put(lg, c, b, landed, op->upsert);
+    batch_disown(b);
+    op->result = b->n;
+    wait_durable(op, lg, job.seq);
+  }
   pthread_rwlock_unlock(&c->lock);
   free(landed);
-  if (r >= 0) { op->result = r; wait_durable(op, lg, seq); return; }
+  if (rc == 0) return;
   char msg[256];
   if (err == PUT_NOMEM) { op_fail(op, "invalid_argument", "out of memory"); return; }
   snprintf(msg, sizeof msg, err == PUT_TWICE ? "record %d: id '%.100s' is given twice in the batch (nothing was inserted)"
                                              : "record %d: id '%.100s' already exists (nothing was inserted)",
-           at + 1, op->batch->ids[at]);
+           at + 1, b->ids[at]);
   op_fail(op, err == PUT_TWICE ? "invalid_argument" : "conflict", msg);
 }
 
@@ -318,7 +347,8 @@ static void push_outrec(lua_State *L, Op *op, OutRec *o, int hit) {
   }
 }
 
-static void op_free(Op *op) {
+static void op_free(lua_State *L, Op *op) {
+  luaL_unref(L, LUA_REGISTRYINDEX, op->anchor);   /* the worker is done with the batch */
   if (op->out) {
     size_t n = op->kind == OP_SEARCH ? (size_t)op->nq * op->k : op->nout;
     for (size_t i = 0; i < n; i++) {
@@ -461,7 +491,7 @@ static void finish_op(Op *op) {
     lua_pushinteger(L, op->result);
     op->api->resolve(op->fut, 1);
   }
-  op_free(op);
+  op_free(L, op);
 }
 
 static Op *op_new(lua_State *L, int kind, Collection *c) {
@@ -469,7 +499,7 @@ static Op *op_new(lua_State *L, int kind, Collection *c) {
   if (!api) luaL_error(L, "vdb: require \"async\" first");
   Op *op = calloc(1, sizeof *op);
   if (!op) luaL_error(L, "vdb: out of memory");
-  op->kind = kind; op->c = c; op->api = api; op->limit = -1;
+  op->kind = kind; op->c = c; op->api = api; op->limit = -1; op->anchor = LUA_NOREF;
   op->inc_meta = op->inc_doc = 1;
   if (c) c->refs++;
   op->req.data = op;
@@ -482,7 +512,7 @@ static int op_start(lua_State *L, Op *op) {
   int rc = uv_queue_work(op->api->loop(L), &op->req, work, after_work);
   if (rc != 0) {
     lua_pop(L, 1);
-    op_free(op);
+    op_free(L, op);
     return luaL_error(L, "vdb: cannot queue work: %s", uv_strerror(rc));
   }
   return 1;
@@ -494,11 +524,14 @@ static int l_put(lua_State *L) {
   luaL_checktype(L, 2, LUA_TTABLE);
   luaL_checktype(L, 3, LUA_TTABLE);
   int n = (int)luaL_checkinteger(L, 6);
-  Batch *b = read_batch(L, c->dim, 2, 3, lua_istable(L, 4) ? 4 : 0, lua_istable(L, 5) ? 5 : 0, n);
+  lua_settop(L, 7);
+  lua_createtable(L, n, 0);                  /* keeps alive the packed vectors read in place */
+  Batch *b = read_batch(L, c->dim, 2, 3, lua_istable(L, 4) ? 4 : 0, lua_istable(L, 5) ? 5 : 0, n, 8);
   int learnt = c->dim == 0;
   if (learnt) c->dim = b->dim;               /* fixed by the first insert */
   Op *op = op_new(L, OP_PUT, c);
   op->batch = b;
+  op->anchor = luaL_ref(L, LUA_REGISTRYINDEX);
   op->learnt_dim = learnt;
   op->upsert = lua_toboolean(L, 7);
   return op_start(L, op);
@@ -553,7 +586,7 @@ static int l_search(lua_State *L) {
   op->inc_meta = lua_toboolean(L, 5); op->inc_doc = lua_toboolean(L, 6); op->inc_vec = lua_toboolean(L, 7);
   size_t bytes = (size_t)nq * (size_t)dim * sizeof(float);
   op->queries = malloc(bytes + 1);
-  if (!op->queries) { op_free(op); return luaL_error(L, "vdb: out of memory"); }
+  if (!op->queries) { op_free(L, op); return luaL_error(L, "vdb: out of memory"); }
   memcpy(op->queries, qs, bytes);
   op->qdim = dim;
   return op_start(L, op);

@@ -27,6 +27,8 @@ print(("  batch of 1,000        %8.1f QPS   numpy %7.1f (%4.2fx)   faiss 1 threa
   o.batch_qps / t.faiss_batch_qps_t1, t.faiss_batch_qps_t2, o.batch_qps / t.faiss_batch_qps_t2))
 print(("  bulk insert (packed)  memory: %.0f vectors/s   file: %.0f vectors/s (%.0f MB/s of vectors)"):format(
   o.insert_memory_vps, o.insert_file_vps, o.insert_file_mbps))
+print(("                        disk, dd with fdatasync: %.0f MB/s   file: insert is %.2fx slower than the disk"):format(
+  o.disk_write_mbps, o.disk_write_mbps / o.insert_file_mbps))
 print(("  1,000 concurrent single inserts into file:   %d fsyncs, %.3f s"):format(
   o.concurrent_insert_fsyncs, o.concurrent_insert_seconds))
 LUA

@@ -32,15 +32,27 @@ int raise_vdb(lua_State *L, const char *code, const char *fmt, ...) {
   return lua_error(L);
 }
 
-/* no NaN or infinity: all exponent bits set; a loop compilers vectorise */
-static int all_finite(const float *v, int d) {
+static int little_endian(void) { const uint16_t one = 1; return *(const unsigned char *)&one == 1; }
+
+/* no NaN or infinity (all exponent bits set) among d floats at v; a loop
+ * compilers vectorise */
+static int all_finite(const void *v, int d) {
   uint32_t bad = 0;
   for (int j = 0; j < d; j++) {
     uint32_t u;
-    memcpy(&u, &v[j], 4);
+    memcpy(&u, (const char *)v + 4 * (size_t)j, 4);
     bad |= (u & 0x7f800000u) == 0x7f800000u;
   }
   return !bad;
+}
+
+static const char *not_finite(const void *v, int d, char *msg, size_t ml) {
+  for (int j = 0; j < d; j++) {
+    float f;
+    memcpy(&f, (const char *)v + 4 * (size_t)j, 4);
+    if (!isfinite(f)) { snprintf(msg, ml, "vector component %d is not finite", j + 1); return "invalid_argument"; }
+  }
+  return NULL;
 }
 
 /* The vector at idx into out[dim]: a list of finite numbers or a string of
@@ -56,17 +68,14 @@ const char *read_vector(lua_State *L, int idx, int *dim, float *out, char *msg, 
     if (*dim && d != *dim) { snprintf(msg, ml, "vector has %d dimensions, expected %d", d, *dim); return "dimension_mismatch"; }
     *dim = d;
     if (out) {
-      const uint16_t one = 1;
-      if (*(const unsigned char *)&one == 1) memcpy(out, s, len);   /* little-endian host */
+      if (little_endian()) memcpy(out, s, len);
       else
         for (int j = 0; j < d; j++) {
           uint32_t u = (uint32_t)(unsigned char)s[4 * j] | (uint32_t)(unsigned char)s[4 * j + 1] << 8 |
                        (uint32_t)(unsigned char)s[4 * j + 2] << 16 | (uint32_t)(unsigned char)s[4 * j + 3] << 24;
           memcpy(&out[j], &u, 4);
         }
-      if (!all_finite(out, d))
-        for (int j = 0; j < d; j++)
-          if (!isfinite(out[j])) { snprintf(msg, ml, "vector component %d is not finite", j + 1); return "invalid_argument"; }
+      if (!all_finite(out, d)) return not_finite(out, d, msg, ml);
     }
     return NULL;
   }
@@ -153,9 +162,26 @@ float *read_queries(lua_State *L, int idx, int *dim, int *nq) {
   return q;
 }
 
+/* A packed vector read in place (a little-endian host): checked like
+ * read_vector, then *row points into the Lua string.  0 if the value is not
+ * a string (read it with read_vector), else 1 with *code set on error. */
+static int packed_in_place(lua_State *L, int idx, int dim, const char **row, const char **code, char *msg, size_t ml) {
+  if (lua_type(L, idx) != LUA_TSTRING || !little_endian()) return 0;
+  size_t len;
+  const char *s = lua_tolstring(L, idx, &len);
+  int d = dim;
+  *code = read_vector(L, idx, &d, NULL, msg, ml);       /* length and dimension */
+  if (!*code && !all_finite(s, dim)) *code = not_finite(s, dim, msg, ml);
+  *row = s;
+  return 1;
+}
+
 /* Build a batch from columns: ids, vectors, metadatas?, documents? (lists of
- * n).  dim 0: learn the dimension from the first vector. */
-Batch *read_batch(lua_State *L, int dim, int ids, int vecs, int metas, int docs, int n) {
+ * n).  dim 0: learn the dimension from the first vector.  anchor: 0, or the
+ * stack index of an empty table: packed vectors are then not copied but
+ * read where they are (b->src), and each is kept alive in anchor[i], which
+ * the caller must hold until the batch is freed. */
+Batch *read_batch(lua_State *L, int dim, int ids, int vecs, int metas, int docs, int n, int anchor) {
   char msg[256];
   const char *code = NULL;
   int bad = 0;
@@ -165,14 +191,16 @@ Batch *read_batch(lua_State *L, int dim, int ids, int vecs, int metas, int docs,
     lua_pop(L, 1);
     if (code) raise_vdb(L, code, "record 1: %s", msg);
   }
+  size_t rows = (size_t)(n ? n : 1);
   Batch *b = calloc(1, sizeof *b);
   if (!b) luaL_error(L, "vdb: out of memory");
   b->n = n; b->dim = dim;
-  b->ids = calloc((size_t)(n ? n : 1), sizeof *b->ids);
-  b->docs = calloc((size_t)(n ? n : 1), sizeof *b->docs);
-  b->metas = calloc((size_t)(n ? n : 1), sizeof *b->metas);
-  b->vecs = malloc((size_t)n * (size_t)dim * sizeof(float) + 1);
-  if (!b->ids || !b->docs || !b->metas || !b->vecs) { batch_free(b); luaL_error(L, "vdb: out of memory"); }
+  b->ids = calloc(rows, sizeof *b->ids);
+  b->docs = calloc(rows, sizeof *b->docs);
+  b->metas = calloc(rows, sizeof *b->metas);
+  if (anchor) b->src = calloc(rows, sizeof *b->src);
+  else b->vecs = malloc(rows * (size_t)dim * sizeof(float));
+  if (!b->ids || !b->docs || !b->metas || !(b->src || b->vecs)) { batch_free(b); luaL_error(L, "vdb: out of memory"); }
   /* one pass: check and copy each record; a bad one frees everything */
   for (int i = 1; i <= n && !code; i++) {
     bad = i;
@@ -182,8 +210,16 @@ Batch *read_batch(lua_State *L, int dim, int ids, int vecs, int metas, int docs,
     lua_pop(L, 1);
     if (code) break;
     lua_rawgeti(L, vecs, i);
-    code = read_vector(L, -1, &dim, b->vecs + (size_t)(i - 1) * dim, msg, sizeof msg);
-    lua_pop(L, 1);
+    if (anchor && packed_in_place(L, -1, dim, &b->src[i - 1], &code, msg, sizeof msg)) {
+      lua_rawseti(L, anchor, i);
+    } else {
+      if (!b->vecs) b->vecs = malloc(rows * (size_t)dim * sizeof(float));   /* a list among packed rows */
+      if (!b->vecs) { lua_pop(L, 1); batch_free(b); luaL_error(L, "vdb: out of memory"); }
+      float *row = b->vecs + (size_t)(i - 1) * dim;
+      code = read_vector(L, -1, &dim, row, msg, sizeof msg);
+      if (b->src) b->src[i - 1] = (const char *)row;
+      lua_pop(L, 1);
+    }
     if (!code && metas) {
       lua_rawgeti(L, metas, i);
       code = read_meta(L, -1, &b->metas[i - 1], msg, sizeof msg);

@@ -19,7 +19,9 @@ const char *read_meta(lua_State *L, int idx, Meta *m, char *msg, size_t ml);
 const char *check_id(lua_State *L, int idx, char *msg, size_t ml);
 
 /* These raise a vdb.Error instead. */
-Batch *read_batch(lua_State *L, int dim, int ids, int vecs, int metas, int docs, int n);
+/* anchor: 0, or the index of an empty table that keeps alive the Lua
+ * strings the batch reads in place (b->src) */
+Batch *read_batch(lua_State *L, int dim, int ids, int vecs, int metas, int docs, int n, int anchor);
 char **read_ids(lua_State *L, int idx, int *n);
 /* the query vectors of a list, in a userdata of nq x *dim floats pushed */
 float *read_queries(lua_State *L, int idx, int *dim, int *nq);

@@ -2,12 +2,15 @@
  * checksummed records, group commit, replay and compaction.
  *
  * Record: u32 payload length | u32 crc32(payload) | payload, little-endian.
- * Payloads: CREATE(name, dim, metric), PUT(collection, records as stored),
- * DELETE(collection, ids), DROP(name).  A write is appended while its
- * collection's write lock is held (so the log's order is the apply order),
- * and its operation completes only when a flush covering it has been
- * fsynced.  One flush runs at a time and writes out everything queued by
- * then, so concurrent writers share one fsync (group commit). */
+ * Payloads: CREATE(name, dim, metric), PUT_COLUMNS(collection; per record
+ * id, metadata, document; then all vectors in one block), DELETE(collection,
+ * ids), DROP(name); PUT (records row by row) is still read from older files.
+ * A write goes to the file at once, while its collection's write lock is
+ * held (so the log's order is the apply order, and a bulk insert's vectors
+ * are written from the collection's own array, not copied); its operation
+ * completes only when an fsync after it has returned.  One flush (fsync)
+ * runs at a time and covers every record written before it started, so
+ * concurrent writers share fsyncs (group commit). */
 #ifndef VDB_LOG_H
 #define VDB_LOG_H
 
@@ -18,12 +21,10 @@
 typedef struct Log {
   int fd;
   char *path;
-  pthread_mutex_t m;
-  pthread_cond_t cv;
-  uint64_t queued, durable;  /* sequence numbers */
-  int flushing, broken;
-  char *buf;                 /* bytes queued, not yet written */
-  size_t len, cap;
+  pthread_mutex_t wm;        /* writing: one record at a time, in order */
+  pthread_mutex_t m;         /* the fields below */
+  uint64_t written, durable; /* sequence numbers of records */
+  int broken;
   uint64_t bytes;            /* the file's size */
   uint64_t fsyncs, records;  /* counters, for tests and benchmarks */
   int refs;                  /* loop thread only */
@@ -32,7 +33,7 @@ typedef struct Log {
   int shut;                  /* the file is closed (the lock released) */
 } Log;
 
-enum { LOG_CREATE = 1, LOG_PUT, LOG_DELETE, LOG_DROP };
+enum { LOG_CREATE = 1, LOG_PUT, LOG_DELETE, LOG_DROP, LOG_PUT_COLUMNS };
 
 /* what replay found: collections rebuilt, and a report of a bad tail */
 typedef struct Replay {
@@ -48,12 +49,15 @@ void log_close(Log *lg);          /* frees (refs reached 0) */
 void log_shutdown(Log *lg);       /* closes the file and releases the lock now */
 void replay_free(Replay *r);
 
-/* append (caller holds the collection's write lock); returns the sequence */
-uint64_t log_put(Log *lg, const Collection *c, const size_t *rows, size_t n, int upsert);
+/* append (caller holds the collection's write lock); returns the sequence,
+ * or 0 if the log is broken.  log_put writes batch b for collection c, its
+ * vectors from the batch, or from c's rows landed[i] if not NULL (cosine:
+ * as normalised on the way in); the batch must still own its records. */
+uint64_t log_put(Log *lg, const Collection *c, const Batch *b, const size_t *landed, int upsert);
 uint64_t log_delete(Log *lg, const char *coll, char *const *ids, size_t n);
 uint64_t log_create(Log *lg, const char *name, int dim, int metric);
 uint64_t log_drop(Log *lg, const char *name);
-/* write out and fsync everything queued (one flush at a time); 0 or -1 */
+/* fsync everything written (one flush at a time); 0 or -1 */
 int log_flush(Log *lg);
 /* is seq durable: 1 yes, 0 not yet, -1 never (the log is broken) */
 int log_durable(Log *lg, uint64_t seq);

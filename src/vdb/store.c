@@ -61,7 +61,8 @@ void batch_free(Batch *b) {
     if (b->docs) free(b->docs[i]);
     if (b->metas) meta_free(&b->metas[i]);
   }
-  free(b->ids); free(b->docs); free(b->metas); free(b->vecs);
+  free(b->ids); free(b->docs); free(b->metas); free(b->src);
+  if (!b->adopted) free(b->vecs);
   free(b);
 }
 
@@ -128,11 +129,8 @@ void store_normalize(float *v, int dim) {
   }
 }
 
-static float sqnorm(const float *v, int d) {
-  float s = 0;
-  for (int j = 0; j < d; j++) s += v[j] * v[j];
-  return s;
-}
+
+static float sqnorm(const float *v, int d);
 
 /* an id given twice in the batch: the index of its second use, or -1 */
 static int batch_twice(const Batch *b) {
@@ -151,34 +149,40 @@ static int batch_twice(const Batch *b) {
   return found;
 }
 
-/* Moves the batch's records into the collection (the batch keeps empty
- * shells).  A first insert into an empty collection adopts the batch's
- * vector buffer instead of copying it. */
-long store_put(Collection *c, Batch *b, int upsert, size_t *landed, int *err, int *at_out) {
+/* The checks of store_put, and room for the batch: 0, or -1 with *err and
+ * the record's index in *at_out; nothing has changed then.  After 0,
+ * store_apply cannot fail. */
+int store_check(Collection *c, Batch *b, int upsert, int *err, int *at_out) {
   int twice = batch_twice(b);
   if (twice != -1) { *err = twice == -2 ? PUT_NOMEM : PUT_TWICE; *at_out = twice; return -1; }
   if (!upsert)
     for (int i = 0; i < b->n; i++)
       if (store_find(c, b->ids[i]) >= 0) { *err = PUT_EXISTS; *at_out = i; return -1; }
-  int adopt = c->n == 0 && b->n > 0 && c->cap < (size_t)b->n && b->dim == c->dim;
+  *at_out = 0;
+  *err = PUT_NOMEM;
+  /* a first insert into an empty collection adopts the batch's own vector buffer */
+  int adopt = c->n == 0 && b->n > 0 && !b->src && c->cap < (size_t)b->n && b->dim == c->dim;
   if (adopt) {
     Record *r = realloc(c->recs, (size_t)b->n * sizeof *r);
-    if (!r) { *err = PUT_NOMEM; *at_out = 0; return -1; }
+    if (!r) return -1;
     c->recs = r;
     float *q = realloc(c->sqnorms, (size_t)b->n * sizeof *q);
-    if (!q) { *err = PUT_NOMEM; *at_out = 0; return -1; }
+    if (!q) return -1;
     c->sqnorms = q;
     free(c->vecs);
-    c->vecs = b->vecs;                          /* record i lands at index i */
-    b->vecs = NULL;
+    c->vecs = b->vecs;                          /* record i lands at index i, in place */
+    b->adopted = 1;
     c->cap = (size_t)b->n;
-    if (map_rebuild(c, (size_t)b->n) != 0) { *err = PUT_NOMEM; *at_out = 0; return -1; }
-  } else if (reserve(c, (size_t)b->n) != 0) {
-    *err = PUT_NOMEM; *at_out = 0; return -1;
+    return map_rebuild(c, (size_t)b->n);
   }
+  return reserve(c, (size_t)b->n);
+}
+
+/* The batch's records into the collection; their strings and metadata now
+ * belong to it (batch_disown the batch after).  landed: n indices, or NULL. */
+void store_apply(Collection *c, const Batch *b, size_t *landed) {
+  size_t row = (size_t)c->dim * sizeof(float);
   for (int i = 0; i < b->n; i++) {
-    float *src = adopt ? c->vecs + (size_t)i * c->dim : b->vecs + (size_t)i * b->dim;
-    if (c->metric == METRIC_COSINE) store_normalize(src, c->dim);
     size_t *s = slot_for(c, b->ids[i], 1);
     size_t at;
     if (*s != 0 && *s != DELETED) {             /* upsert of an existing id */
@@ -191,12 +195,24 @@ long store_put(Collection *c, Batch *b, int upsert, size_t *landed, int *err, in
     }
     if (landed) landed[i] = at;
     float *dst = c->vecs + at * (size_t)c->dim;
-    if (dst != src) memcpy(dst, src, (size_t)c->dim * sizeof(float));
+    const void *src = batch_row(b, i);
+    if (src != dst) memcpy(dst, src, row);
+    if (c->metric == METRIC_COSINE) store_normalize(dst, c->dim);
     c->sqnorms[at] = sqnorm(dst, c->dim);
-    c->recs[at].id = b->ids[i]; b->ids[i] = NULL;
-    c->recs[at].doc = b->docs[i]; b->docs[i] = NULL;
-    c->recs[at].meta = b->metas[i]; b->metas[i].n = 0; b->metas[i].kv = NULL;
+    c->recs[at].id = b->ids[i];
+    c->recs[at].doc = b->docs[i];
+    c->recs[at].meta = b->metas[i];
   }
+}
+
+void batch_disown(Batch *b) {
+  for (int i = 0; i < b->n; i++) { b->ids[i] = NULL; b->docs[i] = NULL; b->metas[i].n = 0; b->metas[i].kv = NULL; }
+}
+
+long store_put(Collection *c, Batch *b, int upsert, size_t *landed, int *err, int *at_out) {
+  if (store_check(c, b, upsert, err, at_out) != 0) return -1;
+  store_apply(c, b, landed);
+  batch_disown(b);
   return b->n;
 }
 
@@ -233,6 +249,13 @@ DISPATCH static float dot(const float *restrict a, const float *restrict b, int 
   float s = 0;
 #pragma omp simd reduction(+:s)
   for (int j = 0; j < d; j++) s += a[j] * b[j];
+  return s;
+}
+
+DISPATCH static float sqnorm(const float *v, int d) {
+  float s = 0;
+#pragma omp simd reduction(+:s)
+  for (int j = 0; j < d; j++) s += v[j] * v[j];
   return s;
 }
 

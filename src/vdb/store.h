@@ -51,11 +51,18 @@ typedef struct Collection {
 typedef struct Batch {
   int n, dim;
   char **ids;
-  float *vecs;               /* n x dim */
-  float *sqnorms;            /* n: |x|^2, for the batched l2 kernel */
+  float *vecs;               /* n x dim, or NULL when every row is borrowed */
+  int adopted;               /* vecs became a collection's own array */
+  const char **src;          /* or NULL: row i's dim floats (little-endian), read in
+                                place from a Lua string the caller keeps alive, or
+                                pointing into vecs */
   Meta *metas;               /* n, each possibly empty */
   char **docs;               /* n, each possibly NULL */
 } Batch;
+
+static inline const void *batch_row(const Batch *b, int i) {
+  return b->src ? (const void *)b->src[i] : (const void *)(b->vecs + (size_t)i * b->dim);
+}
 
 typedef struct Hit { size_t index; float distance; } Hit;
 
@@ -72,6 +79,12 @@ long store_find(const Collection *c, const char *id);     /* index or -1 */
  * in the batch, or memory runs out.  landed: n indices, or NULL. */
 enum { PUT_EXISTS = 1, PUT_TWICE, PUT_NOMEM };
 long store_put(Collection *c, Batch *b, int upsert, size_t *landed, int *err, int *at);
+/* store_put in steps, so the log can be written while the batch is applied:
+ * the checks (and memory), then the records in (cannot fail), then the
+ * batch gives up what the collection now owns */
+int  store_check(Collection *c, Batch *b, int upsert, int *err, int *at);
+void store_apply(Collection *c, const Batch *b, size_t *landed);
+void batch_disown(Batch *b);
 int  store_delete_index(Collection *c, size_t i);
 
 /* readers (caller holds at least the read lock) */

@@ -205,7 +205,7 @@ static int l_wire_put(lua_State *L) {
   Parts *p = lua_newuserdatauv(L, sizeof *p, 0);
   memset(p, 0, sizeof *p);
   luaL_setmetatable(L, PARTS_MT);                /* from here on, __gc frees what p holds */
-  p->b = read_batch(L, dim, 2, 3, lua_istable(L, 4) ? 4 : 0, lua_istable(L, 5) ? 5 : 0, n);
+  p->b = read_batch(L, dim, 2, 3, lua_istable(L, 4) ? 4 : 0, lua_istable(L, 5) ? 5 : 0, n, 0);
   Batch *b = p->b;
   lua_createtable(L, 0, n);                    /* ids seen */
   for (int i = 0; i < n; i++) {
