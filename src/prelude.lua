@@ -172,11 +172,9 @@ end
 function M.gather(...)
   local list, n, opts = awaitables(...)
   if n == 0 then return core.coro(function() return { n = 0 } end) end
-  for i = 1, n do        -- fail at the call, not when awaited
-    local aw = list[i]
-    if not (iscoroutine(aw) or isfuture(aw)) then
-      error(("bad argument #%d to 'gather' (awaitable expected, got %s)"):format(i, type(aw)), 2)
-    end
+  local bad = core.first_non_awaitable(list, n)   -- fail at the call, not when awaited
+  if bad then
+    error(("bad argument #%d to 'gather' (awaitable expected, got %s)"):format(bad, type(list[bad])), 2)
   end
   return core.coro(gather_body, list, n, opts and opts.return_exceptions)
 end
