@@ -123,6 +123,120 @@ describe("gather", function()
     assert.matches("bad argument #2 to 'gather' %(awaitable expected, got number%)",
       H.catch(async.gather, async.sleep(0), 5))
   end)
+
+  -- children that finish in their first step run without a Task of their
+  -- own until they need one: none of that may show
+  describe("children that finish at once", function()
+    it("give their results in place: first values, nil holes, and n", function()
+      async.run(function()
+        local r = await(async.gather(async(function() return 1, 2 end)(), async(function() end)(),
+                                     async.sleep(0, "s"), async(function() return "x" end)()))
+        assert.same({ 1, nil, "s", "x", n = 4 }, r)
+      end)
+    end)
+
+    it("see their own task in current_task and all_tasks, the same object each time", function()
+      async.run(function()
+        local seen = {}
+        local child = async(function(i)
+          local all = async.all_tasks()
+          local t = async.current_task()
+          assert.is_true(async.istask(t))
+          assert.equal(t, async.current_task())
+          local listed = false
+          for _, x in ipairs(all) do if x == t then listed = true end end
+          seen[i] = { t, listed }
+          return i
+        end)
+        assert.same({ 1, 2, n = 2 }, await(async.gather(child(1), child(2))))
+        assert.are_not.equal(seen[1][1], seen[2][1])
+        assert.is_true(seen[1][2] and seen[2][2])
+        assert.is_true(seen[1][1]:done())
+        assert.equal(1, seen[1][1]:result())
+      end)
+    end)
+
+    it("raise the first error at once with its value; later children still run", function()
+      local ran = false
+      async.run(function()
+        local err = { kind = "ValueError" }
+        local bad = async(function() error(err) end)
+        local later = async(function() ran = true; return "late" end)
+        local e = H.catch(await, async.gather(bad(), later()))
+        assert.equal(err, e)
+        assert.is_true(ran)
+        local r = await(async.gather({ bad(), later() }, { return_exceptions = true }))
+        assert.equal(err, r[1]); assert.equal("late", r[2])
+      end)
+    end)
+
+    it("a CancelledError raised at once cancels the gather, or takes its place in the list", function()
+      async.run(function()
+        local cancelled = async(function() error(async.CancelledError("stop")) end)
+        assert.is_true(async.CancelledError:is(H.catch(await, async.gather(cancelled(), async.sleep(0)))))
+        local r = await(async.gather({ cancelled(), async.sleep(0, "ok") }, { return_exceptions = true }))
+        assert.is_true(async.CancelledError:is(r[1]))
+        assert.equal("ok", r[2])
+      end)
+    end)
+
+    it("a bare coroutine.yield fails the child with the usual message", function()
+      async.run(function()
+        local e = H.catch(await, async.gather(async(function() coroutine.yield() end)()))
+        assert.matches("coroutine.yield%(%) inside a task", tostring(e))
+      end)
+    end)
+
+    it("mix with children that wait: awaiting done futures, inline coroutines, nested gathers, sleeps", function()
+      async.run(function()
+        local f = async.Future(); f:set_result("f")
+        local inner = async(function(x) return x * 2 end)
+        local child = async(function(i)
+          if i % 4 == 0 then return await(f) .. i end
+          if i % 4 == 1 then return await(inner(i)) end
+          if i % 4 == 2 then
+            local r = await(async.gather(inner(i), async.sleep(0.001, i)))
+            return r[1] + r[2]
+          end
+          error("odd " .. i, 0)
+        end)
+        local list = {}
+        for i = 1, 40 do list[i] = child(i) end
+        local r = await(async.gather(list, { return_exceptions = true }))
+        for i = 1, 40 do
+          local want = ({ [0] = "f" .. i, i * 2, i * 3, "odd " .. i })[i % 4]
+          assert.equal(want, r[i])
+        end
+      end)
+    end)
+
+    it("a cancelled gather cancels the children still waiting, and not the finished ones", function()
+      async.run(function()
+        local waiting = {}
+        local child = async(function(i)
+          if i % 2 == 0 then waiting[#waiting + 1] = async.current_task(); await(async.sleep(10)) end
+          return i
+        end)
+        local list = {}
+        for i = 1, 10 do list[i] = child(i) end
+        local g = async.spawn(function() return await(async.gather(list)) end)
+        await(async.sleep(0.01))
+        g:cancel()
+        assert.is_true(async.CancelledError:is(H.catch(await, g)))
+        await(async.sleep(0))
+        assert.equal(5, #waiting)
+        for _, t in ipairs(waiting) do assert.is_true(t:cancelled()) end
+      end)
+    end)
+
+    it("a coroutine object cannot be gathered twice", function()
+      async.run(function()
+        local c = async(function() return 1 end)()
+        await(async.gather(c))
+        assert.is_true(async.InvalidStateError:is(H.catch(await, async.gather(c))))
+      end)
+    end)
+  end)
 end)
 
 local slow_operation = async(function(d) await(async.sleep(d)); return "done" end)

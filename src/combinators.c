@@ -15,7 +15,9 @@ typedef struct Gather {
   int return_exceptions;
 } Gather;
 
-enum { G_OUTER = 1, G_CHILDREN, G_NUV = G_CHILDREN };
+/* user values: the outer future; the children (a future, or false for a
+ * child that finished in its first step with no Task); the results */
+enum { G_OUTER = 1, G_CHILDREN, G_RESULTS, G_NUV = G_RESULTS };
 
 /* push the child's outcome as a gather list entry: its first result, or
  * its error (marked as seen), or a CancelledError */
@@ -34,6 +36,23 @@ static void push_outcome(lua_State *L, Loop *lp, int fidx) {
   }
 }
 
+/* every child is done: the results list (with n) is the outer result */
+static void gather_finish(lua_State *L, Loop *lp, int gidx, int oidx) {
+  Gather *g = lua_touserdata(L, gidx);
+  lua_getiuservalue(L, gidx, G_RESULTS);
+  lua_getiuservalue(L, gidx, G_CHILDREN);
+  for (int i = 1; i <= g->n; i++) {
+    if (lua_rawgeti(L, -1, i) == LUA_TBOOLEAN) { lua_pop(L, 1); continue; }   /* result already in */
+    push_outcome(L, lp, lua_gettop(L));
+    lua_rawseti(L, -4, i);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  lua_pushinteger(L, g->n);
+  lua_setfield(L, -2, "n");
+  future_set_result(L, oidx, 1);
+}
+
 void gather_child_done(lua_State *L, int gidx, int fidx) {
   Gather *g = lua_touserdata(L, gidx);
   Future *child = lua_touserdata(L, fidx);
@@ -50,20 +69,22 @@ void gather_child_done(lua_State *L, int gidx, int fidx) {
     push_outcome(L, lp, fidx);
     future_set_exception(L, oidx);
   } else if (g->remaining == 0) {
-    lua_createtable(L, g->n, 1);
-    lua_getiuservalue(L, gidx, G_CHILDREN);
-    for (int i = 1; i <= g->n; i++) {
-      lua_rawgeti(L, -1, i);
-      push_outcome(L, lp, lua_gettop(L));
-      lua_rawseti(L, -4, i);
-      lua_pop(L, 1);
-    }
-    lua_pop(L, 1);
-    lua_pushinteger(L, g->n);
-    lua_setfield(L, -2, "n");
-    future_set_result(L, oidx, 1);
+    gather_finish(L, lp, gidx, oidx);
   }
   lua_settop(L, top);
+}
+
+/* a child that finished in its first step: (ok, result or error) on top, popped */
+static void gather_child_eager(lua_State *L, Loop *lp, int gidx, int oidx, int ridx, int i) {
+  Gather *g = lua_touserdata(L, gidx);
+  Future *outer = lua_touserdata(L, oidx);
+  int ok = lua_toboolean(L, -2);
+  g->remaining--;
+  if (outer->state != PENDING) lua_pop(L, 1);
+  else if (!ok && !g->return_exceptions) future_set_exception(L, oidx);
+  else lua_rawseti(L, ridx, i);
+  lua_pop(L, 1);
+  if (g->remaining == 0 && outer->state == PENDING) gather_finish(L, lp, gidx, oidx);
 }
 
 /* core.gather(list, n, return_exceptions) -> outer future, children list */
@@ -75,24 +96,45 @@ static int l_gather(lua_State *L) {
   g->tag = TAG_GATHER; g->n = n; g->remaining = n; g->return_exceptions = lua_toboolean(L, 3);
   int gidx = lua_gettop(L);
   future_new(L, lp);
+  int oidx = lua_gettop(L);
+  lua_pushvalue(L, oidx);
   lua_setiuservalue(L, gidx, G_OUTER);
   lua_createtable(L, n, 0);
   int cidx = lua_gettop(L);
   lua_pushvalue(L, cidx);
   lua_setiuservalue(L, gidx, G_CHILDREN);
-  /* Coroutine objects become tasks that start at once, in argument order
-   * (Python 3.12's eager tasks): one that finishes without waiting never
-   * goes through the ready queue.  Nested gathers fall back to scheduling
-   * past a small depth, to bound the C stack. */
+  lua_createtable(L, n, 1);
+  int ridx = lua_gettop(L);
+  lua_pushvalue(L, ridx);
+  lua_setiuservalue(L, gidx, G_RESULTS);
+  /* Coroutine objects start at once, in argument order (Python 3.12's
+   * eager tasks), and one that finishes without waiting gets no Task at
+   * all (task_run_eager).  Nested gathers fall back to scheduling past a
+   * small depth, to bound the C stack; debug mode gives every child a
+   * Task, so that each is timed and named. */
   int eager = lp->eager_depth < 8;
   for (int i = 1; i <= n; i++) {
     lua_rawgeti(L, 1, i);
     Task *t = NULL;
     if (!future_test(L, -1)) {
-      if (!(t = task_new_ex(L, lp, -1, 0, !eager)))
-        return luaL_error(L, "bad argument #%d to 'gather' (awaitable expected, got %s)",
-                          i, luaL_typename(L, -1));
-      lua_remove(L, -2);
+      if (eager && !lp->debug && coro_is(L, lp, -1)) {
+        lp->eager_depth++;
+        int done = task_run_eager(L, lp, -1);
+        lp->eager_depth--;
+        if (done) {
+          lua_pushboolean(L, 0);
+          lua_rawseti(L, cidx, i);
+          gather_child_eager(L, lp, gidx, oidx, ridx, i);
+          lua_pop(L, 1);
+          continue;
+        }
+        lua_remove(L, -2);                    /* its Task, past its first step, took over */
+      } else {
+        if (!(t = task_new_ex(L, lp, -1, 0, !eager)))
+          return luaL_error(L, "bad argument #%d to 'gather' (awaitable expected, got %s)",
+                            i, luaL_typename(L, -1));
+        lua_remove(L, -2);
+      }
     }
     lua_pushvalue(L, -1);
     lua_rawseti(L, cidx, i);
@@ -106,7 +148,7 @@ static int l_gather(lua_State *L) {
     }
     lua_pop(L, 1);
   }
-  lua_getiuservalue(L, gidx, G_OUTER);
+  lua_pushvalue(L, oidx);
   lua_pushvalue(L, cidx);
   return 2;
 }

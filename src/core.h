@@ -88,6 +88,8 @@ struct Loop {
   int heap_n, heap_cap;
   uint64_t seq;
   Task *current;            /* the task being resumed */
+  lua_State *probe;         /* a gather child running eagerly with no Task yet (task_run_eager) */
+  Task *probe_task;         /* the Task it was given once it needed one */
   int running;              /* run() or step() is on the C stack */
   int in_loop;              /* the loop is draining callbacks (perhaps a host's uv_run) */
   int debug;
@@ -157,6 +159,8 @@ Task *task_new_ex(lua_State *L, Loop *lp, int cidx, int nameidx, int scheduled);
 void coro_push(lua_State *L, int fidx, int nargs, int lib);   /* a coroutine object for fn(args) */
 void coro_push_shared(lua_State *L, int fidx, int nargs);     /* a shared library awaitable */
 int  await_future_k(lua_State *L, int fidx, lua_KContext ctx, lua_KFunction k);
+int  task_run_eager(lua_State *L, Loop *lp, int cidx);
+int  coro_is(lua_State *L, Loop *lp, int idx);      /* a coroutine object? */
 /* wait in a ring of sync.c: push the current task and its wait number (for
  * the ring entry) and return it; then return task_suspend(...) */
 Task *task_ring_wait(lua_State *L, const void *owner);

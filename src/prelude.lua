@@ -143,8 +143,8 @@ local function ensure_future(aw, level)
 end
 M.ensure_future = ensure_future
 
-local function cancel_all(futs, n)
-  for i = 1, n do futs[i]:cancel() end
+local function cancel_all(futs, n)   -- (gather: false for a child that finished at once)
+  for i = 1, n do if futs[i] then futs[i]:cancel() end end
 end
 
 -- the args of a variadic-or-list call: (aw1, aw2, ...) or (list, opts)

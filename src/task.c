@@ -78,6 +78,8 @@ static Coro *coro_test(lua_State *L, Loop *lp, int idx) {
   return loop_hasmetatable(L, lp, idx, MT_CORO) || loop_hasmetatable(L, lp, idx, MT_LIBCORO) ? c : NULL;
 }
 
+int coro_is(lua_State *L, Loop *lp, int idx) { return coro_test(L, lp, idx) != NULL; }
+
 /* async.fn(f)(...) */
 static int async_call(lua_State *L) {
   int n = lua_gettop(L);
@@ -164,9 +166,12 @@ static int is_gen_thread(lua_State *L, Loop *lp) {
 
 /* The task on whose behalf L may await.  *is_gen: L is an async generator's
  * thread driven by that task. */
+static Task *task_materialize(lua_State *L, Loop *lp);
+
 static Task *await_context(lua_State *L, Loop *lp, const char *what, int *is_gen) {
   Task *t = lp->current;
   *is_gen = 0;
+  if (!t && lp->probe) t = task_materialize(L, lp);
   if (t && t->T == L) return t;
   if (t && is_gen_thread(L, lp)) { *is_gen = 1; return t; }
   if (t) luaL_error(L, "%s: called inside a plain coroutine (coroutine.wrap/create) that a task "
@@ -392,6 +397,16 @@ static int task_msgh(lua_State *L) {
 
 static int task_main_k(lua_State *L, int status, lua_KContext ctx) {
   Loop *lp = (Loop *)ctx;
+  if (!lua_isuserdata(L, 1)) {               /* run eagerly, with no Task at the start */
+    Task *t = lp->current;
+    if (!t || t->T != L) {                   /* and still none: the outcome goes to gather */
+      lua_pushboolean(L, status == LUA_OK || status == LUA_YIELD);
+      lua_replace(L, 2);                     /* over the message handler */
+      return lua_gettop(L) - 1;              /* true, results... or false, error */
+    }
+    push_task(L, lp, t);
+    lua_replace(L, 1);
+  }
   if (status == LUA_OK || status == LUA_YIELD) {
     future_set_result(L, 1, lua_gettop(L) - 2);
   } else if (is_cancelled_error(L, lp, -1)) {
@@ -425,19 +440,20 @@ static void pool_put(lua_State *L, Loop *lp, lua_State *T) {
   lua_pop(L, 1);
 }
 
+/* a thread for a task (pushed): a pooled one, or a new one */
+static lua_State *pool_take(lua_State *L, Loop *lp) {
+  if (lp->npool == 0) return lua_newthread(L);
+  loop_push_slot(L, lp, LS_POOL);
+  lua_rawgeti(L, -1, lp->npool);
+  lua_pushnil(L); lua_rawseti(L, -3, lp->npool--);
+  lua_remove(L, -2);
+  return lua_tothread(L, -1);
+}
+
 /* give the task a thread holding task_main, the task, fn and args;
  * returns the count to resume with */
 static int task_start_thread(lua_State *L, Loop *lp, int tidx, Task *t) {
-  lua_State *T;
-  if (lp->npool > 0) {
-    loop_push_slot(L, lp, LS_POOL);
-    lua_rawgeti(L, -1, lp->npool);
-    lua_pushnil(L); lua_rawseti(L, -3, lp->npool--);
-    lua_remove(L, -2);
-    T = lua_tothread(L, -1);
-  } else {
-    T = lua_newthread(L);
-  }
+  lua_State *T = pool_take(L, lp);
   t->T = T;
   lua_getiuservalue(L, tidx, UV_CORO);
   lua_insert(L, -2);
@@ -479,6 +495,8 @@ static void warn_slow(lua_State *L, int tidx, double secs) {
   lua_pop(L, 1);
   lua_warning(L, buf, 0);
 }
+
+static void after_resume(lua_State *L, Loop *lp, int tidx, Task *t, lua_State *T, int status, int nres);
 
 /* Resume the task at tidx: first run, or wake after a wait.  argidx holds
  * the future it was waiting for, or nil (a sleep, a cancel, the start). */
@@ -547,9 +565,16 @@ void task_step(lua_State *L, Loop *lp, int tidx, int argidx) {
     double secs = (double)(uv_hrtime() - t0) / 1e9;
     if (secs > lp->slow_threshold) warn_slow(L, tidx, secs);
   }
+  after_resume(L, lp, tidx, t, T, status, nres);
+  lua_pop(L, 1);
+}
+
+/* the task's thread T stopped (status, nres from lua_resume): suspended at
+ * an await, or done */
+static void after_resume(lua_State *L, Loop *lp, int tidx, Task *t, lua_State *T, int status, int nres) {
   if (status == LUA_YIELD) {
     lua_pop(T, nres);
-    if (t->awaiting) { t->awaiting = 0; lua_pop(L, 1); return; }
+    if (t->awaiting) { t->awaiting = 0; return; }
     lua_resetthread(T);                      /* not ours: a bare coroutine.yield */
     lua_pushliteral(L, "coroutine.yield() inside a task: tasks suspend only through await "
                        "(use async.generator for iterators that await)");
@@ -561,7 +586,75 @@ void task_step(lua_State *L, Loop *lp, int tidx, int argidx) {
     T = NULL;
   }
   task_finished(L, lp, tidx, t, T);
-  lua_pop(L, 1);
+}
+
+/* ---- eager gather children: a Task only when one is needed -------------- */
+
+/* A child of gather runs at once in a thread of its own (lp->probe).  Most
+ * finish in that first step (W1: 100,000 trivial coroutines), so their
+ * Task, with its bookkeeping, is made only if the child suspends or asks
+ * for it (await, sleep, current_task...): here, from inside the child. */
+static Task *task_materialize(lua_State *L, Loop *lp) {
+  lua_State *T = lp->probe;
+  Task *t = lua_newuserdatauv(L, sizeof *t, TASK_NUV);
+  memset(t, 0, sizeof *t);
+  t->f.tag = TAG_TASK; t->f.loop = lp; t->f.pin_ref = LUA_NOREF;
+  t->heap_idx = -1;
+  t->id = ++lp->next_task_id;
+  t->started = 1;
+  t->T = T;
+  loop_setmetatable(L, lp, MT_TASK);
+  lua_pushthread(T);
+  if (T != L) lua_xmove(T, L, 1);
+  lua_setiuservalue(L, -2, UV_THREAD);
+  t->slot = slots_take(&lp->task_slots);
+  loop_push_slot(L, lp, LS_PENDING);
+  lua_pushvalue(L, -2); lua_rawseti(L, -2, t->slot);
+  lua_pop(L, 2);
+  lp->npending++;
+  lp->probe = NULL;
+  lp->probe_task = lp->current = t;
+  return t;
+}
+
+/* Run the coroutine object at cidx at once.  Returns 1 if it finished
+ * without needing a Task, with (true, first result) or (false, error)
+ * pushed; else 0 with its Task pushed (pending, or done in this step). */
+int task_run_eager(lua_State *L, Loop *lp, int cidx) {
+  Coro *c = lua_touserdata(L, cidx);
+  cidx = lua_absindex(L, cidx);
+  if (!c->reusable) {
+    if (c->state != CORO_CREATED)
+      raise_error(L, lp, "InvalidStateError", "create_task: the coroutine object was already %s",
+                  c->state == CORO_AWAITED ? "awaited" : "scheduled");
+    c->state = CORO_SCHEDULED;
+  }
+  lua_State *T = pool_take(L, lp);            /* pushed: kept reachable while it runs */
+  int thidx = lua_gettop(L);
+  luaL_checkstack(L, c->nargs + 3, "too many arguments");
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lp->task_main_ref);
+  lua_pushboolean(L, 0);                      /* where task_main expects its task */
+  for (int i = 1; i <= c->nargs + 2; i++) if (i != 2) lua_getiuservalue(L, cidx, i);
+  lua_xmove(L, T, c->nargs + 3);
+  Task *prev = lp->current, *prev_task = lp->probe_task;
+  lua_State *prev_probe = lp->probe;
+  lp->current = NULL; lp->probe = T; lp->probe_task = NULL;
+  int nres, status = lua_resume(T, L, c->nargs + 2, &nres);
+  Task *t = lp->probe_task;
+  if (!t && status != LUA_OK) t = task_materialize(L, lp);   /* a bare yield, an error past pcall */
+  lp->current = prev; lp->probe = prev_probe; lp->probe_task = prev_task;
+  if (!t) {
+    lua_pushboolean(L, lua_toboolean(T, 1));
+    if (nres >= 2) { lua_pushvalue(T, 2); lua_xmove(T, L, 1); } else lua_pushnil(L);
+    lua_pop(T, nres);
+    pool_put(L, lp, T);
+    lua_remove(L, thidx);
+    return 1;
+  }
+  push_task(L, lp, t);
+  after_resume(L, lp, lua_gettop(L), t, T, status, nres);
+  lua_remove(L, thidx);
+  return 0;
 }
 
 /* Wrap the coroutine object at cidx in a new Task (pushed), name at nameidx
@@ -683,6 +776,7 @@ static int t_tostring(lua_State *L) {
 
 static int l_current_task(lua_State *L) {
   Loop *lp = loop_get(L);
+  if (!lp->current && lp->probe) task_materialize(L, lp);
   if (!lp->current) return 0;
   push_task(L, lp, lp->current);
   return 1;
@@ -690,6 +784,7 @@ static int l_current_task(lua_State *L) {
 
 static int l_all_tasks(lua_State *L) {
   Loop *lp = loop_get(L);
+  if (!lp->current && lp->probe) task_materialize(L, lp);   /* the caller is one */
   lua_createtable(L, lp->npending, 0);
   loop_push_slot(L, lp, LS_PENDING);
   int n = 0;
