@@ -15,7 +15,7 @@ typedef struct Gather {
   int return_exceptions;
 } Gather;
 
-/* user values: the outer future; the children (a future, or false for a
+/* user values: the outer future; the children (a future, or nil for a
  * child that finished in its first step with no Task); the results */
 enum { G_OUTER = 1, G_CHILDREN, G_RESULTS, G_NUV = G_RESULTS };
 
@@ -42,7 +42,7 @@ static void gather_finish(lua_State *L, Loop *lp, int gidx, int oidx) {
   lua_getiuservalue(L, gidx, G_RESULTS);
   lua_getiuservalue(L, gidx, G_CHILDREN);
   for (int i = 1; i <= g->n; i++) {
-    if (lua_rawgeti(L, -1, i) == LUA_TBOOLEAN) { lua_pop(L, 1); continue; }   /* result already in */
+    if (lua_rawgeti(L, -1, i) == LUA_TNIL) { lua_pop(L, 1); continue; }   /* finished at once: result in */
     push_outcome(L, lp, lua_gettop(L));
     lua_rawseti(L, -4, i);
     lua_pop(L, 1);
@@ -113,17 +113,17 @@ static int l_gather(lua_State *L) {
    * small depth, to bound the C stack; debug mode gives every child a
    * Task, so that each is timed and named. */
   int eager = lp->eager_depth < 8;
+  lua_pushnil(L);                            /* the thread children finishing at once share */
+  int thidx = lua_gettop(L);
   for (int i = 1; i <= n; i++) {
     lua_rawgeti(L, 1, i);
     Task *t = NULL;
     if (!future_test(L, -1)) {
       if (eager && !lp->debug && coro_is(L, lp, -1)) {
         lp->eager_depth++;
-        int done = task_run_eager(L, lp, -1);
+        int done = task_run_eager(L, lp, -1, thidx);
         lp->eager_depth--;
-        if (done) {
-          lua_pushboolean(L, 0);
-          lua_rawseti(L, cidx, i);
+        if (done) {                           /* children[i] stays nil */
           gather_child_eager(L, lp, gidx, oidx, ridx, i);
           lua_pop(L, 1);
           continue;
@@ -148,6 +148,7 @@ static int l_gather(lua_State *L) {
     }
     lua_pop(L, 1);
   }
+  task_pool_thread(L, lp, thidx);
   lua_pushvalue(L, oidx);
   lua_pushvalue(L, cidx);
   return 2;

@@ -159,7 +159,8 @@ Task *task_new_ex(lua_State *L, Loop *lp, int cidx, int nameidx, int scheduled);
 void coro_push(lua_State *L, int fidx, int nargs, int lib);   /* a coroutine object for fn(args) */
 void coro_push_shared(lua_State *L, int fidx, int nargs);     /* a shared library awaitable */
 int  await_future_k(lua_State *L, int fidx, lua_KContext ctx, lua_KFunction k);
-int  task_run_eager(lua_State *L, Loop *lp, int cidx);
+int  task_run_eager(lua_State *L, Loop *lp, int cidx, int thidx);
+void task_pool_thread(lua_State *L, Loop *lp, int thidx);
 int  coro_is(lua_State *L, Loop *lp, int idx);      /* a coroutine object? */
 /* wait in a ring of sync.c: push the current task and its wait number (for
  * the ring entry) and return it; then return task_suspend(...) */

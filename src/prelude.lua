@@ -143,7 +143,7 @@ local function ensure_future(aw, level)
 end
 M.ensure_future = ensure_future
 
-local function cancel_all(futs, n)   -- (gather: false for a child that finished at once)
+local function cancel_all(futs, n)   -- (gather: nil for a child that finished at once)
   for i = 1, n do if futs[i] then futs[i]:cancel() end end
 end
 

@@ -617,10 +617,12 @@ static Task *task_materialize(lua_State *L, Loop *lp) {
   return t;
 }
 
-/* Run the coroutine object at cidx at once.  Returns 1 if it finished
- * without needing a Task, with (true, first result) or (false, error)
- * pushed; else 0 with its Task pushed (pending, or done in this step). */
-int task_run_eager(lua_State *L, Loop *lp, int cidx) {
+/* Run the coroutine object at cidx at once, in the thread at stack index
+ * thidx (nil: one is taken from the pool and put there).  Returns 1 if it
+ * finished without needing a Task, with (true, first result) or (false,
+ * error) pushed, its clean thread left at thidx for the next child; else 0
+ * with its Task pushed (pending, or done in this step), thidx then nil. */
+int task_run_eager(lua_State *L, Loop *lp, int cidx, int thidx) {
   Coro *c = lua_touserdata(L, cidx);
   cidx = lua_absindex(L, cidx);
   if (!c->reusable) {
@@ -629,8 +631,9 @@ int task_run_eager(lua_State *L, Loop *lp, int cidx) {
                   c->state == CORO_AWAITED ? "awaited" : "scheduled");
     c->state = CORO_SCHEDULED;
   }
-  lua_State *T = pool_take(L, lp);            /* pushed: kept reachable while it runs */
-  int thidx = lua_gettop(L);
+  thidx = lua_absindex(L, thidx);
+  lua_State *T = lua_tothread(L, thidx);     /* kept reachable there while it runs */
+  if (!T) { T = pool_take(L, lp); lua_replace(L, thidx); }
   luaL_checkstack(L, c->nargs + 3, "too many arguments");
   lua_rawgeti(L, LUA_REGISTRYINDEX, lp->task_main_ref);
   lua_pushboolean(L, 0);                      /* where task_main expects its task */
@@ -646,15 +649,20 @@ int task_run_eager(lua_State *L, Loop *lp, int cidx) {
   if (!t) {
     lua_pushboolean(L, lua_toboolean(T, 1));
     if (nres >= 2) { lua_pushvalue(T, 2); lua_xmove(T, L, 1); } else lua_pushnil(L);
-    lua_pop(T, nres);
-    pool_put(L, lp, T);
-    lua_remove(L, thidx);
+    lua_pop(T, nres);                        /* clean again: ready for the next child */
     return 1;
   }
+  lua_pushnil(L);
+  lua_replace(L, thidx);                     /* the task holds its thread now */
   push_task(L, lp, t);
   after_resume(L, lp, lua_gettop(L), t, T, status, nres);
-  lua_remove(L, thidx);
   return 0;
+}
+
+/* a thread left by task_run_eager goes back to the pool */
+void task_pool_thread(lua_State *L, Loop *lp, int thidx) {
+  lua_State *T = lua_tothread(L, thidx);
+  if (T) pool_put(L, lp, T);
 }
 
 /* Wrap the coroutine object at cidx in a new Task (pushed), name at nameidx
