@@ -78,6 +78,60 @@ describe("Semaphore", function()
     end)
   end)
 
+  it("stale waiters (cancelled, finished and collected, or waiting again) are skipped in FIFO order", function()
+    async.run(function()
+      local sem = async.Semaphore(1)
+      local g = await(sem:acquire())
+      local order, ts = {}, {}
+      local function waiter(i)
+        return async.spawn(function()
+          local ok = pcall(function() local _ <close> = await(sem:acquire()); order[#order + 1] = i end)
+          if not ok then                        -- cancelled: wait again, at the back now
+            local _ <close> = await(sem:acquire())
+            order[#order + 1] = -i
+          end
+        end)
+      end
+      for i = 1, 200 do ts[i] = waiter(i) end
+      await(async.sleep(0))
+      for i = 1, 200, 2 do ts[i]:cancel() end   -- odd ones: cancelled once, then wait again
+      await(async.sleep(0))
+      -- gone for good: tasks that waited, were cancelled and are collected
+      local gone = {}
+      for i = 1, 100 do gone[i] = async.spawn(function() await(sem:acquire()) end) end
+      await(async.sleep(0))
+      for i = 1, 100 do gone[i]:cancel() end
+      await(async.sleep(0))
+      gone = nil
+      collectgarbage(); collectgarbage()
+      g:release()
+      await(async.gather(ts))
+      local want = {}
+      for i = 2, 200, 2 do want[#want + 1] = i end
+      for i = 1, 200, 2 do want[#want + 1] = -i end
+      assert.same(want, order)
+      assert.equal(1, sem:value())
+    end)
+  end)
+
+  it("a cancellation withdrawn (uncancel) before it reaches a waiter leaves it waiting: no slot is taken", function()
+    async.run(function()
+      local sem = async.Semaphore(1)
+      local g = await(sem:acquire())
+      local got = false
+      local w = async.spawn(function() local _ <close> = await(sem:acquire()); got = true end)
+      await(async.sleep(0))
+      w:cancel(); w:uncancel()
+      await(async.sleep(0.01))
+      assert.is_false(got)                      -- still waiting: the semaphore is held
+      assert.equal(0, sem:value())
+      g:release()
+      await(w)
+      assert.is_true(got)
+      assert.equal(1, sem:value())
+    end)
+  end)
+
   it("BoundedSemaphore raises when released above its start value", function()
     local b = async.BoundedSemaphore(1)
     assert.matches("released too many times", H.catch(b.release, b))

@@ -54,7 +54,7 @@ struct Task {
   int slot;                 /* index in the loop's table of pending tasks */
   unsigned char started, awaiting;
   const void *ring_owner;   /* the Semaphore/Queue whose ring it waits in, or NULL */
-  int wait_seq;             /* which wait of this task a ring entry stands for */
+  uint64_t wait_id;         /* its current wait in a ring (unique on the loop) */
   unsigned char granted;    /* woken by the ring (a slot or item is its turn) */
 };
 
@@ -96,6 +96,9 @@ struct Loop {
   int next_task_id;
   int npending;             /* tasks not yet done */
   Slots task_slots;         /* indices of the pending table (LS_PENDING) */
+  Task **slot_task;         /* the pending task at each such index, or NULL */
+  int slot_task_cap;
+  uint64_t next_wait;       /* wait ids handed out (sync.c's rings) */
   double slow_threshold;    /* seconds, debug mode */
   int npool;                /* finished threads kept for reuse (LS_POOL) */
   int task_main_ref;        /* the C function every task thread starts in */
@@ -162,9 +165,12 @@ int  await_future_k(lua_State *L, int fidx, lua_KContext ctx, lua_KFunction k);
 int  task_run_eager(lua_State *L, Loop *lp, int cidx, int thidx);
 void task_pool_thread(lua_State *L, Loop *lp, int thidx);
 int  coro_is(lua_State *L, Loop *lp, int idx);      /* a coroutine object? */
-/* wait in a ring of sync.c: push the current task and its wait number (for
- * the ring entry) and return it; then return task_suspend(...) */
+/* wait in a ring of sync.c: the current task, given a new wait_id for the
+ * ring entry; then return task_suspend(...) */
 Task *task_ring_wait(lua_State *L, const void *owner);
+/* is the task of a ring entry (slot, t, wait_id) still waiting there? (t is
+ * dereferenced only if it is still a pending task) */
+int  task_still_waits(Loop *lp, int slot, Task *t, uint64_t wait_id, const void *owner);
 int  task_suspend(lua_State *L, lua_KContext ctx, lua_KFunction k);
 
 /* sync.c */

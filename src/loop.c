@@ -579,6 +579,7 @@ static int loop_gc(lua_State *L) {
   }
   free(lp->heap);
   free(lp->task_slots.free);
+  free(lp->slot_task);
   free(lp->rq);
   free(lp->cb_slots.free);
   free(lp);

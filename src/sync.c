@@ -11,6 +11,8 @@
 #include "core.h"
 
 /* ---- a FIFO of Lua values in a table kept as a user value --------------- */
+#include <stdlib.h>
+#include <string.h>
 
 typedef struct Ring { int head, tail; } Ring;   /* items at [head, tail) */
 
@@ -41,52 +43,58 @@ static void ring_pop(lua_State *L, int ud, int slot, Ring *r) {
   if (r->head == r->tail) r->head = r->tail = 1;   /* keep indices small */
 }
 
-/* Waiter rings hold (task, wait number) pairs: the waiting task itself,
- * woken directly, with no future between.  An entry is stale once its task
- * stopped waiting there (cancelled: Task.ring_owner cleared) or waits again
- * (a newer wait number); stale entries are dropped when they reach the head. */
-static void wring_add(lua_State *L, int ud, int slot, Ring *r, const void *owner) {
-  task_ring_wait(L, owner);                 /* pushes the task and its wait number */
-  lua_getiuservalue(L, ud, slot);
-  lua_insert(L, -3);
-  lua_rawseti(L, -3, r->tail + 1);
-  lua_rawseti(L, -2, r->tail);
-  lua_pop(L, 1);
-  r->tail += 2;
+/* Waiter rings: the waiting tasks themselves, in a C array, woken directly
+ * with no future between.  An entry is stale once its task stopped waiting
+ * there (cancelled, done: ring_owner cleared, its slot given up) or waits
+ * again (a newer wait_id); stale entries are dropped when they reach the
+ * head.  A pending task is kept alive by the loop, so an entry is
+ * dereferenced only once the loop confirms it is still pending. */
+typedef struct Waiter { Task *t; int slot; uint64_t wait_id; } Waiter;
+typedef struct Waiters { Waiter *w; int head, tail, cap; } Waiters;   /* at [head, tail) */
+
+static int wring_len(const Waiters *r) { return r->tail - r->head; }
+
+static void wring_free(Waiters *r) { free(r->w); r->w = NULL; r->head = r->tail = r->cap = 0; }
+
+/* the current task waits in r (raises if it cannot wait) */
+static void wring_add(lua_State *L, Waiters *r, const void *owner) {
+  if (r->tail == r->cap) {
+    if (r->head > 0) {                        /* room at the front: slide down */
+      memmove(r->w, r->w + r->head, (size_t)(r->tail - r->head) * sizeof *r->w);
+      r->tail -= r->head; r->head = 0;
+    } else {
+      int cap = r->cap ? r->cap * 2 : 8;
+      Waiter *w = realloc(r->w, (size_t)cap * sizeof *w);
+      if (!w) luaL_error(L, "async: out of memory");
+      r->w = w; r->cap = cap;
+    }
+  }
+  Task *t = task_ring_wait(L, owner);
+  r->w[r->tail++] = (Waiter){t, t->slot, t->wait_id};
 }
 
-static void wring_drop_head(lua_State *L, int ud, int slot, Ring *r) {
-  lua_getiuservalue(L, ud, slot);
-  lua_pushnil(L); lua_rawseti(L, -2, r->head);
-  lua_pushnil(L); lua_rawseti(L, -2, r->head + 1);
-  lua_pop(L, 1);
-  r->head += 2;
-  if (r->head == r->tail) r->head = r->tail = 1;
+static void wring_drop_head(Waiters *r) {
+  if (++r->head == r->tail) r->head = r->tail = 0;
 }
 
 /* the first task still waiting in the ring (stale entries dropped), or NULL */
-static Task *wring_head(lua_State *L, int ud, int slot, Ring *r, const void *owner) {
+static Task *wring_head(Loop *lp, Waiters *r, const void *owner) {
   while (r->head < r->tail) {
-    lua_getiuservalue(L, ud, slot);
-    lua_rawgeti(L, -1, r->head);
-    lua_rawgeti(L, -2, r->head + 1);
-    Task *t = lua_touserdata(L, -2);
-    int seq = (int)lua_tointeger(L, -1);
-    lua_pop(L, 3);
-    if (t && t->ring_owner == owner && t->wait_seq == seq && t->f.state == PENDING) return t;
-    wring_drop_head(L, ud, slot, r);
+    Waiter *e = &r->w[r->head];
+    if (task_still_waits(lp, e->slot, e->t, e->wait_id, owner)) return e->t;
+    wring_drop_head(r);
   }
   return NULL;
 }
 
 /* give the first waiting task its turn; 1 if there was one */
-static int wring_wake(lua_State *L, int ud, int slot, Ring *r, const void *owner) {
-  Task *t = wring_head(L, ud, slot, r, owner);
+static int wring_wake(lua_State *L, Loop *lp, Waiters *r, const void *owner) {
+  Task *t = wring_head(lp, r, owner);
   if (!t) return 0;
-  wring_drop_head(L, ud, slot, r);
+  wring_drop_head(r);
   t->ring_owner = NULL;
   t->granted = 1;
-  loop_enqueue_task(L, loop_get(L), t);
+  loop_enqueue_task(L, lp, t);
   return 1;
 }
 
@@ -110,7 +118,7 @@ static const char *const kind_names[] = {"Semaphore", "BoundedSemaphore", "Lock"
 typedef struct Sem {
   unsigned char tag, kind;
   int value, bound;
-  Ring waiters;              /* user value 1 */
+  Waiters waiters;
 } Sem;
 
 typedef struct Guard { unsigned char tag, released; } Guard;   /* user value 1: its owner */
@@ -133,23 +141,24 @@ static void *check_ud(lua_State *L, int idx, int which, const char *what) {
 
 static Sem *sem_check(lua_State *L, int idx) { return check_ud(L, idx, MT_SEM, "Semaphore or Lock"); }
 
-static int sem_locked_now(lua_State *L, int idx, Sem *s) {
+static int sem_locked_now(lua_State *L, Sem *s) {
   if (s->kind == K_LOCK || s->value == 0) return s->value == 0;
-  return wring_head(L, idx, 1, &s->waiters, s) != NULL;
+  return wring_head(loop_get(L), &s->waiters, s) != NULL;
 }
 
 /* hand free slots to waiters, first come first served */
-static void sem_wake_while_free(lua_State *L, int idx, Sem *s) {
-  while (s->value > 0 && wring_wake(L, idx, 1, &s->waiters, s)) s->value--;
+static void sem_wake_while_free(lua_State *L, Sem *s) {
+  Loop *lp = loop_get(L);
+  while (s->value > 0 && wring_wake(L, lp, &s->waiters, s)) s->value--;
 }
 
-static void sem_release_at(lua_State *L, int idx, Sem *s) {
+static void sem_release_at(lua_State *L, Sem *s) {
   if (s->kind == K_LOCK && s->value != 0)
     luaL_error(L, "Lock.release: the lock is not acquired");
   if (s->kind == K_BOUNDED && s->value >= s->bound)
     luaL_error(L, "BoundedSemaphore released too many times");
   s->value++;
-  sem_wake_while_free(L, idx, s);
+  sem_wake_while_free(L, s);
 }
 
 static int push_guard(lua_State *L, int semidx) {
@@ -162,16 +171,22 @@ static int push_guard(lua_State *L, int semidx) {
 }
 
 /* after waiting: stack = sem, ok, err? */
+static int acquire_impl(lua_State *L);
+
 static int acquire_k(lua_State *L, int status, lua_KContext ctx) {
   Sem *s = lua_touserdata(L, 1);
   int turn;
   (void)status; (void)ctx;
   if (!ring_wait_outcome(L, 2, &turn)) {
     if (turn) s->value++;                          /* pass the turn on */
-    sem_wake_while_free(L, 1, s);
+    sem_wake_while_free(L, s);
     return lua_error(L);
   }
-  sem_wake_while_free(L, 1, s);
+  if (!turn) {              /* woken with no slot (its cancellation withdrawn): wait again */
+    lua_settop(L, 1);
+    return acquire_impl(L);
+  }
+  sem_wake_while_free(L, s);
   return push_guard(L, 1);
 }
 
@@ -179,16 +194,16 @@ static int acquire_k(lua_State *L, int status, lua_KContext ctx) {
 static int acquire_impl(lua_State *L) {
   Sem *s = lua_touserdata(L, 1);
   lua_settop(L, 1);
-  if (!sem_locked_now(L, 1, s)) {
+  if (!sem_locked_now(L, s)) {
     s->value--;
     return push_guard(L, 1);
   }
-  wring_add(L, 1, 1, &s->waiters, s);
+  wring_add(L, &s->waiters, s);
   return task_suspend(L, 0, acquire_k);
 }
 
 /* sem:acquire() and q:get() hand out one shared awaitable per object,
- * made on first use (user value 2 of a semaphore, Q_GET of a queue) */
+ * made on first use (user value 1 of a semaphore, Q_GET of a queue) */
 static int shared_awaitable(lua_State *L, int slot) {
   int debug = loop_get(L)->debug;
   if (!debug && lua_getiuservalue(L, 1, slot) == LUA_TUSERDATA) return 1;
@@ -204,17 +219,17 @@ static int shared_awaitable(lua_State *L, int slot) {
 
 static int sem_acquire(lua_State *L) {
   sem_check(L, 1);
-  return shared_awaitable(L, 2);
+  return shared_awaitable(L, 1);
 }
 
 static int sem_release(lua_State *L) {
-  sem_release_at(L, 1, sem_check(L, 1));
+  sem_release_at(L, sem_check(L, 1));
   return 0;
 }
 
 static int sem_locked(lua_State *L) {
   Sem *s = sem_check(L, 1);
-  lua_pushboolean(L, sem_locked_now(L, 1, s));
+  lua_pushboolean(L, sem_locked_now(L, s));
   return 1;
 }
 
@@ -225,18 +240,23 @@ static int sem_value(lua_State *L) {
 
 static int sem_tostring(lua_State *L) {
   Sem *s = sem_check(L, 1);
-  lua_pushfstring(L, "<%s value=%d waiters=%d>", kind_names[s->kind], s->value, ring_len(&s->waiters));
+  lua_pushfstring(L, "<%s value=%d waiters=%d>", kind_names[s->kind], s->value, wring_len(&s->waiters));
   return 1;
+}
+
+static int sem_gc(lua_State *L) {
+  wring_free(&((Sem *)lua_touserdata(L, 1))->waiters);
+  return 0;
 }
 
 static int new_sem(lua_State *L, int kind, lua_Integer value) {
   if (value < 0 || value > 0x7fffffff)
     return luaL_error(L, "bad argument #1 to '%s' (non-negative integer expected, got %d)",
                       kind_names[kind], (int)value);
-  Sem *s = lua_newuserdatauv(L, sizeof *s, 2);
+  Sem *s = lua_newuserdatauv(L, sizeof *s, 1);
   s->tag = TAG_SEM; s->kind = (unsigned char)kind; s->value = s->bound = (int)value;
+  memset(&s->waiters, 0, sizeof s->waiters);
   loop_setmetatable(L, loop_get(L), MT_SEM);
-  ring_init(L, lua_gettop(L), 1, &s->waiters);
   return 1;
 }
 
@@ -263,18 +283,19 @@ static int guard_release(lua_State *L) {
   if (g->released) return 0;
   g->released = 1;
   lua_getiuservalue(L, 1, 1);
-  sem_release_at(L, lua_gettop(L), lua_touserdata(L, -1));
+  sem_release_at(L, lua_touserdata(L, -1));
   return 0;
 }
 
 /* ---- Queue -------------------------------------------------------------- */
 
-enum { Q_ITEMS = 1, Q_GETTERS, Q_PUTTERS, Q_JOINERS, Q_GET, Q_NUV = Q_GET };
+enum { Q_ITEMS = 1, Q_GET, Q_NUV = Q_GET };
 
 typedef struct Queue {
   unsigned char tag, shutdown;
   int maxsize, unfinished;
-  Ring items, getters, putters, joiners;
+  Ring items;
+  Waiters getters, putters, joiners;
 } Queue;
 
 static Queue *queue_check(lua_State *L, int idx) { return check_ud(L, idx, MT_QUEUE, "Queue"); }
@@ -288,7 +309,7 @@ static int raise_queue(lua_State *L, const char *cls, const char *msg) {
 static void queue_put_now(lua_State *L, int qi, Queue *q, int v) {
   ring_push(L, qi, Q_ITEMS, &q->items, v);
   q->unfinished++;
-  wring_wake(L, qi, Q_GETTERS, &q->getters, q);
+  wring_wake(L, loop_get(L), &q->getters, q);
 }
 
 static int q_put_nowait(lua_State *L) {
@@ -302,7 +323,7 @@ static int q_put_nowait(lua_State *L) {
 
 static int queue_get_now(lua_State *L, int qi, Queue *q) {
   ring_pop(L, qi, Q_ITEMS, &q->items);
-  wring_wake(L, qi, Q_PUTTERS, &q->putters, q);
+  wring_wake(L, loop_get(L), &q->putters, q);
   return 1;
 }
 
@@ -323,7 +344,7 @@ static int get_k(lua_State *L, int status, lua_KContext ctx) {
   int turn;
   (void)status; (void)ctx;
   if (!ring_wait_outcome(L, 2, &turn)) {
-    if (turn && ring_len(&q->items) > 0) wring_wake(L, 1, Q_GETTERS, &q->getters, q);
+    if (turn && ring_len(&q->items) > 0) wring_wake(L, loop_get(L), &q->getters, q);
     return lua_error(L);
   }
   lua_settop(L, 1);
@@ -334,7 +355,7 @@ static int get_loop(lua_State *L) {
   Queue *q = lua_touserdata(L, 1);
   if (ring_len(&q->items) > 0) return queue_get_now(L, 1, q);
   if (q->shutdown) return raise_queue(L, "QueueShutDown", "the queue is shut down");
-  wring_add(L, 1, Q_GETTERS, &q->getters, q);
+  wring_add(L, &q->getters, q);
   return task_suspend(L, 0, get_k);
 }
 
@@ -350,7 +371,7 @@ static int put_k(lua_State *L, int status, lua_KContext ctx) {
   int turn;
   (void)status; (void)ctx;
   if (!ring_wait_outcome(L, 3, &turn)) {
-    if (turn && !q_full(q)) wring_wake(L, 1, Q_PUTTERS, &q->putters, q);
+    if (turn && !q_full(q)) wring_wake(L, loop_get(L), &q->putters, q);
     return lua_error(L);
   }
   lua_settop(L, 2);
@@ -361,7 +382,7 @@ static int put_loop(lua_State *L) {
   Queue *q = lua_touserdata(L, 1);
   if (q->shutdown) return raise_queue(L, "QueueShutDown", "the queue is shut down");
   if (!q_full(q)) { queue_put_now(L, 1, q, 2); return 0; }
-  wring_add(L, 1, Q_PUTTERS, &q->putters, q);
+  wring_add(L, &q->putters, q);
   return task_suspend(L, 0, put_k);
 }
 
@@ -370,10 +391,13 @@ static int put_impl(lua_State *L) {
   return put_loop(L);
 }
 
+static int join_impl(lua_State *L);
+
 static int join_k(lua_State *L, int status, lua_KContext ctx) {
   int turn;
   (void)status; (void)ctx;
   if (!ring_wait_outcome(L, 2, &turn)) return lua_error(L);
+  if (!turn) return join_impl(L);            /* not woken by task_done: look again */
   return 0;
 }
 
@@ -381,12 +405,13 @@ static int join_impl(lua_State *L) {
   Queue *q = lua_touserdata(L, 1);
   lua_settop(L, 1);
   if (q->unfinished == 0) return 0;
-  wring_add(L, 1, Q_JOINERS, &q->joiners, q);
+  wring_add(L, &q->joiners, q);
   return task_suspend(L, 0, join_k);
 }
 
-static void wring_wake_all(lua_State *L, int ud, int slot, Ring *r, const void *owner) {
-  while (wring_wake(L, ud, slot, r, owner)) {}
+static void wring_wake_all(lua_State *L, Waiters *r, const void *owner) {
+  Loop *lp = loop_get(L);
+  while (wring_wake(L, lp, r, owner)) {}
 }
 
 /* q:get(), q:put(x), q:join(): coroutine objects over the impls above */
@@ -409,7 +434,7 @@ static int q_put(lua_State *L) {
 static int q_task_done(lua_State *L) {
   Queue *q = queue_check(L, 1);
   if (q->unfinished <= 0) return luaL_error(L, "Queue.task_done() called too many times");
-  if (--q->unfinished == 0) wring_wake_all(L, 1, Q_JOINERS, &q->joiners, q);
+  if (--q->unfinished == 0) wring_wake_all(L, &q->joiners, q);
   return 0;
 }
 
@@ -422,10 +447,16 @@ static int q_shutdown(lua_State *L) {
       lua_pop(L, 1);
       if (q->unfinished > 0) q->unfinished--;
     }
-    if (q->unfinished == 0) wring_wake_all(L, 1, Q_JOINERS, &q->joiners, q);
+    if (q->unfinished == 0) wring_wake_all(L, &q->joiners, q);
   }
-  wring_wake_all(L, 1, Q_GETTERS, &q->getters, q);
-  wring_wake_all(L, 1, Q_PUTTERS, &q->putters, q);
+  wring_wake_all(L, &q->getters, q);
+  wring_wake_all(L, &q->putters, q);
+  return 0;
+}
+
+static int q_gc(lua_State *L) {
+  Queue *q = lua_touserdata(L, 1);
+  wring_free(&q->getters); wring_free(&q->putters); wring_free(&q->joiners);
   return 0;
 }
 
@@ -454,9 +485,9 @@ static int l_queue(lua_State *L) {
   loop_setmetatable(L, loop_get(L), MT_QUEUE);
   int qi = lua_gettop(L);
   ring_init(L, qi, Q_ITEMS, &q->items);
-  ring_init(L, qi, Q_GETTERS, &q->getters);
-  ring_init(L, qi, Q_PUTTERS, &q->putters);
-  ring_init(L, qi, Q_JOINERS, &q->joiners);
+  memset(&q->getters, 0, sizeof q->getters);
+  memset(&q->putters, 0, sizeof q->putters);
+  memset(&q->joiners, 0, sizeof q->joiners);
   return 1;
 }
 
@@ -474,9 +505,10 @@ static void set_coro_method(lua_State *L, Loop *lp, const char *name, lua_CFunct
 /* pushes the metatable and its method table (every function gets the loop
  * as upvalue 1) */
 static void new_class(lua_State *L, Loop *lp, const char *name, int which, const luaL_Reg *methods,
-                      lua_CFunction tostring, lua_CFunction close) {
+                      lua_CFunction tostring, lua_CFunction close, lua_CFunction gc) {
   luaL_newmetatable(L, name);
   loop_register_mt(L, lp, which);
+  if (gc) { lua_pushcfunction(L, gc); lua_setfield(L, -2, "__gc"); }
   if (tostring) { lua_pushlightuserdata(L, lp); lua_pushcclosure(L, tostring, 1); lua_setfield(L, -2, "__tostring"); }
   if (close) { lua_pushlightuserdata(L, lp); lua_pushcclosure(L, close, 1); lua_setfield(L, -2, "__close"); }
   lua_newtable(L);
@@ -501,15 +533,15 @@ int sync_open(lua_State *L, Loop *lp) {
   };
 
   /* each class: metatable with __index (methods), __tostring, __close */
-  new_class(L, lp, SEM_MT, MT_SEM, sem_methods, sem_tostring, NULL);
+  new_class(L, lp, SEM_MT, MT_SEM, sem_methods, sem_tostring, NULL, sem_gc);
   set_coro_method(L, lp, "acquire", sem_acquire, acquire_impl);
   lua_pop(L, 2);
 
   static const luaL_Reg guard_methods[] = { {"release", guard_release}, {NULL, NULL} };
-  new_class(L, lp, GUARD_MT, MT_GUARD, guard_methods, NULL, guard_release);
+  new_class(L, lp, GUARD_MT, MT_GUARD, guard_methods, NULL, guard_release, NULL);
   lua_pop(L, 2);
 
-  new_class(L, lp, QUEUE_MT, MT_QUEUE, queue_methods, q_tostring, NULL);
+  new_class(L, lp, QUEUE_MT, MT_QUEUE, queue_methods, q_tostring, NULL, q_gc);
   set_coro_method(L, lp, "get", q_get, get_impl);
   set_coro_method(L, lp, "put", q_put, put_impl);
   set_coro_method(L, lp, "join", q_join, join_impl);

@@ -202,10 +202,31 @@ Task *task_ring_wait(lua_State *L, const void *owner) {
   check_yieldable(L, "await");
   t->ring_owner = owner;
   t->granted = 0;
-  t->wait_seq++;
-  push_task(L, lp, t);
-  lua_pushinteger(L, t->wait_seq);
+  t->wait_id = ++lp->next_wait;
   return t;
+}
+
+int task_still_waits(Loop *lp, int slot, Task *t, uint64_t wait_id, const void *owner) {
+  return slot < lp->slot_task_cap && lp->slot_task[slot] == t &&
+         t->wait_id == wait_id && t->ring_owner == owner && t->f.state == PENDING;
+}
+
+/* a pending task's place in LS_PENDING (the task at -1), mirrored in C */
+static void task_take_slot(lua_State *L, Loop *lp, Task *t) {
+  t->slot = slots_take(&lp->task_slots);
+  if (t->slot >= lp->slot_task_cap) {
+    int cap = lp->slot_task_cap ? lp->slot_task_cap * 2 : 1024;
+    while (cap <= t->slot) cap *= 2;
+    Task **p = realloc(lp->slot_task, (size_t)cap * sizeof *p);
+    if (!p) { slots_give(&lp->task_slots, t->slot); luaL_error(L, "async: out of memory"); }
+    memset(p + lp->slot_task_cap, 0, (size_t)(cap - lp->slot_task_cap) * sizeof *p);
+    lp->slot_task = p; lp->slot_task_cap = cap;
+  }
+  lp->slot_task[t->slot] = t;
+  loop_push_slot(L, lp, LS_PENDING);
+  lua_pushvalue(L, -2); lua_rawseti(L, -2, t->slot);
+  lua_pop(L, 1);
+  lp->npending++;
 }
 
 int task_suspend(lua_State *L, lua_KContext ctx, lua_KFunction k) {
@@ -480,6 +501,7 @@ static void task_finished(lua_State *L, Loop *lp, int tidx, Task *t, lua_State *
   loop_push_slot(L, lp, LS_PENDING);
   lua_pushnil(L); lua_rawseti(L, -2, t->slot);
   lua_pop(L, 1);
+  lp->slot_task[t->slot] = NULL;
   slots_give(&lp->task_slots, t->slot);
   lp->npending--;
 }
@@ -607,11 +629,8 @@ static Task *task_materialize(lua_State *L, Loop *lp) {
   lua_pushthread(T);
   if (T != L) lua_xmove(T, L, 1);
   lua_setiuservalue(L, -2, UV_THREAD);
-  t->slot = slots_take(&lp->task_slots);
-  loop_push_slot(L, lp, LS_PENDING);
-  lua_pushvalue(L, -2); lua_rawseti(L, -2, t->slot);
-  lua_pop(L, 2);
-  lp->npending++;
+  task_take_slot(L, lp, t);
+  lua_pop(L, 1);
   lp->probe = NULL;
   lp->probe_task = lp->current = t;
   return t;
@@ -694,11 +713,7 @@ Task *task_new_ex(lua_State *L, Loop *lp, int cidx, int nameidx, int scheduled) 
    * no stack, and a finished task's thread serves the next one */
   lua_pushvalue(L, cidx);
   lua_setiuservalue(L, tidx, UV_CORO);
-  t->slot = slots_take(&lp->task_slots);
-  loop_push_slot(L, lp, LS_PENDING);
-  lua_pushvalue(L, tidx); lua_rawseti(L, -2, t->slot);
-  lua_pop(L, 1);
-  lp->npending++;
+  task_take_slot(L, lp, t);
   if (scheduled) loop_enqueue_task(L, lp, t);
   return t;
 }
