@@ -175,7 +175,7 @@ int heap_push(Loop *lp, uint64_t due, int is_task, void *obj) {
   return 0;
 }
 
-void heap_remove(Loop *lp, int i) {
+static void heap_take(Loop *lp, int i) {
   TimerEntry *e = &lp->heap[i];
   if (e->is_task) ((Task *)e->obj)->heap_idx = -1;
   else ((Handle *)e->obj)->heap_idx = -1;
@@ -186,6 +186,10 @@ void heap_remove(Loop *lp, int i) {
     sift_down(lp, i);
     sift_up(lp, i);
   }
+}
+
+void heap_remove(Loop *lp, int i) {
+  heap_take(lp, i);
   if (i == 0) rearm_timer(lp);
 }
 
@@ -205,7 +209,7 @@ static void on_timer(uv_timer_t *th) {
   uint64_t now = uv_now(lp->uv);
   while (lp->heap_n > 0 && lp->heap[0].due <= now) {
     TimerEntry e = lp->heap[0];
-    heap_remove(lp, 0);
+    heap_take(lp, 0);                        /* the timer is rearmed once, below */
     if (e.is_task) {
       loop_enqueue_task(L, lp, (Task *)e.obj);
     } else {                       /* a call_later handle: from keep to queue */
