@@ -610,6 +610,16 @@ static void after_resume(lua_State *L, Loop *lp, int tidx, Task *t, lua_State *T
   task_finished(L, lp, tidx, t, T);
 }
 
+/* a coroutine object becomes a task's body once (library awaitables: any
+ * number of times) */
+static void coro_schedule(lua_State *L, Loop *lp, Coro *c) {
+  if (c->reusable) return;
+  if (c->state != CORO_CREATED)
+    raise_error(L, lp, "InvalidStateError", "create_task: the coroutine object was already %s",
+                c->state == CORO_AWAITED ? "awaited" : "scheduled");
+  c->state = CORO_SCHEDULED;
+}
+
 /* ---- eager gather children: a Task only when one is needed -------------- */
 
 /* A child of gather runs at once in a thread of its own (lp->probe).  Most
@@ -644,12 +654,7 @@ static Task *task_materialize(lua_State *L, Loop *lp) {
 int task_run_eager(lua_State *L, Loop *lp, int cidx, int thidx) {
   Coro *c = lua_touserdata(L, cidx);
   cidx = lua_absindex(L, cidx);
-  if (!c->reusable) {
-    if (c->state != CORO_CREATED)
-      raise_error(L, lp, "InvalidStateError", "create_task: the coroutine object was already %s",
-                  c->state == CORO_AWAITED ? "awaited" : "scheduled");
-    c->state = CORO_SCHEDULED;
-  }
+  coro_schedule(L, lp, c);
   thidx = lua_absindex(L, thidx);
   lua_State *T = lua_tothread(L, thidx);     /* kept reachable there while it runs */
   if (!T) { T = pool_take(L, lp); lua_replace(L, thidx); }
@@ -695,12 +700,7 @@ Task *task_new_ex(lua_State *L, Loop *lp, int cidx, int nameidx, int scheduled) 
   Coro *c = coro_test(L, lp, cidx);
   if (!c) return NULL;
   cidx = lua_absindex(L, cidx);
-  if (!c->reusable) {
-    if (c->state != CORO_CREATED)
-      raise_error(L, lp, "InvalidStateError", "create_task: the coroutine object was already %s",
-                  c->state == CORO_AWAITED ? "awaited" : "scheduled");
-    c->state = CORO_SCHEDULED;
-  }
+  coro_schedule(L, lp, c);
   Task *t = lua_newuserdatauv(L, sizeof *t, TASK_NUV);
   memset(t, 0, sizeof *t);
   t->f.tag = TAG_TASK; t->f.loop = lp; t->f.pin_ref = LUA_NOREF;
