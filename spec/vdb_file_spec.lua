@@ -268,6 +268,45 @@ describe("vdb file:", function()
     os.remove(path)
   end)
 
+  it("a NaN deep in a big packed batch inserts nothing: not in memory, not in the file (which keeps its size)", function()
+    local path = tmpfile()
+    local N, DIM = 20000, 32                 -- 2.5 MB: the log is written while the batch is staged
+    async.run(function()
+      local db = await(vdb.connect("file:" .. path))
+      for _, metric in ipairs { "l2", "cosine" } do
+        local col = await(db:collection(metric, { metric = metric }))
+        await(col:insert("first", (packed(0, DIM))))
+        local before = size(path)
+        for _, bad_at in ipairs { 1, N // 2, N } do
+          local ids, vectors = {}, {}
+          for i = 1, N do ids[i] = "b" .. i; vectors[i] = (packed(i, DIM)) end
+          local nan = { 1, 0 / 0 }
+          for j = 3, DIM do nan[j] = j end
+          vectors[bad_at] = string.pack("<" .. ("f"):rep(DIM), table.unpack(nan))
+          local code, e = code_of(await, col:batch_insert { ids = ids, vectors = vectors })
+          assert.equal("invalid_argument", code)
+          assert.matches("record " .. bad_at .. ": vector component 2 is not finite", e.message)
+          assert.equal(1, await(col:count()))
+          assert.equal(before, size(path))
+          assert.equal(0, #await(col:get({ "b1", "b" .. N })))
+        end
+        local ids, vectors = {}, {}
+        for i = 1, N do ids[i] = "b" .. i; vectors[i] = (packed(i, DIM)) end
+        assert.equal(N, await(col:batch_insert { ids = ids, vectors = vectors }))   -- the same, fixed
+      end
+      await(db:disconnect())
+    end)
+    async.run(function()
+      local db <close> = await(vdb.connect("file:" .. path))
+      assert.is_nil(db.recovered)
+      assert.equal(N + 1, await((await(db:collection("l2"))):count()))
+      assert.equal(N + 1, await((await(db:collection("cosine"))):count()))
+      local got = await((await(db:collection("l2"))):get({ "b" .. N }, { include_vectors = true }))[1]
+      assert.is_true(same_vector(select(2, packed(N, DIM)), got.vector))
+    end)
+    os.remove(path)
+  end)
+
   it("keeps packed vectors alive while an insert reads them in place, even if the caller drops them", function()
     local path = tmpfile()
     local N, DIM = 20000, 32

@@ -207,6 +207,11 @@ describe("vdb contract on " .. backend.name, function()
       rejected("conflict", col:insert("ok", { 2, 2 }))
       rejected("invalid_argument", col:search({ 1, 1 }, -1))
       rejected("dimension_mismatch", col:search({ 1, 1, 1 }))
+      rejected("invalid_argument", col:insert("x", string.pack("<ff", 1, 0 / 0)))       -- packed NaN, inserted
+      rejected("invalid_argument", col:batch_insert { ids = { "p1", "p2" },
+                                                      vectors = { string.pack("<ff", 1, 2), string.pack("<ff", math.huge, 2) } })
+      rejected("invalid_argument", col:upsert { { id = "ok", vector = string.pack("<ff", 0 / 0, 1) } })
+      assert.same({ 1, 1 }, await(col:get({ "ok" }, { include_vectors = true }))[1].vector)   -- untouched
       rejected("invalid_argument", col:search(string.pack("<ff", 1, 0 / 0)))        -- packed NaN, searched
       rejected("invalid_argument", col:batch_search({ { 1, 1 }, string.pack("<ff", math.huge, 1) }))
       rejected("invalid_argument", col:search({ 1, 1 }, { where = { n = { ["$bogus"] = 1 } } }))
