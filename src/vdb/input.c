@@ -34,18 +34,6 @@ int raise_vdb(lua_State *L, const char *code, const char *fmt, ...) {
 
 static int little_endian(void) { const uint16_t one = 1; return *(const unsigned char *)&one == 1; }
 
-/* no NaN or infinity (all exponent bits set) among d floats at v; a loop
- * compilers vectorise */
-static int all_finite(const void *v, int d) {
-  uint32_t bad = 0;
-  for (int j = 0; j < d; j++) {
-    uint32_t u;
-    memcpy(&u, (const char *)v + 4 * (size_t)j, 4);
-    bad |= (u & 0x7f800000u) == 0x7f800000u;
-  }
-  return !bad;
-}
-
 static const char *not_finite(const void *v, int d, char *msg, size_t ml) {
   for (int j = 0; j < d; j++) {
     float f;
@@ -75,7 +63,7 @@ const char *read_vector(lua_State *L, int idx, int *dim, float *out, char *msg, 
                        (uint32_t)(unsigned char)s[4 * j + 2] << 16 | (uint32_t)(unsigned char)s[4 * j + 3] << 24;
           memcpy(&out[j], &u, 4);
         }
-      if (!all_finite(out, d)) return not_finite(out, d, msg, ml);
+      if (!store_finite(out, d)) return not_finite(out, d, msg, ml);
     }
     return NULL;
   }
@@ -171,7 +159,7 @@ static int packed_in_place(lua_State *L, int idx, int dim, const char **row, con
   const char *s = lua_tolstring(L, idx, &len);
   int d = dim;
   *code = read_vector(L, idx, &d, NULL, msg, ml);       /* length and dimension */
-  if (!*code && !all_finite(s, dim)) *code = not_finite(s, dim, msg, ml);
+  if (!*code && !store_finite(s, dim)) *code = not_finite(s, dim, msg, ml);
   *row = s;
   return 1;
 }
@@ -204,13 +192,22 @@ Batch *read_batch(lua_State *L, int dim, int ids, int vecs, int metas, int docs,
   /* one pass: check and copy each record; a bad one frees everything */
   for (int i = 1; i <= n && !code; i++) {
     bad = i;
-    lua_rawgeti(L, ids, i);
-    code = check_id(L, -1, msg, sizeof msg);
-    if (!code) b->ids[i - 1] = strdup(lua_tostring(L, -1));
+    size_t len;
+    const char *s;
+    if (lua_rawgeti(L, ids, i) == LUA_TSTRING && (s = lua_tolstring(L, -1, &len), len > 0)) {
+      if ((b->ids[i - 1] = malloc(len + 1))) memcpy(b->ids[i - 1], s, len + 1);
+    } else {
+      code = check_id(L, -1, msg, sizeof msg);     /* names what is wrong */
+    }
     lua_pop(L, 1);
     if (code) break;
-    lua_rawgeti(L, vecs, i);
-    if (anchor && packed_in_place(L, -1, dim, &b->src[i - 1], &code, msg, sizeof msg)) {
+    if (!b->ids[i - 1]) { batch_free(b); luaL_error(L, "vdb: out of memory"); }
+    int packed = lua_rawgeti(L, vecs, i) == LUA_TSTRING;
+    if (anchor && packed && little_endian() && (s = lua_tolstring(L, -1, &len), len == (size_t)dim * 4)
+        && store_finite(s, dim)) {                  /* the fast path: read in place */
+      b->src[i - 1] = s;
+      lua_rawseti(L, anchor, i);
+    } else if (anchor && packed_in_place(L, -1, dim, &b->src[i - 1], &code, msg, sizeof msg)) {
       lua_rawseti(L, anchor, i);
     } else {
       if (!b->vecs) b->vecs = malloc(rows * (size_t)dim * sizeof(float));   /* a list among packed rows */

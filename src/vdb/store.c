@@ -245,6 +245,18 @@ int store_delete_index(Collection *c, size_t i) {
 #define DISPATCH
 #endif
 
+/* no NaN or infinity (all exponent bits set) among d floats at v, which
+ * may be unaligned (a Lua string): input checks, a pass over every vector */
+DISPATCH int store_finite(const void *v, int d) {
+  uint32_t bad = 0;
+  for (int j = 0; j < d; j++) {
+    uint32_t u;
+    memcpy(&u, (const char *)v + 4 * (size_t)j, 4);
+    bad |= (u & 0x7f800000u) == 0x7f800000u;
+  }
+  return !bad;
+}
+
 DISPATCH static float dot(const float *restrict a, const float *restrict b, int d) {
   float s = 0;
 #pragma omp simd reduction(+:s)

@@ -95,6 +95,7 @@ size_t store_search(const Collection *c, const float *q, size_t k, const Filter 
 void store_search_block(const Collection *c, const float *qs, int nq, size_t k, const Filter *f,
                         Hit *hits, size_t *nh);
 void store_normalize(float *v, int dim);
+int  store_finite(const void *v, int d);      /* no NaN or infinity among d floats at v */
 
 /* filter.c */
 int filter_match(const Filter *f, const Meta *m);
