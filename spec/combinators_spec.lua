@@ -229,6 +229,21 @@ describe("gather", function()
       end)
     end)
 
+    it("an async generator awaiting inside a child gives the child its task from the generator's thread", function()
+      async.run(function()
+        local gen = async.generator(function(yield, n)
+          for i = 1, n do await(async.sleep(0)); yield(i) end
+        end)
+        local child = async(function(n)
+          local sum = 0
+          for v in gen(n) do sum = sum + v end
+          return sum, async.current_task()
+        end)
+        local r = await(async.gather(child(3), child(4), async(function() return 0 end)()))
+        assert.same({ 6, 10, 0, n = 3 }, r)
+      end)
+    end)
+
     it("a coroutine object cannot be gathered twice", function()
       async.run(function()
         local c = async(function() return 1 end)()

@@ -636,7 +636,8 @@ static Task *task_materialize(lua_State *L, Loop *lp) {
   t->started = 1;
   t->T = T;
   loop_setmetatable(L, lp, MT_TASK);
-  lua_pushthread(T);
+  if (T != L && !lua_checkstack(T, 1)) luaL_error(L, "async: stack overflow");
+  lua_pushthread(T);                         /* (L may be a generator's thread that T drives) */
   if (T != L) lua_xmove(T, L, 1);
   lua_setiuservalue(L, -2, UV_THREAD);
   task_take_slot(L, lp, t);
