@@ -115,6 +115,7 @@ static int l_gather(lua_State *L) {
   int eager = lp->eager_depth < 8;
   lua_pushnil(L);                            /* the thread children finishing at once share */
   int thidx = lua_gettop(L);
+  task_push_main(L, lp);                     /* at thidx + 1 */
   for (int i = 1; i <= n; i++) {
     lua_rawgeti(L, 1, i);
     Task *t = NULL;

@@ -164,6 +164,7 @@ void coro_push_shared(lua_State *L, int fidx, int nargs);     /* a shared librar
 int  await_future_k(lua_State *L, int fidx, lua_KContext ctx, lua_KFunction k);
 int  task_run_eager(lua_State *L, Loop *lp, int cidx, int thidx);
 void task_pool_thread(lua_State *L, Loop *lp, int thidx);
+void task_push_main(lua_State *L, Loop *lp);
 int  coro_is(lua_State *L, Loop *lp, int idx);      /* a coroutine object? */
 /* wait in a ring of sync.c: the current task, given a new wait_id for the
  * ring entry; then return task_suspend(...) */

@@ -52,17 +52,19 @@ void coro_push_shared(lua_State *L, int fidx, int nargs) {
   c->reusable = 1;
 }
 
-void coro_push(lua_State *L, int fidx, int nargs, int lib) {
+/* a coroutine object for the function at fidx (an upvalue may do) and the
+ * nargs values from argidx on */
+static void coro_push_at(lua_State *L, int fidx, int argidx, int nargs, int lib) {
   lua_Debug ar;
   Loop *lp = loop_get(L);
-  fidx = lua_absindex(L, fidx);
+  argidx = lua_absindex(L, argidx);
   Coro *c = lua_newuserdatauv(L, sizeof *c, nargs + 2);
   c->tag = TAG_CORO; c->state = CORO_CREATED; c->nargs = nargs; c->line = -1;
   c->direct = lib ? lua_tocfunction(L, fidx) : NULL;
   c->reusable = 0;
   loop_setmetatable(L, lp, lib && !lp->debug ? MT_LIBCORO : MT_CORO);
   lua_pushvalue(L, fidx); lua_setiuservalue(L, -2, 1);
-  for (int i = 1; i <= nargs; i++) { lua_pushvalue(L, fidx + i); lua_setiuservalue(L, -2, i + 2); }
+  for (int i = 0; i < nargs; i++) { lua_pushvalue(L, argidx + i); lua_setiuservalue(L, -2, i + 3); }
   if (lp->debug) {                          /* debug mode: the whole creation traceback */
     luaL_traceback(L, L, NULL, 1);
     lua_setiuservalue(L, -2, 2);
@@ -70,6 +72,11 @@ void coro_push(lua_State *L, int fidx, int nargs, int lib) {
     c->line = ar.currentline;               /* the creating function, for the warning */
     lua_setiuservalue(L, -2, 2);
   }
+}
+
+void coro_push(lua_State *L, int fidx, int nargs, int lib) {
+  fidx = lua_absindex(L, fidx);
+  coro_push_at(L, fidx, fidx + 1, nargs, lib);
 }
 
 static Coro *coro_test(lua_State *L, Loop *lp, int idx) {
@@ -82,10 +89,7 @@ int coro_is(lua_State *L, Loop *lp, int idx) { return coro_test(L, lp, idx) != N
 
 /* async.fn(f)(...) */
 static int async_call(lua_State *L) {
-  int n = lua_gettop(L);
-  lua_pushvalue(L, lua_upvalueindex(2));
-  lua_insert(L, 1);
-  coro_push(L, 1, n, 0);
+  coro_push_at(L, lua_upvalueindex(2), 1, lua_gettop(L), 0);
   return 1;
 }
 
@@ -648,7 +652,8 @@ static Task *task_materialize(lua_State *L, Loop *lp) {
 }
 
 /* Run the coroutine object at cidx at once, in the thread at stack index
- * thidx (nil: one is taken from the pool and put there).  Returns 1 if it
+ * thidx (nil: one is taken from the pool and put there; task_main is at
+ * thidx + 1: task_push_main).  Returns 1 if it
  * finished without needing a Task, with (true, first result) or (false,
  * error) pushed, its clean thread left at thidx for the next child; else 0
  * with its Task pushed (pending, or done in this step), thidx then nil. */
@@ -660,7 +665,7 @@ int task_run_eager(lua_State *L, Loop *lp, int cidx, int thidx) {
   lua_State *T = lua_tothread(L, thidx);     /* kept reachable there while it runs */
   if (!T) { T = pool_take(L, lp); lua_replace(L, thidx); }
   luaL_checkstack(L, c->nargs + 3, "too many arguments");
-  lua_rawgeti(L, LUA_REGISTRYINDEX, lp->task_main_ref);
+  lua_pushvalue(L, thidx + 1);                /* task_main, kept there by the caller */
   lua_pushboolean(L, 0);                      /* where task_main expects its task */
   for (int i = 1; i <= c->nargs + 2; i++) if (i != 2) lua_getiuservalue(L, cidx, i);
   lua_xmove(L, T, c->nargs + 3);
@@ -671,10 +676,10 @@ int task_run_eager(lua_State *L, Loop *lp, int cidx, int thidx) {
   Task *t = lp->probe_task;
   if (!t && status != LUA_OK) t = task_materialize(L, lp);   /* a bare yield, an error past pcall */
   lp->current = prev; lp->probe = prev_probe; lp->probe_task = prev_task;
-  if (!t) {
-    lua_pushboolean(L, lua_toboolean(T, 1));
-    if (nres >= 2) { lua_pushvalue(T, 2); lua_xmove(T, L, 1); } else lua_pushnil(L);
-    lua_pop(T, nres);                        /* clean again: ready for the next child */
+  if (!t) {                                  /* T holds ok, results...: keep two */
+    if (nres < 2) lua_pushnil(T);
+    lua_settop(T, 2);
+    lua_xmove(T, L, 2);                      /* T is clean again: ready for the next child */
     return 1;
   }
   lua_pushnil(L);
@@ -683,6 +688,9 @@ int task_run_eager(lua_State *L, Loop *lp, int cidx, int thidx) {
   after_resume(L, lp, lua_gettop(L), t, T, status, nres);
   return 0;
 }
+
+/* the function every task thread starts in, pushed (for task_run_eager) */
+void task_push_main(lua_State *L, Loop *lp) { lua_rawgeti(L, LUA_REGISTRYINDEX, lp->task_main_ref); }
 
 /* a thread left by task_run_eager goes back to the pool */
 void task_pool_thread(lua_State *L, Loop *lp, int thidx) {
