@@ -16,6 +16,38 @@ describe("stress", function()
     assert.is_true(ok)
   end)
 
+  it("gathers 20,000 children of every kind, with collections in between, each outcome in its place", function()
+    local kinds = 6
+    local child = async(function(i)
+      local k = i % kinds
+      if k == 0 then return i end                                   -- done at once, no Task
+      if k == 1 then error("e" .. i, 0) end                         -- fails at once
+      if k == 2 then await(async.sleep(0)); return i end            -- waits
+      if k == 3 then                                                -- asks for its task
+        if i % 600 == 3 then collectgarbage("step") end
+        return async.current_task():get_name()
+      end
+      if k == 4 then async.current_task():cancel(); await(async.sleep(0)) end             -- cancels itself
+      local r = await(async.gather(async(function() return i end)(), async.sleep(0, -i)))  -- nests
+      return r[1] + r[2]
+    end)
+    local r = async.run(function()
+      local cs = {}
+      for i = 1, 20000 do cs[i] = child(i) end
+      collectgarbage()
+      return await(async.gather(cs, { return_exceptions = true }))
+    end)
+    assert.equal(20000, r.n)
+    for i = 1, 20000 do
+      local k, v = i % kinds, r[i]
+      if k == 0 or k == 2 then assert.equal(i, v)
+      elseif k == 1 then assert.equal("e" .. i, v)
+      elseif k == 3 then assert.is_string(v)
+      elseif k == 4 then assert.is_true(async.CancelledError:is(v))
+      else assert.equal(0, v) end
+    end
+  end)
+
   it("cancels 10,000 tasks mid-sleep and runs every cleanup", function()
     local cleaned, caught = 0, 0
     async.run(function()
