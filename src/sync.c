@@ -8,11 +8,11 @@
  * coroutine objects over the C functions below, so they stay lazy, and the
  * common case (a free slot, an item ready) returns without suspending.
  */
+#include <stdlib.h>
+#include <string.h>
 #include "core.h"
 
 /* ---- a FIFO of Lua values in a table kept as a user value --------------- */
-#include <stdlib.h>
-#include <string.h>
 
 typedef struct Ring { int head, tail; } Ring;   /* items at [head, tail) */
 

@@ -172,10 +172,14 @@ static int is_gen_thread(lua_State *L, Loop *lp) {
  * thread driven by that task. */
 static Task *task_materialize(lua_State *L, Loop *lp);
 
+/* the running task: a gather child still without one gets it now */
+static Task *current_task(lua_State *L, Loop *lp) {
+  return !lp->current && lp->probe ? task_materialize(L, lp) : lp->current;
+}
+
 static Task *await_context(lua_State *L, Loop *lp, const char *what, int *is_gen) {
-  Task *t = lp->current;
+  Task *t = current_task(L, lp);
   *is_gen = 0;
-  if (!t && lp->probe) t = task_materialize(L, lp);
   if (t && t->T == L) return t;
   if (t && is_gen_thread(L, lp)) { *is_gen = 1; return t; }
   if (t) luaL_error(L, "%s: called inside a plain coroutine (coroutine.wrap/create) that a task "
@@ -213,6 +217,17 @@ Task *task_ring_wait(lua_State *L, const void *owner) {
 int task_still_waits(Loop *lp, int slot, Task *t, uint64_t wait_id, const void *owner) {
   return slot < lp->slot_task_cap && lp->slot_task[slot] == t &&
          t->wait_id == wait_id && t->ring_owner == owner && t->f.state == PENDING;
+}
+
+/* a new Task, pending and not started, pushed */
+static Task *task_alloc(lua_State *L, Loop *lp) {
+  Task *t = lua_newuserdatauv(L, sizeof *t, TASK_NUV);
+  memset(t, 0, sizeof *t);
+  t->f.tag = TAG_TASK; t->f.loop = lp; t->f.pin_ref = LUA_NOREF;
+  t->heap_idx = -1;
+  t->id = ++lp->next_task_id;
+  loop_setmetatable(L, lp, MT_TASK);
+  return t;
 }
 
 /* a pending task's place in LS_PENDING (the task at -1), mirrored in C */
@@ -632,14 +647,9 @@ static void coro_schedule(lua_State *L, Loop *lp, Coro *c) {
  * for it (await, sleep, current_task...): here, from inside the child. */
 static Task *task_materialize(lua_State *L, Loop *lp) {
   lua_State *T = lp->probe;
-  Task *t = lua_newuserdatauv(L, sizeof *t, TASK_NUV);
-  memset(t, 0, sizeof *t);
-  t->f.tag = TAG_TASK; t->f.loop = lp; t->f.pin_ref = LUA_NOREF;
-  t->heap_idx = -1;
-  t->id = ++lp->next_task_id;
+  Task *t = task_alloc(L, lp);
   t->started = 1;
   t->T = T;
-  loop_setmetatable(L, lp, MT_TASK);
   if (T != L && !lua_checkstack(T, 1)) luaL_error(L, "async: stack overflow");
   lua_pushthread(T);                         /* (L may be a generator's thread that T drives) */
   if (T != L) lua_xmove(T, L, 1);
@@ -710,12 +720,7 @@ Task *task_new_ex(lua_State *L, Loop *lp, int cidx, int nameidx, int scheduled) 
   if (!c) return NULL;
   cidx = lua_absindex(L, cidx);
   coro_schedule(L, lp, c);
-  Task *t = lua_newuserdatauv(L, sizeof *t, TASK_NUV);
-  memset(t, 0, sizeof *t);
-  t->f.tag = TAG_TASK; t->f.loop = lp; t->f.pin_ref = LUA_NOREF;
-  t->heap_idx = -1;
-  t->id = ++lp->next_task_id;
-  loop_setmetatable(L, lp, MT_TASK);
+  Task *t = task_alloc(L, lp);
   int tidx = lua_gettop(L);
   if (nameidx) { lua_pushvalue(L, nameidx); lua_setiuservalue(L, tidx, UV_NAME); }
   /* the thread comes at the first step: a task that has not started costs
@@ -808,15 +813,15 @@ static int t_tostring(lua_State *L) {
 
 static int l_current_task(lua_State *L) {
   Loop *lp = loop_get(L);
-  if (!lp->current && lp->probe) task_materialize(L, lp);
-  if (!lp->current) return 0;
-  push_task(L, lp, lp->current);
+  Task *t = current_task(L, lp);
+  if (!t) return 0;
+  push_task(L, lp, t);
   return 1;
 }
 
 static int l_all_tasks(lua_State *L) {
   Loop *lp = loop_get(L);
-  if (!lp->current && lp->probe) task_materialize(L, lp);   /* the caller is one */
+  current_task(L, lp);                       /* the caller is one of them */
   lua_createtable(L, lp->npending, 0);
   loop_push_slot(L, lp, LS_PENDING);
   int n = 0;
