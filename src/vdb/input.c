@@ -32,8 +32,6 @@ int raise_vdb(lua_State *L, const char *code, const char *fmt, ...) {
   return lua_error(L);
 }
 
-static int little_endian(void) { const uint16_t one = 1; return *(const unsigned char *)&one == 1; }
-
 static const char *not_finite(const void *v, int d, char *msg, size_t ml) {
   for (int j = 0; j < d; j++) {
     float f;
@@ -56,7 +54,7 @@ const char *read_vector(lua_State *L, int idx, int *dim, float *out, char *msg, 
     if (*dim && d != *dim) { snprintf(msg, ml, "vector has %d dimensions, expected %d", d, *dim); return "dimension_mismatch"; }
     *dim = d;
     if (out) {
-      if (little_endian()) memcpy(out, s, len);
+      if (host_little_endian()) memcpy(out, s, len);
       else
         for (int j = 0; j < d; j++) {
           uint32_t u = (uint32_t)(unsigned char)s[4 * j] | (uint32_t)(unsigned char)s[4 * j + 1] << 8 |
@@ -150,20 +148,6 @@ float *read_queries(lua_State *L, int idx, int *dim, int *nq) {
   return q;
 }
 
-/* A packed vector read in place (a little-endian host): checked like
- * read_vector, then *row points into the Lua string.  0 if the value is not
- * a string (read it with read_vector), else 1 with *code set on error. */
-static int packed_in_place(lua_State *L, int idx, int dim, const char **row, const char **code, char *msg, size_t ml) {
-  if (lua_type(L, idx) != LUA_TSTRING || !little_endian()) return 0;
-  size_t len;
-  const char *s = lua_tolstring(L, idx, &len);
-  int d = dim;
-  *code = read_vector(L, idx, &d, NULL, msg, ml);       /* length and dimension */
-  if (!*code && !store_finite(s, dim)) *code = not_finite(s, dim, msg, ml);
-  *row = s;
-  return 1;
-}
-
 /* Build a batch from columns: ids, vectors, metadatas?, documents? (lists of
  * n).  dim 0: learn the dimension from the first vector.  anchor: 0, or the
  * stack index of an empty table: packed vectors are then not copied but
@@ -203,14 +187,12 @@ Batch *read_batch(lua_State *L, int dim, int ids, int vecs, int metas, int docs,
     if (code) break;
     if (!b->ids[i - 1]) { batch_free(b); luaL_error(L, "vdb: out of memory"); }
     int packed = lua_rawgeti(L, vecs, i) == LUA_TSTRING;
-    if (anchor && packed && little_endian() && (s = lua_tolstring(L, -1, &len), len == (size_t)dim * 4)
-        && store_finite(s, dim)) {                  /* the fast path: read in place */
+    if (anchor && packed && host_little_endian() && (s = lua_tolstring(L, -1, &len), len == (size_t)dim * 4)
+        && store_finite(s, dim)) {                  /* a good packed vector: read in place */
       b->src[i - 1] = s;
       lua_rawseti(L, anchor, i);
-    } else if (anchor && packed_in_place(L, -1, dim, &b->src[i - 1], &code, msg, sizeof msg)) {
-      lua_rawseti(L, anchor, i);
-    } else {
-      if (!b->vecs) b->vecs = malloc(rows * (size_t)dim * sizeof(float));   /* a list among packed rows */
+    } else {                                        /* a list (or a bad vector: read_vector says why) */
+      if (!b->vecs) b->vecs = malloc(rows * (size_t)dim * sizeof(float));
       if (!b->vecs) { lua_pop(L, 1); batch_free(b); luaL_error(L, "vdb: out of memory"); }
       float *row = b->vecs + (size_t)(i - 1) * dim;
       code = read_vector(L, -1, &dim, row, msg, sizeof msg);

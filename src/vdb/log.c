@@ -1,5 +1,5 @@
 /* log.c - the file: backend's log: append, group commit, replay, compact. */
-#define _GNU_SOURCE              /* pwritev, sync_file_range */
+#define _GNU_SOURCE              /* sync_file_range */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -7,7 +7,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
-#include <sys/uio.h>     /* struct iovec */
+#include <sys/uio.h>     /* struct iovec: a piece of a record */
 #include <unistd.h>
 #include <zlib.h>
 #include "log.h"
@@ -36,8 +36,6 @@ static void put_u32(Buf *b, uint32_t v) {
 }
 static void put_f32(Buf *b, float f) { uint32_t u; memcpy(&u, &f, 4); put_u32(b, u); }
 static void put_f64(Buf *b, double d) { uint64_t u; memcpy(&u, &d, 8); put_u32(b, (uint32_t)u); put_u32(b, (uint32_t)(u >> 32)); }
-/* the file is little-endian: vectors are written as they are on such hosts */
-static int little_endian(void) { const uint16_t one = 1; return *(const unsigned char *)&one == 1; }
 
 static void put_str(Buf *b, const char *s) { size_t n = strlen(s); put_u32(b, (uint32_t)n); put_bytes(b, s, n); }
 
@@ -171,7 +169,8 @@ static int put_records(const PutSrc *src, int upsert, int (*emit)(void *ctx, Rec
   const Collection *c = src->c;
   size_t n = src->n, row_bytes = (size_t)c->dim * sizeof(float);
   size_t per = PUT_VECTOR_BYTES / row_bytes ? PUT_VECTOR_BYTES / row_bytes : 1;
-  for (size_t from = 0; from < n || (n == 0 && from == 0); from += per) {
+  size_t from = 0;
+  do {                                        /* (an empty batch still makes one record) */
     size_t m = n - from < per ? n - from : per;
     Rec r = {0};
     r.vec = malloc((m ? m : 1) * sizeof *r.vec);
@@ -199,7 +198,7 @@ static int put_records(const PutSrc *src, int upsert, int (*emit)(void *ctx, Rec
       if (last && (const char *)last->iov_base + last->iov_len == v) last->iov_len += row_bytes;   /* a run */
       else { r.vec[r.nvec].iov_base = (void *)v; r.vec[r.nvec].iov_len = row_bytes; r.nvec++; }
     }
-    if (!little_endian() && m) {              /* the file is little-endian */
+    if (!host_little_endian() && m) {              /* the file is little-endian */
       Buf sw = {0};
       for (int j = 0; j < r.nvec; j++) {
         const float *v = r.vec[j].iov_base;
@@ -212,8 +211,8 @@ static int put_records(const PutSrc *src, int upsert, int (*emit)(void *ctx, Rec
     int rc = emit(ctx, &r);
     rec_free(&r);
     if (rc != 0) return -1;
-    if (n == 0) break;
-  }
+    from += m;
+  } while (from < n);
   return 0;
 }
 
@@ -265,7 +264,7 @@ static void remove_col(Replay *rp, const char *name) {
 }
 
 static void get_f32s(Rd *r, float *dst, size_t n) {
-  if (little_endian() && r->at + n * 4 <= r->len) { memcpy(dst, r->p + r->at, n * 4); r->at += n * 4; }
+  if (host_little_endian() && r->at + n * 4 <= r->len) { memcpy(dst, r->p + r->at, n * 4); r->at += n * 4; }
   else for (size_t j = 0; j < n; j++) dst[j] = get_f32(r);
 }
 
@@ -513,9 +512,10 @@ uint64_t log_drop(Log *lg, const char *name) {
 int log_flush(Log *lg) {
   pthread_mutex_lock(&lg->m);
   uint64_t upto = lg->written;
-  int skip = lg->broken || upto == lg->durable;
+  int broken = lg->broken, idle = upto == lg->durable;
   pthread_mutex_unlock(&lg->m);
-  if (skip) return lg->broken ? -1 : 0;
+  if (broken) return -1;
+  if (idle) return 0;
   int rc = fdatasync(lg->fd);
   pthread_mutex_lock(&lg->m);
   lg->fsyncs++;

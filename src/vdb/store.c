@@ -129,8 +129,7 @@ void store_normalize(float *v, int dim) {
   }
 }
 
-
-static float sqnorm(const float *v, int d);
+static float sqnorm(const float *v, int d);   /* vectorised, below */
 
 /* an id given twice in the batch: the index of its second use, or -1 */
 static int batch_twice(const Batch *b) {

@@ -60,6 +60,10 @@ typedef struct Batch {
   char **docs;               /* n, each possibly NULL */
 } Batch;
 
+/* packed vectors and the log file are little-endian float32: on such a
+ * host they are used as they are */
+static inline int host_little_endian(void) { const uint16_t one = 1; return *(const unsigned char *)&one == 1; }
+
 static inline const void *batch_row(const Batch *b, int i) {
   return b->src ? (const void *)b->src[i] : (const void *)(b->vecs + (size_t)i * b->dim);
 }
