@@ -177,9 +177,13 @@ static void run_put(Op *op) {
         threaded = pthread_create(&writer, NULL, log_job, &job) == 0;
       if (!threaded) log_job(&job);
     }
+    size_t before = c->n;
     store_apply(c, b, landed);                /* both only read the batch */
     if (threaded) pthread_join(writer, NULL);
     if (after) job.seq = log_put(lg, c, b, landed, op->upsert);
+    /* the log refused it: take the records back out, if they were all new
+     * (an upsert's old values are gone; the store refuses writes from now) */
+    if (lg && job.seq == 0 && c->n - before == (size_t)b->n) store_truncate(c, before);
     batch_disown(b);
     op->result = b->n;
     wait_durable(op, lg, job.seq);

@@ -131,6 +131,41 @@ describe("vdb file:", function()
     os.remove(path)
   end)
 
+  it("a write the disk refuses (file size limit) fails as unavailable, later writes too; a reopen holds exactly what was acknowledged", function()
+    local path = tmpfile()
+    -- a child process limited to a few hundred KB of file (SIGXFSZ ignored: the write fails with EFBIG)
+    local out = H.lua(([[
+      local async, vdb = require "async", require "vdb"
+      async.run(function()
+        local db = async.await(vdb.connect("file:%s"))
+        local col = async.await(db:collection("q"))
+        for i = 1, 20 do async.await(col:insert("ok" .. i, { i, i })) end
+        local ids, vecs = {}, {}
+        for i = 1, 60000 do ids[i] = "big" .. i; vecs[i] = string.pack("<ff", i, -i) end   -- ~1.3 MB of log
+        local ok, e = pcall(async.await, col:batch_insert { ids = ids, vectors = vecs })
+        print("big", ok, e.code)
+        ok, e = pcall(async.await, col:insert("after", { 1, 2 }))
+        print("after", ok, e.code)
+        print("count", async.await(col:count()))         -- the refused batch was taken back out
+        print("search", #async.await(col:search({ 1, 1 }, 3)), #async.await(col:get({ "big1" })))
+      end)
+    ]]):format(path), "trap '' XFSZ; ulimit -f 400;")
+    assert.matches("big%s+false%s+unavailable", out)
+    assert.matches("after%s+false%s+unavailable", out)
+    assert.matches("count%s+20", out)
+    assert.matches("search%s+3%s+0", out)                -- reads go on
+    async.run(function()
+      local db <close> = await(vdb.connect("file:" .. path))
+      assert.matches("truncated", db.recovered)          -- the record the disk cut short
+      local col = await(db:collection("q"))
+      assert.equal(20, await(col:count()))               -- every acknowledged record, nothing of the batch
+      assert.equal(1, #await(col:get({ "ok20" })))
+      assert.equal(0, #await(col:get({ "big1", "after" })))
+      await(col:insert("again", { 3, 3 }))               -- and the store writes again
+    end)
+    os.remove(path)
+  end)
+
   it("refuses a second connection to the same file, in this process or another", function()
     local path = tmpfile()
     async.run(function()

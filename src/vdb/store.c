@@ -215,6 +215,11 @@ long store_put(Collection *c, Batch *b, int upsert, size_t *landed, int *err, in
   return b->n;
 }
 
+/* drop the records from row `from` on (the newest: nothing moves) */
+void store_truncate(Collection *c, size_t from) {
+  while (c->n > from) store_delete_index(c, c->n - 1);
+}
+
 /* delete record i: the last record moves into its place */
 int store_delete_index(Collection *c, size_t i) {
   size_t *s = slot_for(c, c->recs[i].id, 0);

@@ -90,6 +90,7 @@ int  store_check(Collection *c, Batch *b, int upsert, int *err, int *at);
 void store_apply(Collection *c, const Batch *b, size_t *landed);
 void batch_disown(Batch *b);
 int  store_delete_index(Collection *c, size_t i);
+void store_truncate(Collection *c, size_t from);
 
 /* readers (caller holds at least the read lock) */
 /* top-k by ascending distance among records passing f (NULL: all);
