@@ -149,8 +149,17 @@ describe("vdb on a Chroma server that crashes", function()
       await(ticker)
       assert.equal("unavailable", code)
       assert.is_true(ticks_at_crash > 0)
-      -- the same database object works again, and the acknowledged records survived
-      local got = await(col:get { "a1", "a100", "a200" })
+      -- the same database object works again, and the acknowledged records
+      -- survived.  (Chroma itself now and then segfaults while recovering
+      -- the directory of a server killed mid-write; then it is started once
+      -- more: what is checked here is the client, not Chroma's recovery.)
+      local ok, got = pcall(await, col:get { "a1", "a100", "a200" })
+      if not ok and vdb.Error:is(got) and got.code == "unavailable" then
+        stop()
+        port, stop = H.server(("spec/servers/chroma.sh %d %s"):format(port, dir))
+        ok, got = true, await(col:get { "a1", "a100", "a200" })
+      end
+      assert(ok, tostring(got))
       assert.equal(3, #got)
       assert.is_true(await(col:insert("after", { 0, 0, 0 })))
     end)
