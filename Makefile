@@ -20,7 +20,7 @@ LIBFLAG   ?= -shared
 BUILD     := build
 LUA_CDIR  ?= /usr/local/lib/lua/5.4
 
-ASYNC_SRC := lua_async.c src/loop.c src/future.c src/task.c src/combinators.c src/sync.c \
+ASYNC_SRC := lua_async.c src/loop.c src/timers.c src/future.c src/task.c src/combinators.c src/sync.c \
              src/json.c
 ASYNC_HDR := include/lua_async.h src/core.h src/json.h $(BUILD)/prelude.h
 

@@ -89,6 +89,68 @@ describe("time, call_soon, call_later", function()
     assert.same({ "early", "late" }, got)
   end)
 
+  -- deadlines in whole milliseconds: (k + 0.5) ms rounds up to k + 1 on any clock
+  local function ms(k) return (k + 0.5) / 1000 end
+  local function lcg(seed)
+    return function(n) seed = (seed * 1103515245 + 12345) % 2147483648; return seed % n end
+  end
+
+  it("timers fire by (deadline, creation) however they arrive and whichever are cancelled", function()
+    -- in-order runs go to a FIFO ring, the rest to a heap: mix both, cancel
+    -- at the ends and in the middle (enough to compact the ring)
+    local rnd, fired, want, handles = lcg(7), {}, {}, {}
+    async.run(function()
+      for i = 1, 3000 do
+        local k = i <= 1000 and i // 100 or rnd(40)       -- first a long in-order run
+        handles[i] = { k = k, i = i, h = async.call_later(ms(k), function() fired[#fired + 1] = i end) }
+      end
+      for i = 1, 3000 do
+        if i == 1 or i == 1000 or i == 3000 or rnd(10) < 6 then
+          handles[i].h:cancel(); handles[i].cancelled = true
+        end
+      end
+      await(async.sleep(ms(45)))
+    end)
+    for _, e in ipairs(handles) do if not e.cancelled then want[#want + 1] = e end end
+    table.sort(want, function(a, b) return a.k < b.k or (a.k == b.k and a.i < b.i) end)
+    for j, e in ipairs(want) do want[j] = e.i end
+    assert.equal(#want, #fired)
+    assert.same(want, fired)
+  end)
+
+  it("sleeping tasks wake by deadline while timers are added and fire (the ring wraps and grows)", function()
+    local rnd, woke, rounds = lcg(11), {}, {}
+    async.run(function()
+      local ts = {}
+      for r = 1, 30 do                       -- each round adds more than the last round's fired
+        rounds[r] = {}
+        for j = 1, 20 * r do
+          local k, id = 2 + rnd(3), #ts + 1
+          rounds[r][#rounds[r] + 1] = { k = k, id = id }
+          ts[id] = async.spawn(function() await(async.sleep(ms(k))); woke[#woke + 1] = id end)
+          if rnd(7) == 0 then ts[id]:cancel() ; rounds[r][#rounds[r]].cancelled = true end
+        end
+        await(async.sleep(ms(0)))
+      end
+      await(async.wait(ts))
+    end)
+    local pos = {}
+    for p, id in ipairs(woke) do pos[id] = p end
+    local n = 0
+    for _, round in ipairs(rounds) do
+      local live = {}
+      for _, e in ipairs(round) do
+        if e.cancelled then assert.is_nil(pos[e.id]) else n = n + 1; live[#live + 1] = e end
+      end
+      -- made at one loop time: they wake in (deadline, creation) order
+      for j = 2, #live do
+        local a, b = live[j - 1], live[j]
+        if a.k <= b.k then assert.is_true(pos[a.id] < pos[b.id]) end
+      end
+    end
+    assert.equal(n, #woke)
+  end)
+
   it("an error in a callback is reported and the loop goes on", function()
     local out = H.lua([[
       local async = require "async"

@@ -47,7 +47,7 @@ struct Task {
   Future f;
   lua_State *T;             /* the task's own thread (kept by UV_THREAD) */
   Future *waiter;           /* the future it awaits, or NULL */
-  int heap_idx;             /* >= 0 while sleeping in the timer heap */
+  int timer_pos;            /* where its sleep is in the timers (timers.c), or TIMER_NONE */
   int must_cancel;          /* deliver CancelledError at the next step */
   int ncancel;              /* cancellation requests not yet uncancelled */
   int id;
@@ -61,7 +61,7 @@ struct Task {
 typedef struct Handle {     /* call_soon / call_later */
   unsigned char tag;
   unsigned char cancelled;
-  int heap_idx;
+  int timer_pos;            /* as a Task's */
   int nargs;
   int keep;                 /* in the loop's keep-alive table */
 } Handle;
@@ -71,6 +71,15 @@ typedef struct TimerEntry {
   unsigned char is_task;    /* else a Handle */
   void *obj;
 } TimerEntry;
+
+#define TIMER_NONE (-1)
+typedef struct Timers {     /* see timers.c */
+  TimerEntry *heap;
+  int heap_n, heap_cap;
+  TimerEntry *ring;         /* a FIFO of entries in the order they fall due */
+  unsigned head, n, cap, dead;
+  uint64_t seq;
+} Timers;
 
 struct Loop {
   lua_State *LL;            /* the loop's own thread: runs callbacks */
@@ -84,9 +93,7 @@ struct Loop {
   struct Ready *rq;         /* ready queue: a ring, see loop.c */
   unsigned rq_head, rq_tail, rq_mask;
   Slots cb_slots;           /* for Lua callbacks in LS_QUEUE */
-  TimerEntry *heap;
-  int heap_n, heap_cap;
-  uint64_t seq;
+  Timers timers;
   Task *current;            /* the task being resumed */
   lua_State *probe;         /* a gather child running eagerly with no Task yet (task_run_eager) */
   Task *probe_task;         /* the Task it was given once it needed one */
@@ -134,8 +141,8 @@ void loop_enqueue(lua_State *L, Loop *lp, int cb, int arg);   /* stack indices *
 void loop_enqueue_task(lua_State *L, Loop *lp, Task *t);
 void loop_enqueue_wake(lua_State *L, Loop *lp, Task *t, Future *f);
 int  loop_has_ready(Loop *lp);
-int  heap_push(Loop *lp, uint64_t due, int is_task, void *obj);
-void heap_remove(Loop *lp, int idx);
+int  loop_add_timer(Loop *lp, uint64_t due, int is_task, void *obj);   /* -1: out of memory */
+void loop_remove_timer(Loop *lp, int pos);
 uint64_t delay_to_due(Loop *lp, double seconds);
 int  loop_close(lua_State *L);             /* __gc of the loop userdata */
 void loop_report(lua_State *L, Loop *lp, int errindex, const char *what, int ctxindex);
@@ -180,6 +187,15 @@ Task *task_test(lua_State *L, int idx);
 void task_step(lua_State *L, Loop *lp, int tidx, int argidx);
 void push_task(lua_State *L, Loop *lp, Task *t);
 int  task_open(lua_State *L, Loop *lp);
+
+/* timers.c: add returns 1 if the new timer is the next due, -1 on no
+ * memory; remove returns 1 if the removed one was the next due */
+int  timer_add(Timers *tm, uint64_t due, int is_task, void *obj);
+int  timer_remove(Timers *tm, int pos);
+int  timer_next_due(Timers *tm, uint64_t *due);
+int  timer_pop_due(Timers *tm, uint64_t now, TimerEntry *out);
+int  timer_count(const Timers *tm);
+void timers_free(Timers *tm);
 
 /* combinators.c */
 void gather_child_done(lua_State *L, int gidx, int fidx);

@@ -7,7 +7,7 @@
  * callback scheduled during a round runs in the next one).  A uv_check
  * handle drains the queue after every poll; a uv_idle handle is active only
  * while work is queued, so that poll does not block then.  Sleeps and
- * call_later sit in one binary heap under a single uv_timer.  Nothing spins.
+ * call_later wait in timers.c under a single uv_timer.  Nothing spins.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -117,80 +117,25 @@ void loop_enqueue_wake(lua_State *L, Loop *lp, Task *t, Future *f) {
   ready_push(L, lp, t, f, t->slot);
 }
 
-/* ---- timer heap, ordered by (due, seq) ---------------------------------- */
-
-static int entry_less(const TimerEntry *a, const TimerEntry *b) {
-  return a->due < b->due || (a->due == b->due && a->seq < b->seq);
-}
-
-static void entry_moved(Loop *lp, int i) {
-  TimerEntry *e = &lp->heap[i];
-  if (e->is_task) ((Task *)e->obj)->heap_idx = i;
-  else ((Handle *)e->obj)->heap_idx = i;
-}
-
-static void sift_up(Loop *lp, int i) {
-  TimerEntry e = lp->heap[i];
-  while (i > 0) {
-    int p = (i - 1) / 2;
-    if (!entry_less(&e, &lp->heap[p])) break;
-    lp->heap[i] = lp->heap[p]; entry_moved(lp, i);
-    i = p;
-  }
-  lp->heap[i] = e; entry_moved(lp, i);
-}
-
-static void sift_down(Loop *lp, int i) {
-  TimerEntry e = lp->heap[i];
-  for (;;) {
-    int c = 2 * i + 1;
-    if (c >= lp->heap_n) break;
-    if (c + 1 < lp->heap_n && entry_less(&lp->heap[c + 1], &lp->heap[c])) c++;
-    if (!entry_less(&lp->heap[c], &e)) break;
-    lp->heap[i] = lp->heap[c]; entry_moved(lp, i);
-    i = c;
-  }
-  lp->heap[i] = e; entry_moved(lp, i);
-}
+/* ---- timers (timers.c) under one uv_timer -------------------------------- */
 
 static void on_timer(uv_timer_t *h);
 
 static void rearm_timer(Loop *lp) {
-  if (lp->heap_n == 0) { uv_timer_stop(lp->timer); return; }
-  uint64_t now = uv_now(lp->uv), due = lp->heap[0].due;
+  uint64_t due;
+  if (!timer_next_due(&lp->timers, &due)) { uv_timer_stop(lp->timer); return; }
+  uint64_t now = uv_now(lp->uv);
   uv_timer_start(lp->timer, on_timer, due > now ? due - now : 0, 0);
 }
 
-int heap_push(Loop *lp, uint64_t due, int is_task, void *obj) {
-  if (lp->heap_n == lp->heap_cap) {
-    int cap = lp->heap_cap ? lp->heap_cap * 2 : 64;
-    TimerEntry *h = realloc(lp->heap, cap * sizeof *h);
-    if (!h) return -1;
-    lp->heap = h; lp->heap_cap = cap;
-  }
-  TimerEntry *e = &lp->heap[lp->heap_n];
-  e->due = due; e->seq = lp->seq++; e->is_task = (unsigned char)is_task; e->obj = obj;
-  sift_up(lp, lp->heap_n++);
-  if (lp->heap[0].obj == obj) rearm_timer(lp);
-  return 0;
+int loop_add_timer(Loop *lp, uint64_t due, int is_task, void *obj) {
+  int r = timer_add(&lp->timers, due, is_task, obj);
+  if (r == 1) rearm_timer(lp);
+  return r < 0 ? -1 : 0;
 }
 
-static void heap_take(Loop *lp, int i) {
-  TimerEntry *e = &lp->heap[i];
-  if (e->is_task) ((Task *)e->obj)->heap_idx = -1;
-  else ((Handle *)e->obj)->heap_idx = -1;
-  lp->heap_n--;
-  if (i != lp->heap_n) {
-    lp->heap[i] = lp->heap[lp->heap_n];
-    entry_moved(lp, i);
-    sift_down(lp, i);
-    sift_up(lp, i);
-  }
-}
-
-void heap_remove(Loop *lp, int i) {
-  heap_take(lp, i);
-  if (i == 0) rearm_timer(lp);
+void loop_remove_timer(Loop *lp, int pos) {
+  if (timer_remove(&lp->timers, pos)) rearm_timer(lp);
 }
 
 static void handle_unkeep(lua_State *L, Loop *lp, int hidx) {
@@ -207,9 +152,8 @@ static void on_timer(uv_timer_t *th) {
   Loop *lp = th->data;
   lua_State *L = lp->LL;
   uint64_t now = uv_now(lp->uv);
-  while (lp->heap_n > 0 && lp->heap[0].due <= now) {
-    TimerEntry e = lp->heap[0];
-    heap_take(lp, 0);                        /* the timer is rearmed once, below */
+  TimerEntry e;
+  while (timer_pop_due(&lp->timers, now, &e)) {   /* the uv timer is rearmed once, below */
     if (e.is_task) {
       loop_enqueue_task(L, lp, (Task *)e.obj);
     } else {                       /* a call_later handle: from keep to queue */
@@ -346,7 +290,7 @@ static int l_time(lua_State *L) {
 
 static Handle *handle_new(lua_State *L, Loop *lp, int fidx, int nargs) {
   Handle *h = lua_newuserdatauv(L, sizeof *h, nargs + 1);
-  h->tag = TAG_HANDLE; h->cancelled = 0; h->heap_idx = -1; h->nargs = nargs; h->keep = 0;
+  h->tag = TAG_HANDLE; h->cancelled = 0; h->timer_pos = TIMER_NONE; h->nargs = nargs; h->keep = 0;
   luaL_setmetatable(L, HANDLE_MT);
   for (int i = 0; i <= nargs; i++) {
     lua_pushvalue(L, fidx + i);
@@ -387,7 +331,7 @@ static int l_call_later(lua_State *L) {
   loop_push_slot(L, lp, LS_KEEP);
   lua_pushvalue(L, -2); lua_rawsetp(L, -2, h);
   lua_pop(L, 1);
-  if (heap_push(lp, delay_to_due(lp, d), 0, h) != 0) return luaL_error(L, "call_later: out of memory");
+  if (loop_add_timer(lp, delay_to_due(lp, d), 0, h) != 0) return luaL_error(L, "call_later: out of memory");
   return 1;
 }
 
@@ -395,7 +339,7 @@ static int handle_cancel(lua_State *L) {
   Handle *h = luaL_checkudata(L, 1, HANDLE_MT);
   Loop *lp = loop_get(L);
   h->cancelled = 1;
-  if (h->heap_idx >= 0) heap_remove(lp, h->heap_idx);
+  if (h->timer_pos != TIMER_NONE) loop_remove_timer(lp, h->timer_pos);
   handle_unkeep(L, lp, 1);
   return 0;
 }
@@ -412,7 +356,7 @@ typedef int (*done_fn)(lua_State *L, Loop *lp, void *ud);
 
 static int run_until(lua_State *L, Loop *lp, done_fn done, void *ud) {
   while (!done(L, lp, ud)) {
-    if (!loop_has_ready(lp) && lp->heap_n == 0 && !uv_loop_alive(lp->uv))
+    if (!loop_has_ready(lp) && timer_count(&lp->timers) == 0 && !uv_loop_alive(lp->uv))
       return 0;
     uv_run(lp->uv, UV_RUN_ONCE);
   }
@@ -581,7 +525,7 @@ static int loop_gc(lua_State *L) {
     uv_loop_close(lp->uv);
     free(lp->uv);
   }
-  free(lp->heap);
+  timers_free(&lp->timers);
   free(lp->task_slots.free);
   free(lp->slot_task);
   free(lp->rq);

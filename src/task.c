@@ -224,7 +224,7 @@ static Task *task_alloc(lua_State *L, Loop *lp) {
   Task *t = lua_newuserdatauv(L, sizeof *t, TASK_NUV);
   memset(t, 0, sizeof *t);
   t->f.tag = TAG_TASK; t->f.loop = lp; t->f.pin_ref = LUA_NOREF;
-  t->heap_idx = -1;
+  t->timer_pos = TIMER_NONE;
   t->id = ++lp->next_task_id;
   loop_setmetatable(L, lp, MT_TASK);
   return t;
@@ -368,7 +368,7 @@ static int sleep_impl(lua_State *L) {
   int nv = lua_gettop(L) - 1;
   check_yieldable(L, "sleep");
   if (d <= 0) loop_enqueue_task(L, lp, t);
-  else if (heap_push(lp, delay_to_due(lp, d), 1, t) != 0) return luaL_error(L, "sleep: out of memory");
+  else if (loop_add_timer(lp, delay_to_due(lp, d), 1, t) != 0) return luaL_error(L, "sleep: out of memory");
   return suspend_yield(L, t, is_gen, nv, sleep_k);
 }
 
@@ -750,8 +750,8 @@ static int task_cancel_at(lua_State *L, Loop *lp, int tidx, int msgidx) {
   t->ncancel++;
   if (msgidx) lua_pushvalue(L, msgidx); else lua_pushnil(L);
   lua_setiuservalue(L, tidx, UV_CANCELMSG);
-  if (t->heap_idx >= 0 || t->ring_owner) {   /* sleeping, or in a sync ring: wake it now */
-    if (t->heap_idx >= 0) heap_remove(lp, t->heap_idx);
+  if (t->timer_pos != TIMER_NONE || t->ring_owner) {   /* sleeping, or in a sync ring: wake it now */
+    if (t->timer_pos != TIMER_NONE) loop_remove_timer(lp, t->timer_pos);
     t->ring_owner = NULL;                    /* its ring entry is stale from now on */
     t->must_cancel = 1;
     loop_enqueue_task(L, lp, t);
