@@ -8,7 +8,7 @@ RUNS=${RUNS:-3}
 N=${N:-100000}
 EXTRA_DEPS="lua-cqueues lua-luv lua-copas lua-socket python3 nodejs time" tools/deps.sh || exit 1
 
-sides="lua-async asyncio node cqueues luv copas"
+sides="lua-async asyncio node cqueues luv copas bare"
 cmd() {
   case $1 in
     lua-async) echo "lua5.4 bench/w_lua_async.lua" ;;
@@ -17,6 +17,7 @@ cmd() {
     cqueues)   echo "lua5.4 bench/anchors/w_cqueues.lua" ;;
     luv)       echo "lua5.4 bench/anchors/w_luv.lua" ;;
     copas)     echo "timeout 60 lua5.4 bench/anchors/w_copas.lua" ;;
+    bare)      echo "lua5.4 bench/anchors/w_bare.lua" ;;
   esac
 }
 
@@ -26,6 +27,7 @@ for w in W1 W2 W3 W4; do
   for r in $(seq "$RUNS"); do
     for side in $sides; do
       [ "$side" = copas ] && [ "$w" != W1 ] && continue     # copas: W1 only, as in the issue
+      [ "$side" = bare ] && [ "$w" = W4 ] && continue       # the floor: W1-W3
       # interleave sides so that machine noise hits all of them alike
       out=$(/usr/bin/time -f "rss %M" $(cmd "$side") "$w" "$N" 2>&1) || { echo "$side $w failed: $out"; continue; }
       t=$(echo "$out" | awk -v w="$w" '$1 == w { print $2 }')
@@ -58,9 +60,9 @@ local names = {
   W3 = "Semaphore(100), " .. N .. " acquire/sleep(0)/release",
   W4 = "queue ping-pong, " .. 2 * N .. " round trips",
 }
-local sides = { "asyncio", "node", "cqueues", "luv", "copas" }
+local sides = { "asyncio", "node", "cqueues", "luv", "copas", "bare" }
 print(("\nmedian seconds of %d runs (ratio = theirs / ours; > 1: lua-async faster)"):format(#(rows.W1 and rows.W1["lua-async"].t or {})))
-print(("%-48s %9s %16s %16s %16s %16s %16s"):format("workload", "lua-async", "asyncio", "node", "cqueues", "luv", "copas"))
+print(("%-48s %9s %16s %16s %16s %16s %16s %16s"):format("workload", "lua-async", "asyncio", "node", "cqueues", "luv", "copas", "bare (floor)"))
 for _, w in ipairs { "W1", "W2", "W3", "W4" } do
   local r = rows[w] or {}
   local ours = r["lua-async"] and median(r["lua-async"].t)
@@ -69,12 +71,14 @@ for _, w in ipairs { "W1", "W2", "W3", "W4" } do
     local m = r[side] and median(r[side].t)
     cells[i] = m and ours and ("%7.3f (%5.1fx)"):format(m, m / ours) or "     n/a"
   end
-  print(("%-48s %9s %16s %16s %16s %16s %16s"):format(w .. " " .. names[w], ours and ("%.3f"):format(ours) or "n/a",
+  print(("%-48s %9s %16s %16s %16s %16s %16s %16s"):format(w .. " " .. names[w], ours and ("%.3f"):format(ours) or "n/a",
         table.unpack(cells)))
 end
+print("bare (floor): plain coroutines, a pcall each, a FIFO scheduler, no loop and no waiting" ..
+      " (bench/anchors/w_bare.lua): what a thread per task costs in Lua 5.4 before any runtime work")
 local r = rows.W2 or {}
 print("\nW2 peak RSS per sleeping task (whole process / " .. N .. "):")
-for _, side in ipairs { "lua-async", "asyncio", "node", "cqueues", "luv" } do
+for _, side in ipairs { "lua-async", "asyncio", "node", "cqueues", "luv", "bare" } do
   local m = r[side] and median(r[side].rss)
   if m then print(("  %-10s %7.0f MB  %5.2f KiB/task"):format(side, m / 1024, m / N)) end
 end
