@@ -82,7 +82,9 @@ void coro_push(lua_State *L, int fidx, int nargs, int lib) {
 static Coro *coro_test(lua_State *L, Loop *lp, int idx) {
   Coro *c = lua_touserdata(L, idx);
   if (!c || c->tag != TAG_CORO) return NULL;
-  return loop_hasmetatable(L, lp, idx, MT_CORO) || loop_hasmetatable(L, lp, idx, MT_LIBCORO) ? c : NULL;
+  /* a library awaitable (the hot case) has MT_LIBCORO unless made in debug mode */
+  int first = c->direct ? MT_LIBCORO : MT_CORO, second = c->direct ? MT_CORO : MT_LIBCORO;
+  return loop_hasmetatable(L, lp, idx, first) || loop_hasmetatable(L, lp, idx, second) ? c : NULL;
 }
 
 int coro_is(lua_State *L, Loop *lp, int idx) { return coro_test(L, lp, idx) != NULL; }
