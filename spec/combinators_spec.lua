@@ -156,6 +156,52 @@ describe("gather", function()
       end)
     end)
 
+    -- such children run one after another in one thread, each under its
+    -- own pcall; these cross that run's edges
+    it("keep their order and outcomes across every way a child can leave the run", function()
+      async.run(function()
+        local log = {}
+        local function kid(kind, i)
+          return async(function()
+            log[#log + 1] = i
+            if kind == "ret" then return i
+            elseif kind == "err" then error({ i = i })
+            elseif kind == "task" then return async.current_task():get_name() and i
+            elseif kind == "task_err" then local _ = async.current_task(); error({ i = i })
+            elseif kind == "sleep" then await(async.sleep(0)); return i
+            elseif kind == "sleep_err" then await(async.sleep(0)); error({ i = i })
+            end
+          end)()
+        end
+        local kinds = { "ret", "err", "sleep", "err", "task", "task_err", "ret", "sleep_err", "ret", "err" }
+        local cs = {}
+        for i, k in ipairs(kinds) do cs[i] = kid(k, i) end
+        table.insert(cs, 4, async.sleep(0, "plain"))            -- a library awaitable mid-list
+        local f = async.Future(); f:set_result("future")
+        table.insert(cs, 8, f)                                  -- and a future
+        local r = await(async.gather(cs, { return_exceptions = true }))
+        assert.equal(12, r.n)
+        assert.same({ 1, 2, 3, 4, 5, 6, 7, 8, 9, 10 }, log)     -- started in order, at once
+        local want = { 1, { i = 2 }, 3, "plain", { i = 4 }, 5, { i = 6 }, "future", 7, { i = 8 }, 9, { i = 10 } }
+        for j = 1, 12 do assert.same(want[j], r[j]) end
+        -- without return_exceptions: the first error (in list order of raising) wins
+        local ok, e = pcall(await, async.gather(kid("sleep", 1), kid("ret", 2), kid("task_err", 3), kid("err", 4)))
+        assert.is_false(ok); assert.same({ i = 3 }, e)
+      end)
+    end)
+
+    it("a coroutine object already awaited, deep in the list, is refused when the gather starts", function()
+      async.run(function()
+        local c = async(function() return 1 end)()
+        await(c)
+        local ran = {}
+        local function k(i) return async(function() ran[#ran + 1] = i; return i end)() end
+        local e = H.catch(await, async.gather(k(1), k(2), c, k(4)))
+        assert.is_true(async.InvalidStateError:is(e))
+        assert.same({ 1, 2 }, ran)                             -- those before it had started
+      end)
+    end)
+
     it("raise the first error at once with its value; later children still run", function()
       local ran = false
       async.run(function()

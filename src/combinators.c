@@ -75,7 +75,7 @@ void gather_child_done(lua_State *L, int gidx, int fidx) {
 }
 
 /* a child that finished in its first step: (ok, result or error) on top, popped */
-static void gather_child_eager(lua_State *L, Loop *lp, int gidx, int oidx, int ridx, int i) {
+void gather_child_eager(lua_State *L, Loop *lp, int gidx, int oidx, int ridx, int i) {
   Gather *g = lua_touserdata(L, gidx);
   Future *outer = lua_touserdata(L, oidx);
   int ok = lua_toboolean(L, -2);
@@ -116,7 +116,24 @@ static int l_gather(lua_State *L) {
   lua_pushnil(L);                            /* the thread children finishing at once share */
   int thidx = lua_gettop(L);
   task_push_main(L, lp);                     /* at thidx + 1 */
+  /* Children that finish at once run a batch at a time, in one thread
+   * (task_run_batch); while children keep suspending, each runs alone
+   * (task_run_eager), which costs less to restart. */
+  int batch = eager && !lp->debug;
   for (int i = 1; i <= n; i++) {
+    if (batch) {
+      int made, first = i;
+      i = task_run_batch(L, lp, 1, gidx, oidx, ridx, i, n, thidx, &made);
+      if (made) {                            /* child i needed its Task (pushed) */
+        batch = i > first;
+        lua_pushvalue(L, -1);
+        lua_rawseti(L, cidx, i);
+        future_add_callback(L, -1, gidx);
+        lua_pop(L, 1);
+        continue;
+      }
+      if (i > n) break;
+    }
     lua_rawgeti(L, 1, i);
     Task *t = NULL;
     if (!future_test(L, -1)) {
@@ -127,6 +144,7 @@ static int l_gather(lua_State *L) {
         if (done) {                           /* children[i] stays nil */
           gather_child_eager(L, lp, gidx, oidx, ridx, i);
           lua_pop(L, 1);
+          batch = 1;
           continue;
         }
         lua_remove(L, -2);                    /* its Task, past its first step, took over */

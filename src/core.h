@@ -23,6 +23,7 @@ enum { UV_WAITER = FUTURE_NUV + 1, UV_NAME, TASK_NUV = UV_NAME };
 #define UV_THREAD UV_RESULT
 
 typedef struct Loop Loop;
+typedef struct Batch Batch;
 
 /* Indices of a Lua array handed out and taken back (freed ones first). */
 typedef struct Slots { int *free; int nfree, cap, max; } Slots;
@@ -109,6 +110,8 @@ struct Loop {
   double slow_threshold;    /* seconds, debug mode */
   int npool;                /* finished threads kept for reuse (LS_POOL) */
   int task_main_ref;        /* the C function every task thread starts in */
+  int batch_main_ref;       /* gather's runs of children in one thread (task_run_batch) */
+  struct Batch *batch;      /* the run going on now, if any */
   int mt_ref[8];            /* metatables of our userdata, by MT_* */
   const void *mt_ptr[8];
   struct CancelHook *hooks; /* C API: what to run when a pinned future is cancelled */
@@ -170,6 +173,8 @@ void coro_push(lua_State *L, int fidx, int nargs, int lib);   /* a coroutine obj
 void coro_push_shared(lua_State *L, int fidx, int nargs);     /* a shared library awaitable */
 int  await_future_k(lua_State *L, int fidx, lua_KContext ctx, lua_KFunction k);
 int  task_run_eager(lua_State *L, Loop *lp, int cidx, int thidx);
+int  task_run_batch(lua_State *L, Loop *lp, int listidx, int gidx, int oidx, int ridx,
+                    int first, int n, int thidx, int *made);
 void task_pool_thread(lua_State *L, Loop *lp, int thidx);
 void task_push_main(lua_State *L, Loop *lp);
 int  coro_is(lua_State *L, Loop *lp, int idx);      /* a coroutine object? */
@@ -199,6 +204,7 @@ void timers_free(Timers *tm);
 
 /* combinators.c */
 void gather_child_done(lua_State *L, int gidx, int fidx);
+void gather_child_eager(lua_State *L, Loop *lp, int gidx, int oidx, int ridx, int i);
 int  combinators_open(lua_State *L, Loop *lp);
 
 #define CORO_MT "async.coroutine"

@@ -437,6 +437,20 @@ static int task_msgh(lua_State *L) {
   return 1;
 }
 
+/* The body of the task at tidx ended: its results (or error) are the
+ * values from first on; they become its outcome (and are popped). */
+static void task_settle(lua_State *L, Loop *lp, int tidx, int first, int status) {
+  if (status == LUA_OK || status == LUA_YIELD) {
+    future_set_result(L, tidx, lua_gettop(L) - first + 1);
+  } else if (is_cancelled_error(L, lp, -1)) {
+    lua_getfield(L, -1, "message");
+    future_cancel(L, tidx, -1);
+    lua_pop(L, 1);
+  } else {
+    future_set_exception(L, tidx);
+  }
+}
+
 static int task_main_k(lua_State *L, int status, lua_KContext ctx) {
   Loop *lp = (Loop *)ctx;
   if (!lua_isuserdata(L, 1)) {               /* run eagerly, with no Task at the start */
@@ -449,14 +463,7 @@ static int task_main_k(lua_State *L, int status, lua_KContext ctx) {
     push_task(L, lp, t);
     lua_replace(L, 1);
   }
-  if (status == LUA_OK || status == LUA_YIELD) {
-    future_set_result(L, 1, lua_gettop(L) - 2);
-  } else if (is_cancelled_error(L, lp, -1)) {
-    lua_getfield(L, -1, "message");
-    future_cancel(L, 1, -1);
-  } else {
-    future_set_exception(L, 1);
-  }
+  task_settle(L, lp, 1, 3, status);
   return 0;
 }
 
@@ -701,6 +708,121 @@ int task_run_eager(lua_State *L, Loop *lp, int cidx, int thidx) {
   return 0;
 }
 
+/* Gather's fresh coroutine-object children, a run at a time: one thread
+ * runs child after child under a pcall each (no resume per child), until a
+ * child is not a fresh coroutine object (the caller takes it), or one
+ * needs a Task (it suspended, or asked for its Task).  A child that
+ * suspends keeps the thread (its Task's now); the loop's frame stays below
+ * it, and the pcall's continuation settles that Task alone.  In a
+ * coroutine, a pcall's error also ends in the continuation: lp->batch
+ * tells the two apart.
+ * Thread stack: 1 list, 2 gather, 3 outer future, 4 results, 5 msgh. */
+struct Batch { int i, n; lua_State *T; };
+
+static int batch_k(lua_State *L, int status, lua_KContext base);
+
+/* the child whose function was at base + 1 ended in its first step:
+ * 1 if it had made its Task (settled and pushed), else 0, its outcome
+ * given to gather */
+static int batch_child_end(lua_State *L, Loop *lp, Batch *b, int base, int status) {
+  if (lp->probe_task) {                      /* it asked for its Task */
+    push_task(L, lp, lp->probe_task);
+    lua_insert(L, base + 1);
+    task_settle(L, lp, base + 1, base + 2, status);
+    push_task(L, lp, lp->probe_task);
+    return 1;
+  }
+  lua_pushboolean(L, status == LUA_OK);
+  if (lua_gettop(L) > base + 1) lua_pushvalue(L, base + 1); else lua_pushnil(L);
+  gather_child_eager(L, lp, 2, 3, 4, b->i);
+  lua_settop(L, 5);
+  return 0;
+}
+
+static int batch_run(lua_State *L, Loop *lp, Batch *b) {
+  for (; b->i <= b->n; b->i++) {
+    lua_rawgeti(L, 1, b->i);
+    Coro *c = coro_test(L, lp, -1);
+    if (!c || (!c->reusable && c->state != CORO_CREATED)) { lua_pop(L, 1); return 0; }
+    if (!c->reusable) c->state = CORO_SCHEDULED;
+    int base = lua_gettop(L);
+    luaL_checkstack(L, c->nargs + 3, "too many arguments");
+    for (int i = 1; i <= c->nargs + 2; i++) if (i != 2) lua_getiuservalue(L, base, i);
+    lp->current = NULL; lp->probe = L; lp->probe_task = NULL;
+    int status = lua_pcallk(L, c->nargs, LUA_MULTRET, 5, (lua_KContext)base, batch_k);
+    if (batch_child_end(L, lp, b, base, status)) return 1;   /* the Task, done */
+  }
+  return 0;
+}
+
+static int batch_k(lua_State *L, int status, lua_KContext base) {
+  Loop *lp = lua_touserdata(L, lua_upvalueindex(1));
+  Batch *b = lp->batch;
+  if (b && b->T == L) {                      /* an error in the child's first step */
+    if (batch_child_end(L, lp, b, (int)base, status)) return 1;
+    b->i++;
+    return batch_run(L, lp, b);
+  }
+  push_task(L, lp, lp->current);             /* it had suspended: the thread is its Task's */
+  lua_insert(L, (int)base + 1);
+  task_settle(L, lp, (int)base + 1, (int)base + 2, status);
+  return 0;
+}
+
+static int batch_main(lua_State *L) {
+  lua_pushvalue(L, lua_upvalueindex(2));     /* task_msgh, at 5 */
+  Loop *lp = lua_touserdata(L, lua_upvalueindex(1));
+  return batch_run(L, lp, lp->batch);
+}
+
+/* Run gather's children from `first` (of n, in the list at listidx) as
+ * above, in the thread at thidx (nil: a pooled one is put there); outcomes
+ * go to the gather (gidx, its outer future oidx, its results ridx).
+ * Returns the index of the child it stopped at (n + 1: all done).  If that
+ * child needed a Task, the Task is pushed (pending, or done) and *made is
+ * 1: the caller registers it and goes on after it; thidx is then nil if
+ * the Task kept the thread. */
+int task_run_batch(lua_State *L, Loop *lp, int listidx, int gidx, int oidx, int ridx,
+                   int first, int n, int thidx, int *made) {
+  lua_State *T = lua_tothread(L, thidx);     /* kept reachable there while it runs */
+  if (!T) { T = pool_take(L, lp); lua_replace(L, thidx); }
+  Batch b = { first, n, T }, *prev_batch = lp->batch;
+  luaL_checkstack(L, 5, "gather");
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lp->batch_main_ref);
+  lua_pushvalue(L, listidx); lua_pushvalue(L, gidx); lua_pushvalue(L, oidx); lua_pushvalue(L, ridx);
+  lua_xmove(L, T, 5);
+  Task *prev = lp->current, *prev_task = lp->probe_task;
+  lua_State *prev_probe = lp->probe;
+  lp->eager_depth++;
+  lp->batch = &b;
+  int nres, status = lua_resume(T, L, 4, &nres);
+  lp->batch = prev_batch;
+  lp->eager_depth--;
+  Task *t = lp->probe_task;
+  *made = 0;
+  if (status == LUA_YIELD && !t) t = task_materialize(L, lp);   /* a bare yield */
+  lp->current = prev; lp->probe = prev_probe; lp->probe_task = prev_task;
+  if (status == LUA_OK) {
+    if (nres == 1) {                         /* a Task made and done in its first step */
+      lua_xmove(T, L, 1);
+      task_finished(L, lp, -1, t, NULL);
+      *made = 1;
+    }
+    lua_settop(T, 0);                        /* T is clean again: ready for the next run */
+    return b.i;
+  }
+  lua_pushnil(L);
+  lua_replace(L, thidx);                     /* T is a Task's now, or broken */
+  if (status != LUA_YIELD) {                 /* not a child's error (each has its pcall): ours */
+    lua_xmove(T, L, 1);
+    return lua_error(L);
+  }
+  push_task(L, lp, t);
+  after_resume(L, lp, lua_gettop(L), t, T, status, nres);
+  *made = 1;
+  return b.i;
+}
+
 /* the function every task thread starts in, pushed (for task_run_eager) */
 void task_push_main(lua_State *L, Loop *lp) { lua_rawgeti(L, LUA_REGISTRYINDEX, lp->task_main_ref); }
 
@@ -935,6 +1057,11 @@ int task_open(lua_State *L, Loop *lp) {
   lua_pushcclosure(L, task_msgh, 1);
   lua_pushcclosure(L, task_main, 2);
   lp->task_main_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pushlightuserdata(L, lp);
+  lua_pushlightuserdata(L, lp);
+  lua_pushcclosure(L, task_msgh, 1);
+  lua_pushcclosure(L, batch_main, 2);
+  lp->batch_main_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pushlightuserdata(L, lp);
   lua_pushcclosure(L, l_create_task, 1);
   lua_setfield(L, mod, "create_task");
