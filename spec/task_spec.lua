@@ -252,4 +252,21 @@ describe("error classes", function()
       assert.matches("stack traceback", async.traceback(tbl))
     end)
   end)
+
+  it("traceback(e) works for number and boolean errors, and such records stay bounded", function()
+    async.run(function()
+      local function deepnum() error(4242) end
+      assert.equal(4242, H.catch(await, async.spawn(function() deepnum() end)))
+      assert.matches("'deepnum'", async.traceback(4242) or "")
+      assert.equal(false, H.catch(await, async.spawn(function() error(false) end)))
+      assert.matches("stack traceback", async.traceback(false) or "")
+      -- values that are never collected: the oldest records go, the newest stay
+      local ts = {}
+      for i = 1, 1500 do ts[i] = async.spawn(function() error(1e6 + i) end) end
+      local r = await(async.gather(ts, { return_exceptions = true }))
+      assert.equal(1e6 + 1500, r[1500])
+      assert.is_nil(async.traceback(1e6 + 1))
+      assert.matches("stack traceback", async.traceback(1e6 + 1500) or "")
+    end)
+  end)
 end)

@@ -112,6 +112,7 @@ struct Loop {
   int task_main_ref;        /* the C function every task thread starts in */
   int batch_main_ref;       /* gather's runs of children in one thread (task_run_batch) */
   struct Batch *batch;      /* the run going on now, if any */
+  int strtb_n;              /* entries in LS_STRTB (see task_msgh) */
   int mt_ref[8];            /* metatables of our userdata, by MT_* */
   const void *mt_ptr[8];
   struct CancelHook *hooks; /* C API: what to run when a pinned future is cancelled */
@@ -149,6 +150,7 @@ void loop_remove_timer(Loop *lp, int pos);
 uint64_t delay_to_due(Loop *lp, double seconds);
 int  loop_close(lua_State *L);             /* __gc of the loop userdata */
 void loop_report(lua_State *L, Loop *lp, int errindex, const char *what, int ctxindex);
+int  loop_traceback_slot(lua_State *L, int idx);   /* LS_TRACEBACKS or LS_STRTB */
 int  loop_open(lua_State *L, Loop *lp);    /* registers loop functions in table at -1 */
 
 /* future.c */

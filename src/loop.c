@@ -169,6 +169,17 @@ static void on_timer(uv_timer_t *th) {
 
 /* ---- reporting errors nobody catches ------------------------------------ */
 
+/* Where the traceback of the error value at idx is kept: a weak-keyed table
+ * for values the collector can free; strings, numbers and booleans never
+ * leave a weak table, so theirs go to a table that is started afresh past
+ * a bound (task_msgh). */
+int loop_traceback_slot(lua_State *L, int idx) {
+  switch (lua_type(L, idx)) {
+    case LUA_TTABLE: case LUA_TUSERDATA: case LUA_TFUNCTION: case LUA_TTHREAD: return LS_TRACEBACKS;
+    default: return LS_STRTB;
+  }
+}
+
 /* The exception handler gets {message=, exception=, task=}; the default
  * writes to stderr with the recorded traceback. */
 void loop_report(lua_State *L, Loop *lp, int errindex, const char *what, int ctxindex) {
@@ -193,7 +204,7 @@ void loop_report(lua_State *L, Loop *lp, int errindex, const char *what, int ctx
   luaL_addstring(&b, "\n");
   luaL_tolstring(L, errindex, NULL); luaL_addvalue(&b);
   /* the traceback recorded for this error, if any */
-  loop_push_slot(L, lp, lua_type(L, errindex) == LUA_TSTRING ? LS_STRTB : LS_TRACEBACKS);
+  loop_push_slot(L, lp, loop_traceback_slot(L, errindex));
   lua_pushvalue(L, errindex); lua_rawget(L, -2);
   if (lua_isstring(L, -1)) { lua_remove(L, -2); luaL_addstring(&b, "\n"); luaL_addvalue(&b); }
   else lua_pop(L, 2);

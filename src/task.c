@@ -416,22 +416,15 @@ static int is_cancelled_error(lua_State *L, Loop *lp, int idx) {
 static int task_msgh(lua_State *L) {
   Loop *lp = loop_get(L);
   if (is_cancelled_error(L, lp, 1)) return 1;
+  if (lua_isnil(L, 1)) return 1;
   luaL_traceback(L, L, NULL, 1);
-  if (lua_type(L, 1) == LUA_TSTRING) {
-    loop_push_slot(L, lp, LS_STRTB);          /* strings never leave a weak table: cap it */
-    lua_pushvalue(L, 1); lua_pushvalue(L, -3); lua_rawset(L, -3);
-    lua_getfield(L, -1, "#");
-    lua_Integer n = lua_tointeger(L, -1) + 1;
-    lua_pop(L, 1);
-    if (n > 1024) {
-      lua_newtable(L);
-      loop_set_slot(L, lp, LS_STRTB);
-    } else {
-      lua_pushinteger(L, n); lua_setfield(L, -2, "#");
-    }
-  } else if (!lua_isnil(L, 1)) {
-    loop_push_slot(L, lp, LS_TRACEBACKS);
-    lua_pushvalue(L, 1); lua_pushvalue(L, -3); lua_rawset(L, -3);
+  int slot = loop_traceback_slot(L, 1);
+  loop_push_slot(L, lp, slot);
+  lua_pushvalue(L, 1); lua_pushvalue(L, -3); lua_rawset(L, -3);
+  if (slot == LS_STRTB && ++lp->strtb_n > 1024) {   /* never collected: start afresh */
+    lua_newtable(L);
+    loop_set_slot(L, lp, LS_STRTB);
+    lp->strtb_n = 0;
   }
   lua_settop(L, 1);
   return 1;
@@ -1003,7 +996,7 @@ static int l_traceback(lua_State *L) {
   Loop *lp = loop_get(L);
   luaL_checkany(L, 1);
   if (lua_isnil(L, 1)) return 0;
-  loop_push_slot(L, lp, lua_type(L, 1) == LUA_TSTRING ? LS_STRTB : LS_TRACEBACKS);
+  loop_push_slot(L, lp, loop_traceback_slot(L, 1));
   lua_pushvalue(L, 1);
   lua_rawget(L, -2);
   return 1;
