@@ -115,7 +115,7 @@ static int l_gather(lua_State *L) {
   int eager = lp->eager_depth < 8;
   lua_pushnil(L);                            /* the thread children finishing at once share */
   int thidx = lua_gettop(L);
-  task_push_main(L, lp);                     /* at thidx + 1 */
+  task_push_mains(L, lp);                    /* at thidx + 1 and + 2 */
   /* Children that finish at once run a batch at a time, in one thread
    * (task_run_batch); while children keep suspending, each runs alone
    * (task_run_eager), which costs less to restart. */

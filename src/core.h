@@ -178,7 +178,7 @@ int  task_run_eager(lua_State *L, Loop *lp, int cidx, int thidx);
 int  task_run_batch(lua_State *L, Loop *lp, int listidx, int gidx, int oidx, int ridx,
                     int first, int n, int thidx, int *made);
 void task_pool_thread(lua_State *L, Loop *lp, int thidx);
-void task_push_main(lua_State *L, Loop *lp);
+void task_push_mains(lua_State *L, Loop *lp);   /* task_main, batch_main */
 int  coro_is(lua_State *L, Loop *lp, int idx);      /* a coroutine object? */
 /* wait in a ring of sync.c: the current task, given a new wait_id for the
  * ring entry; then return task_suspend(...) */

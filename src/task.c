@@ -663,9 +663,37 @@ static Task *task_materialize(lua_State *L, Loop *lp) {
   return t;
 }
 
+/* What task_run_eager and task_run_batch save around running gather
+ * children in a probe thread (they may nest: a child may gather). */
+typedef struct ProbeSave { Task *current, *probe_task; lua_State *probe; } ProbeSave;
+
+static void probe_save(Loop *lp, ProbeSave *s) {
+  s->current = lp->current; s->probe_task = lp->probe_task; s->probe = lp->probe;
+}
+
+static void probe_restore(Loop *lp, const ProbeSave *s) {
+  lp->current = s->current; lp->probe_task = s->probe_task; lp->probe = s->probe;
+}
+
+/* the probe thread kept at thidx, or a pooled one put there */
+static lua_State *probe_thread(lua_State *L, Loop *lp, int thidx) {
+  lua_State *T = lua_tothread(L, thidx);     /* kept reachable there while it runs */
+  if (!T) { T = pool_take(L, lp); lua_replace(L, thidx); }
+  return T;
+}
+
+/* a child's Task took the probe thread T over in a resume that ended with
+ * status: thidx goes nil, the Task is pushed and its step finished */
+static void probe_handover(lua_State *L, Loop *lp, int thidx, Task *t, lua_State *T, int status, int nres) {
+  lua_pushnil(L);
+  lua_replace(L, thidx);
+  push_task(L, lp, t);
+  after_resume(L, lp, lua_gettop(L), t, T, status, nres);
+}
+
 /* Run the coroutine object at cidx at once, in the thread at stack index
  * thidx (nil: one is taken from the pool and put there; task_main is at
- * thidx + 1: task_push_main).  Returns 1 if it
+ * thidx + 1: task_push_mains).  Returns 1 if it
  * finished without needing a Task, with (true, first result) or (false,
  * error) pushed, its clean thread left at thidx for the next child; else 0
  * with its Task pushed (pending, or done in this step), thidx then nil. */
@@ -674,30 +702,26 @@ int task_run_eager(lua_State *L, Loop *lp, int cidx, int thidx) {
   cidx = lua_absindex(L, cidx);
   coro_schedule(L, lp, c);
   thidx = lua_absindex(L, thidx);
-  lua_State *T = lua_tothread(L, thidx);     /* kept reachable there while it runs */
-  if (!T) { T = pool_take(L, lp); lua_replace(L, thidx); }
+  lua_State *T = probe_thread(L, lp, thidx);
   luaL_checkstack(L, c->nargs + 3, "too many arguments");
   lua_pushvalue(L, thidx + 1);                /* task_main, kept there by the caller */
   lua_pushboolean(L, 0);                      /* where task_main expects its task */
   for (int i = 1; i <= c->nargs + 2; i++) if (i != 2) lua_getiuservalue(L, cidx, i);
   lua_xmove(L, T, c->nargs + 3);
-  Task *prev = lp->current, *prev_task = lp->probe_task;
-  lua_State *prev_probe = lp->probe;
+  ProbeSave saved;
+  probe_save(lp, &saved);
   lp->current = NULL; lp->probe = T; lp->probe_task = NULL;
   int nres, status = lua_resume(T, L, c->nargs + 2, &nres);
   Task *t = lp->probe_task;
   if (!t && status != LUA_OK) t = task_materialize(L, lp);   /* a bare yield, an error past pcall */
-  lp->current = prev; lp->probe = prev_probe; lp->probe_task = prev_task;
+  probe_restore(lp, &saved);
   if (!t) {                                  /* T holds ok, results...: keep two */
     if (nres < 2) lua_pushnil(T);
     lua_settop(T, 2);
     lua_xmove(T, L, 2);                      /* T is clean again: ready for the next child */
     return 1;
   }
-  lua_pushnil(L);
-  lua_replace(L, thidx);                     /* the task holds its thread now */
-  push_task(L, lp, t);
-  after_resume(L, lp, lua_gettop(L), t, T, status, nres);
+  probe_handover(L, lp, thidx, t, T, status, nres);
   return 0;
 }
 
@@ -714,15 +738,21 @@ struct Batch { int i, n; lua_State *T; };
 
 static int batch_k(lua_State *L, int status, lua_KContext base);
 
+/* the child whose function was at base + 1 ended, with task t: its
+ * outcome (the values from base + 1 on) goes to t, left at base + 1 */
+static void batch_settle(lua_State *L, Loop *lp, Task *t, int base, int status) {
+  push_task(L, lp, t);
+  lua_insert(L, base + 1);
+  task_settle(L, lp, base + 1, base + 2, status);
+}
+
 /* the child whose function was at base + 1 ended in its first step:
  * 1 if it had made its Task (settled and pushed), else 0, its outcome
  * given to gather */
 static int batch_child_end(lua_State *L, Loop *lp, Batch *b, int base, int status) {
   if (lp->probe_task) {                      /* it asked for its Task */
-    push_task(L, lp, lp->probe_task);
-    lua_insert(L, base + 1);
-    task_settle(L, lp, base + 1, base + 2, status);
-    push_task(L, lp, lp->probe_task);
+    batch_settle(L, lp, lp->probe_task, base, status);
+    lua_pushvalue(L, base + 1);
     return 1;
   }
   lua_pushboolean(L, status == LUA_OK);
@@ -756,9 +786,7 @@ static int batch_k(lua_State *L, int status, lua_KContext base) {
     b->i++;
     return batch_run(L, lp, b);
   }
-  push_task(L, lp, lp->current);             /* it had suspended: the thread is its Task's */
-  lua_insert(L, (int)base + 1);
-  task_settle(L, lp, (int)base + 1, (int)base + 2, status);
+  batch_settle(L, lp, lp->current, (int)base, status);   /* it had suspended: the thread is its Task's */
   return 0;
 }
 
@@ -777,15 +805,14 @@ static int batch_main(lua_State *L) {
  * the Task kept the thread. */
 int task_run_batch(lua_State *L, Loop *lp, int listidx, int gidx, int oidx, int ridx,
                    int first, int n, int thidx, int *made) {
-  lua_State *T = lua_tothread(L, thidx);     /* kept reachable there while it runs */
-  if (!T) { T = pool_take(L, lp); lua_replace(L, thidx); }
+  lua_State *T = probe_thread(L, lp, thidx);
   Batch b = { first, n, T }, *prev_batch = lp->batch;
   luaL_checkstack(L, 5, "gather");
-  lua_rawgeti(L, LUA_REGISTRYINDEX, lp->batch_main_ref);
+  lua_pushvalue(L, thidx + 2);               /* batch_main, kept there by the caller */
   lua_pushvalue(L, listidx); lua_pushvalue(L, gidx); lua_pushvalue(L, oidx); lua_pushvalue(L, ridx);
   lua_xmove(L, T, 5);
-  Task *prev = lp->current, *prev_task = lp->probe_task;
-  lua_State *prev_probe = lp->probe;
+  ProbeSave saved;
+  probe_save(lp, &saved);
   lp->eager_depth++;
   lp->batch = &b;
   int nres, status = lua_resume(T, L, 4, &nres);
@@ -794,7 +821,7 @@ int task_run_batch(lua_State *L, Loop *lp, int listidx, int gidx, int oidx, int 
   Task *t = lp->probe_task;
   *made = 0;
   if (status == LUA_YIELD && !t) t = task_materialize(L, lp);   /* a bare yield */
-  lp->current = prev; lp->probe = prev_probe; lp->probe_task = prev_task;
+  probe_restore(lp, &saved);
   if (status == LUA_OK) {
     if (nres == 1) {                         /* a Task made and done in its first step */
       lua_xmove(T, L, 1);
@@ -804,20 +831,23 @@ int task_run_batch(lua_State *L, Loop *lp, int listidx, int gidx, int oidx, int 
     lua_settop(T, 0);                        /* T is clean again: ready for the next run */
     return b.i;
   }
-  lua_pushnil(L);
-  lua_replace(L, thidx);                     /* T is a Task's now, or broken */
   if (status != LUA_YIELD) {                 /* not a child's error (each has its pcall): ours */
+    lua_pushnil(L);
+    lua_replace(L, thidx);                   /* T is broken */
     lua_xmove(T, L, 1);
     return lua_error(L);
   }
-  push_task(L, lp, t);
-  after_resume(L, lp, lua_gettop(L), t, T, status, nres);
+  probe_handover(L, lp, thidx, t, T, status, nres);
   *made = 1;
   return b.i;
 }
 
-/* the function every task thread starts in, pushed (for task_run_eager) */
-void task_push_main(lua_State *L, Loop *lp) { lua_rawgeti(L, LUA_REGISTRYINDEX, lp->task_main_ref); }
+/* the functions probe threads start in, pushed once per gather: task_main
+ * (task_run_eager) then batch_main (task_run_batch), at thidx + 1 and + 2 */
+void task_push_mains(lua_State *L, Loop *lp) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lp->task_main_ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lp->batch_main_ref);
+}
 
 /* a thread left by task_run_eager goes back to the pool */
 void task_pool_thread(lua_State *L, Loop *lp, int thidx) {
