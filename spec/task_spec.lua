@@ -260,6 +260,8 @@ describe("error classes", function()
       assert.matches("'deepnum'", async.traceback(4242) or "")
       assert.equal(false, H.catch(await, async.spawn(function() error(false) end)))
       assert.matches("stack traceback", async.traceback(false) or "")
+      assert.equal("#", H.catch(await, async.spawn(function() error("#", 0) end)))
+      assert.matches("stack traceback", async.traceback("#") or "")   -- no key of ours in the way
       -- values that are never collected: the oldest records go, the newest stay
       local ts = {}
       for i = 1, 1500 do ts[i] = async.spawn(function() error(1e6 + i) end) end
