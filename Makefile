@@ -11,11 +11,15 @@ LUA       ?= lua5.4
 LUA_INC   ?= /usr/include/lua5.4
 PKGS      := lua5.4 libuv
 OPT       ?= -O2 -g
-CFLAGS    := $(OPT) -std=c11 -D_POSIX_C_SOURCE=200809L -fPIC -Wall -Wextra -Werror \
+# Deferred (=, not :=) and with fallbacks: on a fresh machine `make test`
+# parses this file before `deps` has installed libuv1-dev and friends, so
+# pkg-config must be asked when a recipe runs, and a missing .pc file must
+# still leave the library on the link line.
+CFLAGS     = $(OPT) -std=c11 -D_POSIX_C_SOURCE=200809L -fPIC -Wall -Wextra -Werror \
              -I$(LUA_INC) $(shell pkg-config --cflags libuv 2>/dev/null) -Iinclude -Ibuild -Isrc
-LDLIBS    := $(shell pkg-config --libs libuv 2>/dev/null)
-JSON_LIBS := $(shell pkg-config --libs libcjson 2>/dev/null || echo -lcjson)
-CURL_LIBS := $(shell pkg-config --libs libcurl 2>/dev/null || echo -lcurl)
+LDLIBS     = $(shell pkg-config --libs libuv 2>/dev/null || echo -luv)
+JSON_LIBS  = $(shell pkg-config --libs libcjson 2>/dev/null || echo -lcjson)
+CURL_LIBS  = $(shell pkg-config --libs libcurl 2>/dev/null || echo -lcurl)
 LIBFLAG   ?= -shared
 BUILD     := build
 LUA_CDIR  ?= /usr/local/lib/lua/5.4
@@ -62,7 +66,7 @@ async/http.so: src/http.c include/lua_async.h $(BUILD)/http_prelude.h
 # a C host that owns its libuv loop and hands it to async (spec/host_spec.lua)
 $(BUILD)/host: spec/host/host.c include/lua_async.h
 	@mkdir -p $(BUILD)
-	$(CC) $(CFLAGS) -o $@ $< $(shell pkg-config --libs $(PKGS)) -lm
+	$(CC) $(CFLAGS) -o $@ $< $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -llua5.4 -luv) -lm
 
 # a C module using the published C API (spec/capi_spec.lua)
 $(BUILD)/capi_test.so: spec/host/capi_test.c include/lua_async.h
