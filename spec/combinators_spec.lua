@@ -64,6 +64,35 @@ describe("gather", function()
     end)
   end)
 
+  it("gives a plain list (deep-equal to a table literal) that also answers r.n", function()
+    async.run(function()
+      local f = async(function(x) await(async.sleep(0)); return x, "second results are dropped" end)
+      local r = await(async.gather(f("A"), f("B"), f("C")))
+      assert.same({ "A", "B", "C" }, r)
+      assert.equal(3, r.n)
+      local keys = {}
+      for k in pairs(r) do keys[#keys + 1] = k end
+      table.sort(keys)
+      assert.same({ 1, 2, 3 }, keys)                       -- n is no key of the list
+      assert.same({}, await(async.gather()))               -- API.md: gather() of nothing is {}
+      assert.equal(0, await(async.gather()).n)
+      assert.same({}, await(async.gather({})))
+      local holes = await(async.gather(async(function() end)(), f("y")))
+      assert.same({ [2] = "y" }, holes)
+      assert.equal(2, holes.n)
+      local mixed = await(async.gather({ f(1), async(function() error("e", 0) end)() }, { return_exceptions = true }))
+      assert.same({ 1, "e" }, mixed)
+      -- lists of one length share their metatable; other lengths differ
+      local again = await(async.gather(f(1), f(2), f(3)))
+      assert.equal(getmetatable(r), getmetatable(again))
+      assert.are_not.equal(getmetatable(r), getmetatable(mixed))
+      -- the list is the caller's: its own metatable replaces ours
+      setmetatable(again, nil)
+      assert.is_nil(again.n)
+      assert.equal(3, r.n)
+    end)
+  end)
+
   it("accepts tasks and futures, and gives nil results their place", function()
     async.run(function()
       local t = async.spawn(function() return nil end)

@@ -7,6 +7,7 @@
  * children when the gather is cancelled) and the other combinators live in
  * src/prelude.lua.
  */
+#include <limits.h>
 #include "core.h"
 
 typedef struct Gather {
@@ -36,7 +37,40 @@ static void push_outcome(lua_State *L, Loop *lp, int fidx) {
   }
 }
 
-/* every child is done: the results list (with n) is the outer result */
+/* A results list answers `r.n` (its length: results may be nil) through
+ * its metatable, not a field of its own, so that it stays a plain list to
+ * pairs, deep comparisons (busted's assert.same) and JSON encoders.  The
+ * metatables, {__index = {n = N}}, are shared per length, from a cache on
+ * the loop; lengths past LISTMT_CACHED get one of their own. */
+#define LISTMT_CACHED 4096
+
+void list_set_n(lua_State *L, Loop *lp, int listidx, int n) {
+  listidx = lua_absindex(L, listidx);
+  loop_push_slot(L, lp, LS_LISTMT);
+  if (lua_rawgeti(L, -1, n) == LUA_TNIL) {
+    lua_pop(L, 1);
+    lua_createtable(L, 0, 1);
+    lua_createtable(L, 0, 1);
+    lua_pushinteger(L, n);
+    lua_setfield(L, -2, "n");
+    lua_setfield(L, -2, "__index");
+    if (n <= LISTMT_CACHED) { lua_pushvalue(L, -1); lua_rawseti(L, -3, n); }
+  }
+  lua_setmetatable(L, listidx);
+  lua_pop(L, 1);
+}
+
+/* core.list_n(list, n): list, answering list.n == n */
+static int l_list_n(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_Integer n = luaL_checkinteger(L, 2);
+  luaL_argcheck(L, n >= 0 && n <= INT_MAX, 2, "length out of range");
+  list_set_n(L, loop_get(L), 1, (int)n);
+  lua_settop(L, 1);
+  return 1;
+}
+
+/* every child is done: the results list (answering n) is the outer result */
 static void gather_finish(lua_State *L, Loop *lp, int gidx, int oidx) {
   Gather *g = lua_touserdata(L, gidx);
   lua_getiuservalue(L, gidx, G_RESULTS);
@@ -48,8 +82,7 @@ static void gather_finish(lua_State *L, Loop *lp, int gidx, int oidx) {
     lua_pop(L, 1);
   }
   lua_pop(L, 1);
-  lua_pushinteger(L, g->n);
-  lua_setfield(L, -2, "n");
+  list_set_n(L, lp, -1, g->n);
   future_set_result(L, oidx, 1);
 }
 
@@ -173,7 +206,7 @@ static int l_gather(lua_State *L) {
   return 2;
 }
 
-static const luaL_Reg funcs[] = { {"gather", l_gather}, {NULL, NULL} };
+static const luaL_Reg funcs[] = { {"gather", l_gather}, {"list_n", l_list_n}, {NULL, NULL} };
 
 int combinators_open(lua_State *L, Loop *lp) {
   lua_pushlightuserdata(L, lp);

@@ -135,7 +135,7 @@ void loop_register_mt(lua_State *L, Loop *lp, int which);  /* the table at -1 */
 
 /* the loop's tables, each held by a registry ref (slot_ref) */
 enum { LS_PENDING = 1, LS_QUEUE, LS_KEEP, LS_UNRETRIEVED, LS_GENTHREADS,
-       LS_TRACEBACKS, LS_STRTB, LS_ERRORS, LS_HANDLER, LS_POOL, LS_N = LS_POOL };
+       LS_TRACEBACKS, LS_STRTB, LS_ERRORS, LS_HANDLER, LS_POOL, LS_LISTMT, LS_N = LS_LISTMT };
 
 /* loop.c */
 Loop *loop_get(lua_State *L);              /* upvalue 1 of every core function */
@@ -205,6 +205,7 @@ int  timer_count(const Timers *tm);
 void timers_free(Timers *tm);
 
 /* combinators.c */
+void list_set_n(lua_State *L, Loop *lp, int listidx, int n);   /* gives the list its `n` */
 void gather_child_done(lua_State *L, int gidx, int fidx);
 void gather_child_eager(lua_State *L, Loop *lp, int gidx, int oidx, int ridx, int i);
 int  combinators_open(lua_State *L, Loop *lp);
