@@ -4,7 +4,7 @@
 # RUNS times in a fresh process; medians are printed with ratios
 # (theirs / ours: above 1 means lua-async is faster).
 cd "$(dirname "$0")/.." || exit 2
-RUNS=${RUNS:-3}
+RUNS=${RUNS:-5}   # this 2-core VM is noisy (runs of one side differ by up to 60%): medians of 5
 N=${N:-100000}
 EXTRA_DEPS="lua-cqueues lua-luv lua-copas lua-socket python3 nodejs time" tools/deps.sh || exit 1
 
@@ -73,6 +73,11 @@ for _, w in ipairs { "W1", "W2", "W3", "W4" } do
   end
   print(("%-48s %9s %16s %16s %16s %16s %16s %16s"):format(w .. " " .. names[w], ours and ("%.3f"):format(ours) or "n/a",
         table.unpack(cells)))
+end
+print("lua-async's own spread (min-max over the runs):")
+for _, w in ipairs { "W1", "W2", "W3", "W4" } do
+  local t = rows[w] and rows[w]["lua-async"] and rows[w]["lua-async"].t
+  if t and #t > 0 then table.sort(t); print(("  %s %.3f-%.3f s"):format(w, t[1], t[#t])) end
 end
 print("bare (floor): plain coroutines, a pcall each, a FIFO scheduler, no loop and no waiting" ..
       " (bench/anchors/w_bare.lua): what a thread per task costs in Lua 5.4 before any runtime work")
