@@ -7,7 +7,6 @@
  * children when the gather is cancelled) and the other combinators live in
  * src/prelude.lua.
  */
-#include <limits.h>
 #include "core.h"
 
 typedef struct Gather {
@@ -44,7 +43,7 @@ static void push_outcome(lua_State *L, Loop *lp, int fidx) {
  * the loop; lengths past LISTMT_CACHED get one of their own. */
 #define LISTMT_CACHED 4096
 
-void list_set_n(lua_State *L, Loop *lp, int listidx, int n) {
+static void list_set_n(lua_State *L, Loop *lp, int listidx, int n) {
   listidx = lua_absindex(L, listidx);
   loop_push_slot(L, lp, LS_LISTMT);
   if (lua_rawgeti(L, -1, n) == LUA_TNIL) {
@@ -58,16 +57,6 @@ void list_set_n(lua_State *L, Loop *lp, int listidx, int n) {
   }
   lua_setmetatable(L, listidx);
   lua_pop(L, 1);
-}
-
-/* core.list_n(list, n): list, answering list.n == n */
-static int l_list_n(lua_State *L) {
-  luaL_checktype(L, 1, LUA_TTABLE);
-  lua_Integer n = luaL_checkinteger(L, 2);
-  luaL_argcheck(L, n >= 0 && n <= INT_MAX, 2, "length out of range");
-  list_set_n(L, loop_get(L), 1, (int)n);
-  lua_settop(L, 1);
-  return 1;
 }
 
 /* every child is done: the results list (answering n) is the outer result */
@@ -140,6 +129,7 @@ static int l_gather(lua_State *L) {
   int ridx = lua_gettop(L);
   lua_pushvalue(L, ridx);
   lua_setiuservalue(L, gidx, G_RESULTS);
+  if (n == 0) gather_finish(L, lp, gidx, oidx);   /* gather() of nothing: {} at once */
   /* Coroutine objects start at once, in argument order (Python 3.12's
    * eager tasks), and one that finishes without waiting gets no Task at
    * all (task_run_eager).  Nested gathers fall back to scheduling past a
@@ -206,7 +196,7 @@ static int l_gather(lua_State *L) {
   return 2;
 }
 
-static const luaL_Reg funcs[] = { {"gather", l_gather}, {"list_n", l_list_n}, {NULL, NULL} };
+static const luaL_Reg funcs[] = { {"gather", l_gather}, {NULL, NULL} };
 
 int combinators_open(lua_State *L, Loop *lp) {
   lua_pushlightuserdata(L, lp);

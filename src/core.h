@@ -205,7 +205,6 @@ int  timer_count(const Timers *tm);
 void timers_free(Timers *tm);
 
 /* combinators.c */
-void list_set_n(lua_State *L, Loop *lp, int listidx, int n);   /* gives the list its `n` */
 void gather_child_done(lua_State *L, int gidx, int fidx);
 void gather_child_eager(lua_State *L, Loop *lp, int gidx, int oidx, int ridx, int i);
 int  combinators_open(lua_State *L, Loop *lp);

@@ -171,7 +171,6 @@ end
 
 function M.gather(...)
   local list, n, opts = awaitables(...)
-  if n == 0 then return core.coro(function() return core.list_n({}, 0) end) end
   local bad = core.first_non_awaitable(list, n)   -- fail at the call, not when awaited
   if bad then
     error(("bad argument #%d to 'gather' (awaitable expected, got %s)"):format(bad, type(list[bad])), 2)
