@@ -74,13 +74,13 @@ for _, w in ipairs { "W1", "W2", "W3", "W4" } do
   print(("%-48s %9s %16s %16s %16s %16s %16s %16s"):format(w .. " " .. names[w], ours and ("%.3f"):format(ours) or "n/a",
         table.unpack(cells)))
 end
+print("bare (floor): plain coroutines, a pcall each, a FIFO scheduler, no loop and no waiting" ..
+      " (bench/anchors/w_bare.lua): what a thread per task costs in Lua 5.4 before any runtime work")
 print("lua-async's own spread (min-max over the runs):")
 for _, w in ipairs { "W1", "W2", "W3", "W4" } do
   local t = rows[w] and rows[w]["lua-async"] and rows[w]["lua-async"].t
   if t and #t > 0 then table.sort(t); print(("  %s %.3f-%.3f s"):format(w, t[1], t[#t])) end
 end
-print("bare (floor): plain coroutines, a pcall each, a FIFO scheduler, no loop and no waiting" ..
-      " (bench/anchors/w_bare.lua): what a thread per task costs in Lua 5.4 before any runtime work")
 local r = rows.W2 or {}
 print("\nW2 peak RSS per sleeping task (whole process / " .. N .. "):")
 for _, side in ipairs { "lua-async", "asyncio", "node", "cqueues", "luv", "bare" } do
