@@ -15,6 +15,25 @@ describe("sleep", function()
     assert.is_true(dt >= 0.05 and dt < 1, dt)
   end)
 
+  it("never wakes before its delay on async.time()'s clock, even after a long step", function()
+    local early = {}
+    async.run(function()
+      local t0 = async.time()
+      while async.time() - t0 < 0.03 do end   -- a step that leaves the loop's cached time behind
+      for _, d in ipairs { 0.02, 0.0015, 0.0101, 0.003 } do
+        local s = async.time()
+        await(async.sleep(d))
+        local took = async.time() - s
+        if took < d then early[#early + 1] = ("sleep(%g) took %.6f s"):format(d, took) end
+      end
+      local s, fired = async.time(), nil
+      async.call_later(0.012, function() fired = async.time() end)
+      await(async.sleep(0.05))
+      if fired - s < 0.012 then early[#early + 1] = ("call_later(0.012) after %.6f s"):format(fired - s) end
+    end)
+    assert.same({}, early)
+  end)
+
   it("sleep(0) yields once to the loop", function()
     local log = {}
     async.run(function()

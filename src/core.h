@@ -147,7 +147,7 @@ void loop_enqueue_wake(lua_State *L, Loop *lp, Task *t, Future *f);
 int  loop_has_ready(Loop *lp);
 int  loop_add_timer(Loop *lp, uint64_t due, int is_task, void *obj);   /* -1: out of memory */
 void loop_remove_timer(Loop *lp, int pos);
-uint64_t delay_to_due(Loop *lp, double seconds);
+uint64_t delay_to_due(double seconds);
 int  loop_close(lua_State *L);             /* __gc of the loop userdata */
 void loop_report(lua_State *L, Loop *lp, int errindex, const char *what, int ctxindex);
 int  loop_traceback_slot(lua_State *L, int idx);   /* LS_TRACEBACKS or LS_STRTB */

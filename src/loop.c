@@ -119,12 +119,18 @@ void loop_enqueue_wake(lua_State *L, Loop *lp, Task *t, Future *f) {
 
 /* ---- timers (timers.c) under one uv_timer -------------------------------- */
 
+/* Dues are whole milliseconds of uv_hrtime, the clock async.time() reads,
+ * read afresh: uv_now is the time the loop last looked, which a long step
+ * or a new run leaves behind, and a due counted from it would fall early. */
+static uint64_t now_ms(void) { return uv_hrtime() / 1000000u; }
+
 static void on_timer(uv_timer_t *h);
 
 static void rearm_timer(Loop *lp) {
   uint64_t due;
   if (!timer_next_due(&lp->timers, &due)) { uv_timer_stop(lp->timer); return; }
-  uint64_t now = uv_now(lp->uv);
+  uint64_t now = now_ms();
+  uv_update_time(lp->uv);   /* the uv timer counts from the loop's time */
   uv_timer_start(lp->timer, on_timer, due > now ? due - now : 0, 0);
 }
 
@@ -151,7 +157,7 @@ static void handle_unkeep(lua_State *L, Loop *lp, int hidx) {
 static void on_timer(uv_timer_t *th) {
   Loop *lp = th->data;
   lua_State *L = lp->LL;
-  uint64_t now = uv_now(lp->uv);
+  uint64_t now = now_ms();   /* the uv timer may fire a little before our due */
   TimerEntry e;
   while (timer_pop_due(&lp->timers, now, &e)) {   /* the uv timer is rearmed once, below */
     if (e.is_task) {
@@ -327,10 +333,12 @@ static double check_delay(lua_State *L, int idx, const char *fname) {
   return d < 0 ? 0 : d;
 }
 
-uint64_t delay_to_due(Loop *lp, double d) {
-  double ms = d * 1000.0;
-  if (ms > 1e15) ms = 1e15;
-  return uv_now(lp->uv) + (uint64_t)(ms + 0.999);  /* never wake early */
+/* The first whole millisecond at or after now + d: a timer never wakes
+ * before its delay has passed on async.time()'s clock. */
+uint64_t delay_to_due(double d) {
+  double dns = d * 1e9;
+  uint64_t ns = dns >= 1e18 ? (uint64_t)1e18 : (uint64_t)dns + ((double)(uint64_t)dns < dns);
+  return (uv_hrtime() + ns + 999999u) / 1000000u;
 }
 
 static int l_call_later(lua_State *L) {
@@ -342,7 +350,7 @@ static int l_call_later(lua_State *L) {
   loop_push_slot(L, lp, LS_KEEP);
   lua_pushvalue(L, -2); lua_rawsetp(L, -2, h);
   lua_pop(L, 1);
-  if (loop_add_timer(lp, delay_to_due(lp, d), 0, h) != 0) return luaL_error(L, "call_later: out of memory");
+  if (loop_add_timer(lp, delay_to_due(d), 0, h) != 0) return luaL_error(L, "call_later: out of memory");
   return 1;
 }
 

@@ -370,7 +370,7 @@ static int sleep_impl(lua_State *L) {
   int nv = lua_gettop(L) - 1;
   check_yieldable(L, "sleep");
   if (d <= 0) loop_enqueue_task(L, lp, t);
-  else if (loop_add_timer(lp, delay_to_due(lp, d), 1, t) != 0) return luaL_error(L, "sleep: out of memory");
+  else if (loop_add_timer(lp, delay_to_due(d), 1, t) != 0) return luaL_error(L, "sleep: out of memory");
   return suspend_yield(L, t, is_gen, nv, sleep_k);
 }
 
