@@ -129,8 +129,8 @@ static void on_timer(uv_timer_t *h);
 static void rearm_timer(Loop *lp) {
   uint64_t due;
   if (!timer_next_due(&lp->timers, &due)) { uv_timer_stop(lp->timer); return; }
-  uint64_t now = now_ms();
-  uv_update_time(lp->uv);   /* the uv timer counts from the loop's time */
+  uv_update_time(lp->uv);   /* the uv timer counts from the loop's time: make it now */
+  uint64_t now = uv_now(lp->uv);
   uv_timer_start(lp->timer, on_timer, due > now ? due - now : 0, 0);
 }
 
@@ -337,7 +337,7 @@ static double check_delay(lua_State *L, int idx, const char *fname) {
  * before its delay has passed on async.time()'s clock. */
 uint64_t delay_to_due(double d) {
   double dns = d * 1e9;
-  uint64_t ns = dns >= 1e18 ? (uint64_t)1e18 : (uint64_t)dns + ((double)(uint64_t)dns < dns);
+  uint64_t ns = dns >= 1e18 ? (uint64_t)1e18 : (uint64_t)dns + 1;   /* + 1: the dropped fraction */
   return (uv_hrtime() + ns + 999999u) / 1000000u;
 }
 
