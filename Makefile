@@ -28,8 +28,10 @@ ASYNC_SRC := lua_async.c src/loop.c src/timers.c src/future.c src/task.c src/com
              src/json.c
 ASYNC_HDR := include/lua_async.h src/core.h src/json.h $(BUILD)/prelude.h
 
-VDB_SRC   := vdb.c src/vdb/store.c src/vdb/filter.c src/vdb/log.c src/vdb/input.c src/vdb/wire.c src/json.c
-VDB_HDR   := include/lua_async.h src/vdb/store.h src/vdb/filter.h src/vdb/log.h src/vdb/input.h src/vdb/wire.h src/json.h \
+VDB_SRC   := vdb.c src/vdb/store.c src/vdb/filter.c src/vdb/codec.c src/vdb/replay.c src/vdb/log.c src/vdb/input.c \
+             src/vdb/wire.c src/json.c
+VDB_HDR   := include/lua_async.h src/vdb/store.h src/vdb/filter.h src/vdb/codec.h src/vdb/replay.h src/vdb/log.h \
+             src/vdb/input.h src/vdb/wire.h src/json.h \
              $(BUILD)/vdb_prelude.h $(BUILD)/vdb_chroma.h
 
 .PHONY: all deps demo test sanitize valgrind bench install install-lib clean

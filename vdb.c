@@ -7,6 +7,8 @@
  * publishes) is settled in the after-work callback.  src/vdb/prelude.lua
  * builds the Lua-facing objects (databases, collections, errors) on top.
  */
+#define _GNU_SOURCE      /* dladdr, RTLD_NODELETE */
+#include <dlfcn.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -24,6 +26,16 @@
 #include "vdb_chroma.h"       /* generated: const char vdb_chroma[] */
 
 #define COLL_MT "vdb.collection"
+#define MODULE_MT "vdb.module"
+
+/* One per Lua state, shared by its operations.  When the state closes with
+ * operations still in flight (a host that owns the loop, or lua_close
+ * without async.run), their completions may run later: they then free
+ * their C data and touch neither Lua nor async (closing), and the library
+ * is pinned in memory so that their code is still there. */
+typedef struct Module { int closing; int refs; } Module;
+
+static void module_unref(Module *m) { if (m && --m->refs == 0) free(m); }
 
 typedef struct Handle { Collection *c; } Handle;
 
@@ -66,11 +78,13 @@ static int coll_gc(lua_State *L) {
 
 /* core.new_collection(name, dim, metric) */
 static int l_new_collection(lua_State *L) {
-  const char *name = luaL_checkstring(L, 1);
-  int dim = (int)luaL_optinteger(L, 2, 0);
+  size_t len;
+  const char *name = luaL_checklstring(L, 1, &len);
+  lua_Integer dim = luaL_optinteger(L, 2, 0);
   int metric = (int)luaL_checkinteger(L, 3);
+  if (dim < 0 || dim > STORE_MAX_DIM) return raise_vdb(L, "invalid_argument", "dim must be 1 to %d", STORE_MAX_DIM);
   Handle *h = lua_newuserdatauv(L, sizeof *h, 0);
-  h->c = store_new(name, dim, metric);
+  h->c = store_new(name, len, (int)dim, metric);
   if (!h->c) return luaL_error(L, "vdb: out of memory");
   h->c->refs = 1;
   luaL_setmetatable(L, COLL_MT);
@@ -99,6 +113,8 @@ typedef struct OutRec {
 typedef struct Op {
   uv_work_t req;
   int kind;
+  Module *mod;
+  uv_loop_t *loop;
   Collection *c;
   const lua_async_api *api;
   lua_async_future *fut;
@@ -112,22 +128,23 @@ typedef struct Op {
   float *queries; int nq, qdim; size_t k;   /* search */
   long result;
   Log *log;                          /* open, meta, compact */
-  char *path;                        /* open */
-  Replay replay;                     /* open */
+  char *path;                        /* open: the file; meta: the collection's name (a byte string) */
+  int recover;                       /* open */
+  Opened opened;                     /* open */
   int meta_kind, meta_dim, meta_metric;   /* meta: a create or drop record */
   uint64_t seq;                      /* file: the log record to wait for */
   struct Op *next;                   /* in the log's list of waiters */
   Collection **cols; int ncols;      /* compact */
   OutRec *out; size_t nout;          /* get, search (nq * k slots) */
   size_t *nhits;                     /* search: hits per query */
-  char err_code[32], err_msg[256];
+  char err_code[32], err_msg[700];
 } Op;
 
 static void outrec_fill(Op *op, OutRec *o, size_t i) {
   const Record *r = &op->c->recs[i];
-  o->id = strdup(r->id);
+  o->id = bytes_dup(r->id);
   if (op->inc_meta) meta_copy(&o->meta, &r->meta);
-  if (op->inc_doc && r->doc) o->doc = strdup(r->doc);
+  if (op->inc_doc && r->doc) o->doc = bytes_dup(r->doc);
   if (op->inc_vec) {
     o->vec = malloc((size_t)op->c->dim * sizeof(float));
     if (o->vec) memcpy(o->vec, op->c->vecs + i * (size_t)op->c->dim, (size_t)op->c->dim * sizeof(float));
@@ -151,45 +168,58 @@ typedef struct LogJob { Log *lg; const Collection *c; const Batch *b; int upsert
 
 static void *log_job(void *arg) {
   LogJob *j = arg;
-  j->seq = log_put(j->lg, j->c, j->b, NULL, j->upsert);
+  j->seq = log_put(j->lg, j->c, j->b, j->upsert);
   return NULL;
 }
 
 #define LOG_THREAD_BYTES ((size_t)1 << 20)   /* a batch this big writes its log on a second thread */
 
+static int replaces_any(const Collection *c, const Batch *b) {
+  for (int i = 0; i < b->n; i++) if (store_find(c, b->ids[i], bytes_len(b->ids[i])) >= 0) return 1;
+  return 0;
+}
+
+/* A batch of new records is logged while it is applied, and taken back out
+ * (they are the newest rows) if the log refuses it.  A batch that replaces
+ * records is logged first and applied only once the log has it, so that a
+ * refused write leaves memory exactly as it was.  Either way the batch
+ * gives up what the collection took (or freed). */
+static uint64_t put_logged(Collection *c, Batch *b, int upsert) {
+  Log *lg = c->log;
+  LogJob job = {lg, c, b, upsert, 0};
+  if (upsert && replaces_any(c, b)) {
+    log_job(&job);
+    if (job.seq) { store_apply(c, b, NULL); batch_disown(b); }
+    return job.seq;
+  }
+  pthread_t writer;
+  int threaded = (size_t)b->n * (size_t)b->dim * sizeof(float) >= LOG_THREAD_BYTES &&
+                 pthread_create(&writer, NULL, log_job, &job) == 0;
+  if (!threaded) log_job(&job);
+  size_t before = c->n;
+  store_apply(c, b, NULL);                  /* both only read the batch */
+  if (threaded) pthread_join(writer, NULL);
+  if (job.seq == 0) store_truncate(c, before);
+  batch_disown(b);
+  return job.seq;
+}
+
 static void run_put(Op *op) {
   Collection *c = op->c;
   Batch *b = op->batch;
-  Log *lg = c->log;
-  /* cosine vectors are normalised on the way in: their record follows */
-  int after = lg && c->metric == METRIC_COSINE;
-  size_t *landed = after ? malloc((size_t)(b->n ? b->n : 1) * sizeof *landed) : NULL;
-  if (after && !landed) { op_fail(op, "invalid_argument", "out of memory"); return; }
   int err = 0, at = 0;
   pthread_rwlock_wrlock(&c->lock);
   int rc = store_check(c, b, op->upsert, &err, &at);
   if (rc == 0) {
-    LogJob job = {lg, c, b, op->upsert, 0};
-    pthread_t writer;
-    int threaded = 0;
-    if (lg && !after) {
-      if ((size_t)b->n * (size_t)b->dim * sizeof(float) >= LOG_THREAD_BYTES)
-        threaded = pthread_create(&writer, NULL, log_job, &job) == 0;
-      if (!threaded) log_job(&job);
+    if (c->log) {
+      wait_durable(op, c->log, put_logged(c, b, op->upsert));
+    } else {
+      store_apply(c, b, NULL);
+      batch_disown(b);
     }
-    size_t before = c->n;
-    store_apply(c, b, landed);                /* both only read the batch */
-    if (threaded) pthread_join(writer, NULL);
-    if (after) job.seq = log_put(lg, c, b, landed, op->upsert);
-    /* the log refused it: take the records back out, if they were all new
-     * (an upsert's old values are gone; the store refuses writes from now) */
-    if (lg && job.seq == 0 && c->n - before == (size_t)b->n) store_truncate(c, before);
-    batch_disown(b);
     op->result = b->n;
-    wait_durable(op, lg, job.seq);
   }
   pthread_rwlock_unlock(&c->lock);
-  free(landed);
   if (rc == 0) return;
   char msg[256];
   if (err == PUT_NOMEM) { op_fail(op, "invalid_argument", "out of memory"); return; }
@@ -207,7 +237,7 @@ static size_t select_rows(Op *op, size_t **rows) {
   if (!*rows) return 0;
   if (op->ids) {
     for (int i = 0; i < op->nids; i++) {
-      long at = store_find(c, op->ids[i]);
+      long at = store_find(c, op->ids[i], bytes_len(op->ids[i]));
       if (at >= 0 && (!op->filter || filter_match(op->filter, &c->recs[at].meta))) (*rows)[n++] = (size_t)at;
     }
   } else {
@@ -239,37 +269,56 @@ static int cmp_desc(const void *a, const void *b) {
   return x < y ? 1 : x > y ? -1 : 0;
 }
 
+/* Deleting is logged first: a delete the log refuses changes nothing. */
 static void run_delete(Op *op) {
   Collection *c = op->c;
   size_t *rows;
   Log *lg = c->log;
-  uint64_t seq = 0;
   pthread_rwlock_wrlock(&c->lock);
   size_t n = select_rows(op, &rows);
   qsort(rows, n, sizeof *rows, cmp_desc);      /* from the end: moves never disturb the rest */
+  int logged = 1;
   if (lg && n) {
+    uint64_t seq = 0;
     char **ids = malloc(n * sizeof *ids);
     if (ids) {
       for (size_t i = 0; i < n; i++) ids[i] = c->recs[rows[i]].id;
       seq = log_delete(lg, c->name, ids, n);
       free(ids);
     }
+    wait_durable(op, lg, seq);
+    logged = seq != 0;
   }
-  for (size_t i = 0; i < n; i++) store_delete_index(c, rows[i]);
+  if (logged) for (size_t i = 0; i < n; i++) store_delete_index(c, rows[i]);
   pthread_rwlock_unlock(&c->lock);
   free(rows);
   op->result = (long)n;
-  wait_durable(op, lg, seq);
 }
 
+/* top_k is cut to the collection's size under the lock, before anything
+ * is sized by it: a top_k above the size gives every record */
 static void run_search(Op *op) {
   Collection *c = op->c;
-  size_t k = op->k;
-  op->out = calloc((size_t)op->nq * (k ? k : 1), sizeof *op->out);
-  op->nhits = calloc((size_t)op->nq, sizeof *op->nhits);
-  Hit *hits = malloc((size_t)STORE_QBLOCK * (k ? k : 1) * sizeof *hits);
-  if (!op->out || !op->nhits || !hits) { free(hits); op_fail(op, "invalid_argument", "out of memory"); return; }
   pthread_rwlock_rdlock(&c->lock);
+  size_t k = op->k < c->n ? op->k : c->n;
+  op->k = k;
+  size_t slots = k ? k : 1;
+  if ((size_t)op->nq > SIZE_MAX / sizeof *op->out / slots || (size_t)STORE_QBLOCK > SIZE_MAX / sizeof(Hit) / slots) {
+    pthread_rwlock_unlock(&c->lock);
+    op->nq = 0;
+    op_fail(op, "invalid_argument", "top_k times the number of queries is too large");
+    return;
+  }
+  op->out = calloc((size_t)op->nq * slots, sizeof *op->out);
+  op->nhits = calloc((size_t)(op->nq ? op->nq : 1), sizeof *op->nhits);
+  Hit *hits = malloc((size_t)STORE_QBLOCK * slots * sizeof *hits);
+  if (!op->out || !op->nhits || !hits) {
+    pthread_rwlock_unlock(&c->lock);
+    free(hits);
+    op->nq = 0;
+    op_fail(op, "invalid_argument", "out of memory (top_k too large?)");
+    return;
+  }
   if (c->dim && op->qdim != c->dim) {
     char msg[128];
     snprintf(msg, sizeof msg, "query has %d dimensions, the collection %d", op->qdim, c->dim);
@@ -278,7 +327,7 @@ static void run_search(Op *op) {
   }
   if (c->metric == METRIC_COSINE)
     for (int q = 0; q < op->nq; q++) store_normalize(op->queries + (size_t)q * op->qdim, op->qdim);
-  for (int q0 = 0; q0 < op->nq && c->dim; q0 += STORE_QBLOCK) {     /* a block of queries a pass */
+  for (int q0 = 0; q0 < op->nq && c->dim && k; q0 += STORE_QBLOCK) {     /* a block of queries a pass */
     int nb = op->nq - q0 < STORE_QBLOCK ? op->nq - q0 : STORE_QBLOCK;
     size_t nh[STORE_QBLOCK];
     if (nb == 1) nh[0] = store_search(c, op->queries + (size_t)q0 * op->qdim, k, op->filter, hits);
@@ -310,7 +359,7 @@ static void work(uv_work_t *req) {
     case OP_SEARCH: run_search(op); break;
     case OP_OPEN: {
       const char *code = NULL;
-      op->log = log_open(op->path, &op->replay, &code, op->err_msg, sizeof op->err_msg);
+      op->log = log_open(op->path, op->recover, &op->opened, &code, op->err_msg, sizeof op->err_msg);
       if (!op->log) snprintf(op->err_code, sizeof op->err_code, "%s", code);
       break;
     }
@@ -334,16 +383,18 @@ static void work(uv_work_t *req) {
   }
 }
 
+static void push_bytes(lua_State *L, const char *b) { lua_pushlstring(L, b, bytes_len(b)); }
+
 static void push_outrec(lua_State *L, Op *op, OutRec *o, int hit) {
   lua_createtable(L, 0, 5);
-  lua_pushstring(L, o->id); lua_setfield(L, -2, "id");
+  push_bytes(L, o->id); lua_setfield(L, -2, "id");
   if (hit) {
     lua_pushnumber(L, o->distance); lua_setfield(L, -2, "distance");
     lua_pushnumber(L, op->c->metric == METRIC_L2 ? -(double)o->distance : 1.0 - (double)o->distance);
     lua_setfield(L, -2, "score");
   }
   if (op->inc_meta) { push_meta(L, &o->meta); lua_setfield(L, -2, "metadata"); }
-  if (o->doc) { lua_pushstring(L, o->doc); lua_setfield(L, -2, "document"); }
+  if (o->doc) { push_bytes(L, o->doc); lua_setfield(L, -2, "document"); }
   if (o->vec) {
     lua_createtable(L, op->c->dim, 0);
     for (int j = 0; j < op->c->dim; j++) { lua_pushnumber(L, o->vec[j]); lua_rawseti(L, -2, j + 1); }
@@ -351,39 +402,58 @@ static void push_outrec(lua_State *L, Op *op, OutRec *o, int hit) {
   }
 }
 
+/* L NULL: the state is closing, only C data is freed */
 static void op_free(lua_State *L, Op *op) {
-  luaL_unref(L, LUA_REGISTRYINDEX, op->anchor);   /* the worker is done with the batch */
+  if (L) luaL_unref(L, LUA_REGISTRYINDEX, op->anchor);   /* the worker is done with the batch */
   if (op->out) {
     size_t n = op->kind == OP_SEARCH ? (size_t)op->nq * op->k : op->nout;
     for (size_t i = 0; i < n; i++) {
-      free(op->out[i].id); free(op->out[i].vec); free(op->out[i].doc); meta_free(&op->out[i].meta);
+      bytes_free(op->out[i].id); free(op->out[i].vec); bytes_free(op->out[i].doc); meta_free(&op->out[i].meta);
     }
   }
-  if (op->ids) for (int i = 0; i < op->nids; i++) free(op->ids[i]);
-  free(op->ids); free(op->out); free(op->nhits); free(op->queries);
+  bytes_list_free(op->ids, op->nids);
+  free(op->out); free(op->nhits); free(op->queries);
   batch_free(op->batch);
   filter_free(op->filter);
   coll_unref(op->c);
   for (int i = 0; i < op->ncols; i++) coll_unref(op->cols[i]);
   free(op->cols);
-  replay_free(&op->replay);
+  opened_free(&op->opened);
   log_unref(op->log);
-  free(op->path);
+  if (op->kind == OP_META) bytes_free(op->path); else free(op->path);
+  module_unref(op->mod);
   free(op);
 }
 
-/* OP_OPEN done: the log handle, the collections found, the replay report */
+/* what opening reported: nil if the file was clean, else a table */
+static void push_report(lua_State *L, const Opened *o) {
+  const Replay *rp = &o->replay;
+  if (!o->report[0]) { lua_pushnil(L); return; }
+  lua_createtable(L, 0, 8);
+  lua_pushstring(L, o->report); lua_setfield(L, -2, "message");
+  lua_pushinteger(L, (lua_Integer)rp->torn); lua_setfield(L, -2, "torn_bytes");
+  lua_pushinteger(L, (lua_Integer)rp->damaged); lua_setfield(L, -2, "skipped_records");
+  lua_pushinteger(L, (lua_Integer)rp->damaged_bytes); lua_setfield(L, -2, "skipped_bytes");
+  if (o->kept) { lua_pushstring(L, o->kept); lua_setfield(L, -2, "original"); }
+  lua_createtable(L, rp->nids, 0);
+  for (int i = 0; i < rp->nids; i++) { push_bytes(L, rp->ids[i]); lua_rawseti(L, -2, i + 1); }
+  lua_setfield(L, -2, "skipped_ids");
+  lua_pushinteger(L, (lua_Integer)rp->more_ids); lua_setfield(L, -2, "more_skipped_ids");
+}
+
+/* OP_OPEN done: the log handle, the collections found, the report */
 static void push_opened(lua_State *L, Op *op) {
+  Replay *rp = &op->opened.replay;
   LogHandle *h = lua_newuserdatauv(L, sizeof *h, 0);
   h->lg = op->log;
   op->log->refs = 1;
   op->log = NULL;                             /* the handle owns it now */
   luaL_setmetatable(L, LOG_MT);
-  lua_createtable(L, op->replay.ncols, 0);
-  for (int i = 0; i < op->replay.ncols; i++) {
-    Collection *c = op->replay.cols[i];
+  lua_createtable(L, rp->ncols, 0);
+  for (int i = 0; i < rp->ncols; i++) {
+    Collection *c = rp->cols[i];
     lua_createtable(L, 0, 4);
-    lua_pushstring(L, c->name); lua_setfield(L, -2, "name");
+    push_bytes(L, c->name); lua_setfield(L, -2, "name");
     lua_pushinteger(L, c->dim); lua_setfield(L, -2, "dim");
     lua_pushinteger(L, c->metric); lua_setfield(L, -2, "metric");
     Handle *ch = lua_newuserdatauv(L, sizeof *ch, 0);
@@ -395,8 +465,8 @@ static void push_opened(lua_State *L, Op *op) {
     lua_setfield(L, -2, "h");
     lua_rawseti(L, -2, i + 1);
   }
-  op->replay.ncols = 0;                       /* handed over */
-  if (op->replay.report[0]) lua_pushstring(L, op->replay.report); else lua_pushnil(L);
+  rp->ncols = 0;                              /* handed over */
+  push_report(L, &op->opened);
 }
 
 static void finish_op(Op *op);
@@ -404,6 +474,7 @@ static void wait_for_flush(Op *op, Log *lg);
 
 static void after_work(uv_work_t *req, int status) {
   Op *op = req->data;
+  if (op->mod->closing) { op_free(NULL, op); return; }
   if (status != 0 && !op->err_code[0]) op_fail(op, "invalid_argument", "cancelled");
   Log *lg = op->kind == OP_META ? op->log : op->c ? op->c->log : NULL;
   if (!op->err_code[0] && op->seq && lg) {
@@ -416,14 +487,14 @@ static void after_work(uv_work_t *req, int status) {
 
 /* ---- group commit: one flush job at a time, for every waiting op -------- */
 
-typedef struct Flush { uv_work_t req; Log *lg; const lua_async_api *api; lua_State *L; } Flush;
+typedef struct Flush { uv_work_t req; Log *lg; uv_loop_t *loop; } Flush;
 
 static void flush_work(uv_work_t *req) {
   Flush *f = req->data;
   log_flush(f->lg);
 }
 
-static void start_flush(Log *lg, const lua_async_api *api, lua_State *L);
+static void start_flush(Log *lg, uv_loop_t *loop);
 
 static void flush_done(uv_work_t *req, int status) {
   Flush *f = req->data;
@@ -443,20 +514,20 @@ static void flush_done(uv_work_t *req, int status) {
     op = next;
   }
   lg->waiters = keep;
-  if (keep) start_flush(lg, f->api, f->L);
+  if (keep) start_flush(lg, f->loop);
   log_unref(lg);
   free(f);
 }
 
-static void start_flush(Log *lg, const lua_async_api *api, lua_State *L) {
+static void start_flush(Log *lg, uv_loop_t *loop) {
   if (lg->flush_running) return;
   Flush *f = calloc(1, sizeof *f);
   if (!f) return;                             /* retried by the next write */
-  f->lg = lg; f->api = api; f->L = L;
+  f->lg = lg; f->loop = loop;
   f->req.data = f;
   lg->refs++;
   lg->flush_running = 1;
-  if (uv_queue_work(api->loop(L), &f->req, flush_work, flush_done) != 0) {
+  if (uv_queue_work(loop, &f->req, flush_work, flush_done) != 0) {
     lg->flush_running = 0; lg->refs--; free(f);
   }
 }
@@ -464,13 +535,30 @@ static void start_flush(Log *lg, const lua_async_api *api, lua_State *L) {
 static void wait_for_flush(Op *op, Log *lg) {
   op->next = lg->waiters;
   lg->waiters = op;
-  start_flush(lg, op->api, op->api->state(op->fut));
+  start_flush(lg, op->loop);
+}
+
+/* A collection's dimension is fixed by the first insert that succeeds.
+ * Until then the dimension of the first insert accepted is held for it and
+ * for every insert accepted after it; it is undone only when all of them
+ * have failed. */
+static void settle_dim(Op *op) {
+  Collection *c = op->c;
+  if (op->kind != OP_PUT || !op->learnt_dim) return;
+  c->dim_learning--;
+  if (!op->err_code[0]) c->dim_settled = 1;
+  else if (c->dim_learning == 0 && !c->dim_settled) {
+    pthread_rwlock_wrlock(&c->lock);         /* no insert is in flight: readers only, and briefly */
+    c->dim = 0;
+    pthread_rwlock_unlock(&c->lock);
+  }
 }
 
 static void finish_op(Op *op) {
+  if (op->mod->closing) { op_free(NULL, op); return; }
   lua_State *L = op->api->state(op->fut);
+  settle_dim(op);
   if (op->err_code[0]) {
-    if (op->kind == OP_PUT && op->learnt_dim && op->c->n == 0) op->c->dim = 0;   /* no trace */
     push_vdb_error(L, op->err_code, op->err_msg);
     op->api->reject(op->fut);
   } else if (op->kind == OP_OPEN) {
@@ -503,6 +591,9 @@ static Op *op_new(lua_State *L, int kind, Collection *c) {
   if (!api) luaL_error(L, "vdb: require \"async\" first");
   Op *op = calloc(1, sizeof *op);
   if (!op) luaL_error(L, "vdb: out of memory");
+  op->mod = *(Module **)lua_touserdata(L, lua_upvalueindex(1));
+  op->mod->refs++;
+  op->loop = api->loop(L);
   op->kind = kind; op->c = c; op->api = api; op->limit = -1; op->anchor = LUA_NOREF;
   op->inc_meta = op->inc_doc = 1;
   if (c) c->refs++;
@@ -513,7 +604,7 @@ static Op *op_new(lua_State *L, int kind, Collection *c) {
 /* queue the op and push its future */
 static int op_start(lua_State *L, Op *op) {
   op->fut = op->api->future_new(L);
-  int rc = uv_queue_work(op->api->loop(L), &op->req, work, after_work);
+  int rc = uv_queue_work(op->loop, &op->req, work, after_work);
   if (rc != 0) {
     lua_pop(L, 1);
     op_free(L, op);
@@ -531,8 +622,17 @@ static int l_put(lua_State *L) {
   lua_settop(L, 7);
   lua_createtable(L, n, 0);                  /* keeps alive the packed vectors read in place */
   Batch *b = read_batch(L, c->dim, 2, 3, lua_istable(L, 4) ? 4 : 0, lua_istable(L, 5) ? 5 : 0, n, 8);
-  int learnt = c->dim == 0;
-  if (learnt) c->dim = b->dim;               /* fixed by the first insert */
+  int learnt = c->dim == 0 || c->dim_learning > 0;
+  if (c->dim == 0 && b->dim > STORE_MAX_DIM) {
+    batch_free(b);
+    return raise_vdb(L, "invalid_argument", "record 1: a vector has at most %d dimensions", STORE_MAX_DIM);
+  }
+  if (c->dim == 0) {                         /* held for it until an insert succeeds (settle_dim) */
+    pthread_rwlock_wrlock(&c->lock);         /* the collection is empty: readers are brief */
+    c->dim = b->dim;
+    pthread_rwlock_unlock(&c->lock);
+  }
+  if (learnt) c->dim_learning++;
   Op *op = op_new(L, OP_PUT, c);
   op->batch = b;
   op->anchor = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -581,7 +681,7 @@ static int l_search(lua_State *L) {
   Collection *c = check_coll(L, 1);
   luaL_checktype(L, 2, LUA_TTABLE);
   lua_Integer k = luaL_checkinteger(L, 3);
-  if (k < 0) return raise_vdb(L, "invalid_argument", "top_k must be >= 0, got %d", (int)k);
+  if (k < 0) return raise_vdb(L, "invalid_argument", "top_k must be >= 0, got %lld", (long long)k);
   int nq, dim = c->dim;
   const float *qs = read_queries(L, 2, &dim, &nq);
   Filter *f = read_filter(L, 4);
@@ -596,10 +696,13 @@ static int l_search(lua_State *L) {
   return op_start(L, op);
 }
 
-/* core.open(path): a future giving log handle, collections, report */
+/* core.open(path, recover): a future giving log handle, collections, report */
 static int l_open(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
+  size_t len;
+  const char *path = luaL_checklstring(L, 1, &len);
+  if (strlen(path) != len) return raise_vdb(L, "invalid_argument", "a file: path cannot hold a NUL byte");
   Op *op = op_new(L, OP_OPEN, NULL);
+  op->recover = lua_toboolean(L, 2);
   op->path = strdup(path);
   return op_start(L, op);
 }
@@ -619,7 +722,9 @@ static int l_log_meta(lua_State *L) {
   Op *op = op_new(L, OP_META, NULL);
   op->log = lg; lg->refs++;
   op->meta_kind = strcmp(kind, "create") == 0 ? LOG_CREATE : LOG_DROP;
-  op->path = strdup(luaL_checkstring(L, 3));
+  size_t len;
+  const char *name = luaL_checklstring(L, 3, &len);
+  op->path = bytes_new(name, len);
   op->meta_dim = (int)luaL_optinteger(L, 4, 0);
   op->meta_metric = (int)luaL_optinteger(L, 5, 0);
   return op_start(L, op);
@@ -679,6 +784,22 @@ static int l_set_errors(lua_State *L) {
   return 0;
 }
 
+/* The state is closing: operations still in flight finish without it, and
+ * their code must stay loaded until they do. */
+static int module_gc(lua_State *L) {
+  Module **box = luaL_checkudata(L, 1, MODULE_MT);
+  Module *m = *box;
+  if (!m) return 0;
+  m->closing = 1;
+  if (m->refs > 1) {
+    Dl_info self;
+    if (dladdr((void *)module_gc, &self) && self.dli_fname) dlopen(self.dli_fname, RTLD_NOW | RTLD_NODELETE | RTLD_NOLOAD);
+  }
+  module_unref(m);
+  *box = NULL;
+  return 0;
+}
+
 int luaopen_vdb(lua_State *L) {
   static const luaL_Reg core[] = {
     {"new_collection", l_new_collection}, {"dim", l_dim}, {"put", l_put}, {"get", l_get},
@@ -687,6 +808,11 @@ int luaopen_vdb(lua_State *L) {
     {"close_log", l_close_log}, {"log_stats", l_log_stats},
     {NULL, NULL}
   };
+  /* async first: its loop, made before the module's state, is then
+   * finalised after it (finalisers run newest first) */
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "async");
+  lua_call(L, 1, 0);
   luaL_newmetatable(L, COLL_MT);
   lua_pushcfunction(L, coll_gc); lua_setfield(L, -2, "__gc");
   lua_pop(L, 1);
@@ -695,7 +821,17 @@ int luaopen_vdb(lua_State *L) {
   lua_pop(L, 1);
   if (luaL_loadbuffer(L, vdb_prelude, sizeof vdb_prelude - 1, "@vdb/prelude.lua") != LUA_OK)
     return lua_error(L);
-  luaL_newlib(L, core);
+  luaL_newlibtable(L, core);
+  Module **box = lua_newuserdatauv(L, sizeof *box, 0);
+  *box = calloc(1, sizeof **box);
+  if (!*box) return luaL_error(L, "vdb: out of memory");
+  (*box)->refs = 1;
+  luaL_newmetatable(L, MODULE_MT);
+  lua_pushcfunction(L, module_gc); lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, LUA_REGISTRYINDEX, "vdb.module.state");   /* lives as long as the state */
+  luaL_setfuncs(L, core, 1);                       /* each with the module's state as upvalue 1 */
   wire_open(L);
   if (luaL_loadbuffer(L, vdb_chroma, sizeof vdb_chroma - 1, "@vdb/chroma.lua") != LUA_OK)
     return lua_error(L);

@@ -79,7 +79,10 @@ end
 -- connecting
 ---------------------------------------------------------------------------
 
+local CONNECT_KEYS = { "tenant", "database", "headers", "timeout", "max_connections", "max_request_bytes" }
+
 local function check_opts(opts)
+  S.check_opts(opts, S.keys(table.unpack(CONNECT_KEYS)), "connect")
   local function bad(what, expected, got)
     fail("invalid_argument", "connect: opts.%s must be %s, got %s", what, expected, tostring(got))
   end
@@ -411,6 +414,7 @@ local function queries(self, list, k_or_opts)
 end
 
 Remote.search = async.fn(function(self, query, k_or_opts)
+  S.check_query(query)
   local db, bodies, k, meta = queries(self, { query }, k_or_opts)
   if k == 0 then return {} end
   return op(db, function()

@@ -22,21 +22,21 @@ static const char *const op_names[] = {"$and", "$or", "$eq", "$ne", "$gt", "$gte
 void filter_free(Filter *f) {
   if (!f) return;
   if (f->kids) for (int i = 0; i < f->n; i++) filter_free(f->kids[i]);
-  if (f->vals) for (int i = 0; i < f->n; i++) free(f->vals[i].str);
-  free(f->kids); free(f->vals); free(f->key);
+  if (f->vals) for (int i = 0; i < f->n; i++) bytes_free(f->vals[i].str);
+  free(f->kids); free(f->vals); bytes_free(f->key);
   free(f);
 }
 
 static int value_eq(const MetaKV *a, const MetaKV *b) {
   if (a->type != b->type) return 0;
-  return a->type == MV_STR ? strcmp(a->str, b->str) == 0 : a->num == b->num;
+  return a->type == MV_STR ? bytes_eq(a->str, b->str) : a->num == b->num;
 }
 
 int filter_match(const Filter *f, const Meta *m) {
   if (f->op == F_AND) { for (int i = 0; i < f->n; i++) if (!filter_match(f->kids[i], m)) return 0; return 1; }
   if (f->op == F_OR) { for (int i = 0; i < f->n; i++) if (filter_match(f->kids[i], m)) return 1; return 0; }
   const MetaKV *v = NULL;
-  for (int i = 0; i < m->n; i++) if (strcmp(m->kv[i].key, f->key) == 0) { v = &m->kv[i]; break; }
+  for (int i = 0; i < m->n; i++) if (bytes_eq(m->kv[i].key, f->key)) { v = &m->kv[i]; break; }
   if (!v) return 0;
   switch (f->op) {
     case F_EQ: return value_eq(v, &f->vals[0]);
@@ -75,7 +75,12 @@ static Filter *node(int op, int n) {
 /* the value at the top of the stack into v; 0 if it is not a scalar */
 static int scalar(lua_State *L, MetaKV *v) {
   switch (lua_type(L, -1)) {
-    case LUA_TSTRING: v->type = MV_STR; v->str = strdup(lua_tostring(L, -1)); return v->str != NULL;
+    case LUA_TSTRING: {
+      size_t n;
+      const char *s = lua_tolstring(L, -1, &n);
+      v->type = MV_STR;
+      return (v->str = bytes_new(s, n)) != NULL;
+    }
     case LUA_TNUMBER: v->type = MV_NUM; v->num = lua_tonumber(L, -1); return 1;
     case LUA_TBOOLEAN: v->type = MV_BOOL; v->num = lua_toboolean(L, -1); return 1;
   }
@@ -89,14 +94,22 @@ static int op_code(const char *s) {
 
 static Filter *compile_table(Ctx *c, int idx, int depth);
 
+/* a comparison node on key with n values */
+static Filter *field_node(int op, int n, const char *key, size_t klen) {
+  Filter *f = node(op, n);
+  if (!f) return NULL;
+  f->key = bytes_new(key, klen);
+  f->vals = calloc((size_t)n, sizeof *f->vals);
+  if (!f->key || !f->vals) { filter_free(f); return NULL; }
+  return f;
+}
+
 /* key = value or key = {["$op"] = value}; the value is at the top */
-static Filter *compile_field(Ctx *c, const char *key) {
+static Filter *compile_field(Ctx *c, const char *key, size_t klen) {
   lua_State *L = c->L;
   if (lua_type(L, -1) != LUA_TTABLE) {
-    Filter *f = node(F_EQ, 1);
+    Filter *f = field_node(F_EQ, 1, key, klen);
     if (!f) return fail(c, f, "out of memory%s", "");
-    f->key = strdup(key);
-    f->vals = calloc(1, sizeof *f->vals);
     if (!f->vals || !scalar(L, &f->vals[0]))
       return fail(c, f, "where: the value for '%s' must be a string, number or boolean", key);
     return f;
@@ -116,20 +129,16 @@ static Filter *compile_field(Ctx *c, const char *key) {
       if (lua_type(L, -1) != LUA_TTABLE) { lua_pop(L, 2); return fail(c, f, "where: $in/$nin for '%s' take a list", key); }
       int n = (int)lua_rawlen(L, -1);
       if (n == 0) { lua_pop(L, 2); return fail(c, f, "where: $in/$nin for '%s' take a non-empty list", key); }
-      f = node(op, n);
-      f->vals = calloc((size_t)n, sizeof *f->vals);
-      f->key = strdup(key);
+      if (!(f = field_node(op, n, key, klen))) { lua_pop(L, 2); return fail(c, f, "out of memory%s", ""); }
       for (int i = 1; i <= n; i++) {
         lua_rawgeti(L, -1, i);
-        int ok = f->vals && scalar(L, &f->vals[i - 1]);
+        int ok = scalar(L, &f->vals[i - 1]);
         lua_pop(L, 1);
         if (!ok) { lua_pop(L, 2); return fail(c, f, "where: $in/$nin values for '%s' must be strings, numbers or booleans", key); }
       }
     } else {
-      f = node(op, 1);
-      f->vals = calloc(1, sizeof *f->vals);
-      f->key = strdup(key);
-      if (!f->vals || !scalar(L, &f->vals[0])) { lua_pop(L, 2); return fail(c, f, "where: the value for '%s' must be a string, number or boolean", key); }
+      if (!(f = field_node(op, 1, key, klen))) { lua_pop(L, 2); return fail(c, f, "out of memory%s", ""); }
+      if (!scalar(L, &f->vals[0])) { lua_pop(L, 2); return fail(c, f, "where: the value for '%s' must be a string, number or boolean", key); }
       if (op >= F_GT && op <= F_LTE && f->vals[0].type != MV_NUM) { lua_pop(L, 2); return fail(c, f, "where: $gt/$gte/$lt/$lte for '%s' compare numbers", key); }
     }
     lua_pop(L, 1);
@@ -170,11 +179,12 @@ static Filter *compile_table(Ctx *c, int idx, int depth) {
   while (lua_next(L, idx)) {
     Filter *k = NULL;
     if (lua_type(L, -2) != LUA_TSTRING) { lua_pop(L, 2); return fail(c, all, "where: keys must be strings%s", ""); }
-    const char *key = lua_tostring(L, -2);
+    size_t klen;
+    const char *key = lua_tolstring(L, -2, &klen);
     if (strcmp(key, "$and") == 0) k = compile_logical(c, F_AND, depth);
     else if (strcmp(key, "$or") == 0) k = compile_logical(c, F_OR, depth);
     else if (key[0] == '$') { lua_pop(L, 2); return fail(c, all, "where: unknown operator '%s' at the top level", key); }
-    else k = compile_field(c, key);
+    else k = compile_field(c, key, klen);
     lua_pop(L, 1);
     if (!k) { lua_pop(L, 1); return fail(c, all, "invalid where%s", ""); }
     all->kids[i++] = k;

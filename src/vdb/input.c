@@ -96,10 +96,17 @@ const char *read_meta(lua_State *L, int idx, Meta *m, char *msg, size_t ml) {
   while (lua_next(L, idx)) {
     MetaKV *kv = &m->kv[m->n];
     if (lua_type(L, -2) != LUA_TSTRING) { lua_pop(L, 2); snprintf(msg, ml, "metadata keys must be strings"); return "invalid_argument"; }
-    kv->key = strdup(lua_tostring(L, -2));
+    size_t len;
+    const char *s = lua_tolstring(L, -2, &len);
+    kv->key = bytes_new(s, len);
     m->n++;
+    if (!kv->key) { lua_pop(L, 2); snprintf(msg, ml, "out of memory"); return "invalid_argument"; }
     switch (lua_type(L, -1)) {
-      case LUA_TSTRING: kv->type = MV_STR; kv->str = strdup(lua_tostring(L, -1)); break;
+      case LUA_TSTRING:
+        kv->type = MV_STR;
+        s = lua_tolstring(L, -1, &len);
+        if (!(kv->str = bytes_new(s, len))) { lua_pop(L, 2); snprintf(msg, ml, "out of memory"); return "invalid_argument"; }
+        break;
       case LUA_TNUMBER:
         kv->type = MV_NUM; kv->num = lua_tonumber(L, -1);
         if (!isfinite(kv->num)) { lua_pop(L, 2); snprintf(msg, ml, "metadata '%s' is not a finite number", kv->key); return "invalid_argument"; }
@@ -179,7 +186,7 @@ Batch *read_batch(lua_State *L, int dim, int ids, int vecs, int metas, int docs,
     size_t len;
     const char *s;
     if (lua_rawgeti(L, ids, i) == LUA_TSTRING && (s = lua_tolstring(L, -1, &len), len > 0)) {
-      if ((b->ids[i - 1] = malloc(len + 1))) memcpy(b->ids[i - 1], s, len + 1);
+      b->ids[i - 1] = bytes_new(s, len);
     } else {
       code = check_id(L, -1, msg, sizeof msg);     /* names what is wrong */
     }
@@ -206,7 +213,10 @@ Batch *read_batch(lua_State *L, int dim, int ids, int vecs, int metas, int docs,
     }
     if (!code && docs) {
       lua_rawgeti(L, docs, i);
-      if (lua_type(L, -1) == LUA_TSTRING) b->docs[i - 1] = strdup(lua_tostring(L, -1));
+      if (lua_type(L, -1) == LUA_TSTRING) {
+        s = lua_tolstring(L, -1, &len);
+        if (!(b->docs[i - 1] = bytes_new(s, len))) { snprintf(msg, sizeof msg, "out of memory"); code = "invalid_argument"; }
+      }
       else if (!lua_isnil(L, -1)) { snprintf(msg, sizeof msg, "a document must be a string, got %s", luaL_typename(L, -1)); code = "invalid_argument"; }
       lua_pop(L, 1);
     }
@@ -219,11 +229,12 @@ void push_meta(lua_State *L, const Meta *m) {
   lua_createtable(L, 0, m->n);
   for (int i = 0; i < m->n; i++) {
     const MetaKV *kv = &m->kv[i];
-    if (kv->type == MV_STR) lua_pushstring(L, kv->str);
+    lua_pushlstring(L, kv->key, bytes_len(kv->key));
+    if (kv->type == MV_STR) lua_pushlstring(L, kv->str, bytes_len(kv->str));
     else if (kv->type == MV_BOOL) lua_pushboolean(L, kv->num != 0);
     else if (kv->num == (double)(lua_Integer)kv->num && fabs(kv->num) < 9e15) lua_pushinteger(L, (lua_Integer)kv->num);
     else lua_pushnumber(L, kv->num);
-    lua_setfield(L, -2, kv->key);
+    lua_rawset(L, -3);
   }
 }
 
@@ -237,17 +248,19 @@ Filter *read_filter(lua_State *L, int idx) {
 char **read_ids(lua_State *L, int idx, int *n) {
   *n = (int)lua_rawlen(L, idx);
   char **ids = calloc((size_t)(*n ? *n : 1), sizeof *ids);
+  if (!ids) luaL_error(L, "vdb: out of memory");
   char msg[128];
   for (int i = 1; i <= *n; i++) {
     lua_rawgeti(L, idx, i);
     const char *code = check_id(L, -1, msg, sizeof msg);
     if (code) {
       lua_pop(L, 1);
-      for (int j = 0; j < i - 1; j++) free(ids[j]);
-      free(ids);
+      bytes_list_free(ids, i - 1);
       raise_vdb(L, code, "ids[%d]: %s", i, msg);
     }
-    ids[i - 1] = strdup(lua_tostring(L, -1));
+    size_t len;
+    const char *s = lua_tolstring(L, -1, &len);
+    if (!(ids[i - 1] = bytes_new(s, len))) { lua_pop(L, 1); bytes_list_free(ids, i - 1); luaL_error(L, "vdb: out of memory"); }
     lua_pop(L, 1);
   }
   return ids;

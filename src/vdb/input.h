@@ -22,7 +22,7 @@ const char *check_id(lua_State *L, int idx, char *msg, size_t ml);
 /* anchor: 0, or the index of an empty table that keeps alive the Lua
  * strings the batch reads in place (b->src) */
 Batch *read_batch(lua_State *L, int dim, int ids, int vecs, int metas, int docs, int n, int anchor);
-char **read_ids(lua_State *L, int idx, int *n);
+char **read_ids(lua_State *L, int idx, int *n);   /* byte strings */
 /* the query vectors of a list, in a userdata of nq x *dim floats pushed */
 float *read_queries(lua_State *L, int idx, int *dim, int *nq);
 Filter *read_filter(lua_State *L, int idx);    /* NULL: no filter */

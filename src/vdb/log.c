@@ -1,4 +1,4 @@
-/* log.c - the file: backend's log: append, group commit, replay, compact. */
+/* log.c - the file: backend's log: open, append, group commit, compact. */
 #define _GNU_SOURCE              /* sync_file_range */
 #include <errno.h>
 #include <fcntl.h>
@@ -10,49 +10,15 @@
 #include <sys/uio.h>     /* struct iovec: a piece of a record */
 #include <unistd.h>
 #include <zlib.h>
+#include "codec.h"
 #include "log.h"
 
-/* ---- encoding ----------------------------------------------------------- */
+/* ---- writing records ---------------------------------------------------- */
 
-typedef struct Buf { char *p; size_t len, cap; int oom; } Buf;
-
-static void put_bytes(Buf *b, const void *src, size_t n) {
-  if (b->oom) return;
-  if (b->len + n > b->cap) {
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->len + n) cap *= 2;
-    char *p = realloc(b->p, cap);
-    if (!p) { b->oom = 1; return; }
-    b->p = p; b->cap = cap;
-  }
-  memcpy(b->p + b->len, src, n);
-  b->len += n;
-}
-
-static void put_u8(Buf *b, unsigned v) { unsigned char c = (unsigned char)v; put_bytes(b, &c, 1); }
-static void put_u32(Buf *b, uint32_t v) {
-  unsigned char c[4] = {(unsigned char)v, (unsigned char)(v >> 8), (unsigned char)(v >> 16), (unsigned char)(v >> 24)};
-  put_bytes(b, c, 4);
-}
-static void put_f32(Buf *b, float f) { uint32_t u; memcpy(&u, &f, 4); put_u32(b, u); }
-static void put_f64(Buf *b, double d) { uint64_t u; memcpy(&u, &d, 8); put_u32(b, (uint32_t)u); put_u32(b, (uint32_t)(u >> 32)); }
-
-static void put_str(Buf *b, const char *s) { size_t n = strlen(s); put_u32(b, (uint32_t)n); put_bytes(b, s, n); }
-
-/* start a record: its length and crc are sealed when it is written */
-static void begin_record(Buf *b, unsigned type) {
-  put_u32(b, 0); put_u32(b, 0);
-  put_u8(b, type);
-}
-
-static void seal(unsigned char *h, uint32_t len, uint32_t crc) {
-  for (int i = 0; i < 4; i++) { h[i] = (unsigned char)(len >> (8 * i)); h[4 + i] = (unsigned char)(crc >> (8 * i)); }
-}
-
-/* A record on its way out: head holds the header and every field but the
- * vectors, which are written from where they are (vec: runs of a
- * collection's consecutive rows, or a batch's Lua strings), not copied into
- * one more buffer first. */
+/* A record on its way out: head holds the frame header's room and every
+ * field but the vectors, which are written from where they are (vec: runs
+ * of a batch's rows, or of a collection's), not copied into one more buffer
+ * first. */
 typedef struct Rec {
   Buf head;
   struct iovec *vec;
@@ -61,6 +27,13 @@ typedef struct Rec {
 } Rec;
 
 static void rec_free(Rec *r) { free(r->head.p); free(r->vec); free(r->swapped); memset(r, 0, sizeof *r); }
+
+/* start a record: its frame header is sealed when it is written */
+static void begin_record(Buf *b, unsigned type) {
+  static const char room[FRAME_BYTES];
+  put_bytes(b, room, FRAME_BYTES);
+  put_u8(b, type);
+}
 
 static int pwrite_all(int fd, const char *p, size_t n, off_t at) {
   while (n > 0) {
@@ -73,14 +46,14 @@ static int pwrite_all(int fd, const char *p, size_t n, off_t at) {
 }
 
 /* A record is written front to back, its crc computed along the way, and
- * its header last.  Small pieces (a vector read in place from its Lua
- * string) are first gathered in a staging buffer that stays in cache, so
- * the checksum and the kernel's copy read them from there; big runs go
+ * its frame header last.  Small pieces (a vector read in place from its
+ * Lua string) are first gathered in a staging buffer that stays in cache,
+ * so the checksum and the kernel's copy read them from there; big runs go
  * straight from where they are.  Every WRITEBACK bytes, the disk is told to
  * start writing (sync_file_range), so it works while the rest is checksummed
- * and copied, and the fsync that follows has little left to wait for (a
- * 51 MB batch: ~20 ms instead of ~30).  Until the header lands the record
- * reads as torn (zero length), and is cut at the next open. */
+ * and copied, and the fsync that follows has little left to wait for.
+ * Until the header lands the record reads as torn (zeros where the header
+ * goes), and is cut at the next open. */
 #define STAGE ((size_t)1 << 20)
 #define WRITEBACK ((size_t)4 << 20)
 
@@ -125,27 +98,25 @@ static void window_add(Window *w, const char *p, size_t n) {
 /* write the record at offset at: its size, or 0 on failure */
 static size_t rec_write(int fd, off_t at, Rec *r) {
   if (r->head.oom) return 0;
-  size_t len = r->head.len - 8;
+  size_t len = r->head.len - FRAME_BYTES;
   for (int i = 0; i < r->nvec; i++) len += r->vec[i].iov_len;
   if (len > UINT32_MAX) return 0;
-  Window w = {fd, at + 8, at, NULL, 0, len < STAGE ? len : STAGE, 0, 0};
-  if (!(w.stage = malloc(w.cap))) return 0;
-  window_add(&w, r->head.p + 8, r->head.len - 8);
+  Window w = {fd, at + FRAME_BYTES, at, NULL, 0, len < STAGE ? len : STAGE, 0, 0};
+  if (!(w.stage = malloc(w.cap ? w.cap : 1))) return 0;
+  window_add(&w, r->head.p + FRAME_BYTES, r->head.len - FRAME_BYTES);
   for (int i = 0; i < r->nvec; i++) window_add(&w, r->vec[i].iov_base, r->vec[i].iov_len);
   window_flush(&w);
   free(w.stage);
   if (w.bad) return 0;
-  seal((unsigned char *)r->head.p, (uint32_t)len, w.crc);
-  return pwrite_all(fd, r->head.p, 8, at) == 0 ? len + 8 : 0;
+  frame_seal((unsigned char *)r->head.p, (uint32_t)len, w.crc);
+  return pwrite_all(fd, r->head.p, FRAME_BYTES, at) == 0 ? len + FRAME_BYTES : 0;
 }
 
-/* What a PUT record holds: a batch (ids, metadata, documents; vectors from
- * the batch, or from the collection's rows it landed at), or without a
- * batch the collection's records 0..n-1. */
+/* What a PUT record holds: a batch (ids, metadata, documents, vectors), or
+ * without a batch the collection's records 0..n-1. */
 typedef struct PutSrc {
   const Collection *c;
   const Batch *b;
-  const size_t *landed;
   size_t n;
 } PutSrc;
 
@@ -156,19 +127,25 @@ static const void *src_row(const PutSrc *s, size_t k, const char **id, const Met
     return c->vecs + k * (size_t)c->dim;
   }
   *id = s->b->ids[k]; *meta = &s->b->metas[k]; *doc = s->b->docs[k];
-  return s->landed ? (const void *)(c->vecs + s->landed[k] * (size_t)c->dim) : batch_row(s->b, (int)k);
+  return batch_row(s->b, (int)k);
 }
 
 /* PUT_COLUMNS records of src: per record its id, metadata and document,
- * then every vector in one block.  A huge batch is cut into records of at
- * most 256 MiB of vectors (the length is 32 bits).  emit writes each; 0, or
- * -1 as soon as one fails. */
+ * then every vector in one block.  A record holds at most max_bytes of
+ * vectors and max_rows records (the log: 256 MiB, as the length is 32
+ * bits; a snapshot: small blocks, so that damage stays local).  emit writes
+ * each; 0, or -1 as soon as one fails. */
 #define PUT_VECTOR_BYTES ((size_t)256 << 20)
+#define SNAPSHOT_BLOCK_BYTES ((size_t)1 << 20)
+#define SNAPSHOT_BLOCK_ROWS ((size_t)1024)
 
-static int put_records(const PutSrc *src, int upsert, int (*emit)(void *ctx, Rec *r), void *ctx) {
+static int put_records(const PutSrc *src, int upsert, size_t max_bytes, size_t max_rows,
+                       int (*emit)(void *ctx, Rec *r), void *ctx) {
   const Collection *c = src->c;
+  if (c->dim <= 0) return src->n ? -1 : 0;
   size_t n = src->n, row_bytes = (size_t)c->dim * sizeof(float);
-  size_t per = PUT_VECTOR_BYTES / row_bytes ? PUT_VECTOR_BYTES / row_bytes : 1;
+  size_t per = max_bytes / row_bytes ? max_bytes / row_bytes : 1;
+  if (per > max_rows) per = max_rows;
   size_t from = 0;
   do {                                        /* (an empty batch still makes one record) */
     size_t m = n - from < per ? n - from : per;
@@ -216,143 +193,96 @@ static int put_records(const PutSrc *src, int upsert, int (*emit)(void *ctx, Rec
   return 0;
 }
 
-/* ---- decoding ----------------------------------------------------------- */
-
-typedef struct Rd { const unsigned char *p; size_t len, at; int bad; } Rd;
-
-static uint32_t get_u32(Rd *r) {
-  if (r->at + 4 > r->len) { r->bad = 1; return 0; }
-  const unsigned char *p = r->p + r->at;
-  r->at += 4;
-  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-static unsigned get_u8(Rd *r) { if (r->at + 1 > r->len) { r->bad = 1; return 0; } return r->p[r->at++]; }
-static float get_f32(Rd *r) { uint32_t u = get_u32(r); float f; memcpy(&f, &u, 4); return f; }
-static double get_f64(Rd *r) { uint64_t lo = get_u32(r), hi = get_u32(r); uint64_t u = lo | hi << 32; double d; memcpy(&d, &u, 8); return d; }
-static char *get_str(Rd *r) {
-  uint32_t n = get_u32(r);
-  if (r->bad || r->at + n > r->len) { r->bad = 1; return NULL; }
-  char *s = malloc((size_t)n + 1);
-  if (!s) { r->bad = 1; return NULL; }
-  memcpy(s, r->p + r->at, n);
-  s[n] = 0;
-  r->at += n;
-  return s;
+static void create_record(Buf *b, const char *name, int dim, int metric) {
+  begin_record(b, LOG_CREATE);
+  put_str(b, name);
+  put_u32(b, (uint32_t)dim);
+  put_u8(b, (unsigned)metric);
 }
 
-static Collection *find_col(Replay *rp, const char *name) {
-  for (int i = 0; i < rp->ncols; i++) if (strcmp(rp->cols[i]->name, name) == 0) return rp->cols[i];
-  return NULL;
+/* ---- snapshots: the live state as a new file ---------------------------- */
+
+typedef struct Sink { int fd; size_t bytes; } Sink;
+
+static int to_sink(void *ctx, Rec *r) {
+  Sink *s = ctx;
+  size_t len = rec_write(s->fd, (off_t)s->bytes, r);
+  s->bytes += len;
+  return len ? 0 : -1;
 }
 
-static int add_col(Replay *rp, Collection *c) {
-  Collection **cs = realloc(rp->cols, (size_t)(rp->ncols + 1) * sizeof *cs);
-  if (!cs) return -1;
-  rp->cols = cs;
-  rp->cols[rp->ncols++] = c;
-  return 0;
-}
-
-static void remove_col(Replay *rp, const char *name) {
-  for (int i = 0; i < rp->ncols; i++) {
-    if (strcmp(rp->cols[i]->name, name) == 0) {
-      store_free(rp->cols[i]);
-      rp->cols[i] = rp->cols[--rp->ncols];
-      return;
-    }
+static int write_snapshot(int fd, Collection *const *cols, int ncols, size_t *bytes) {
+  unsigned char h[VDB_HEADER_BYTES];
+  header_write(h);
+  if (pwrite_all(fd, (const char *)h, sizeof h, 0) != 0) return -1;
+  Sink sink = {fd, sizeof h};
+  int rc = 0;
+  for (int i = 0; i < ncols && rc == 0; i++) {
+    Rec r = {0};
+    create_record(&r.head, cols[i]->name, cols[i]->dim, cols[i]->metric);
+    rc = to_sink(&sink, &r);
+    rec_free(&r);
+    PutSrc all = {cols[i], NULL, cols[i]->n};
+    if (rc == 0 && cols[i]->n)
+      rc = put_records(&all, 1, SNAPSHOT_BLOCK_BYTES, SNAPSHOT_BLOCK_ROWS, to_sink, &sink);
   }
-}
-
-static void get_f32s(Rd *r, float *dst, size_t n) {
-  if (host_little_endian() && r->at + n * 4 <= r->len) { memcpy(dst, r->p + r->at, n * 4); r->at += n * 4; }
-  else for (size_t j = 0; j < n; j++) dst[j] = get_f32(r);
-}
-
-/* a record's metadata and document, as encoded by put_records */
-static void get_meta_doc(Rd *r, Batch *b, uint32_t i) {
-  uint32_t nm = get_u32(r);
-  if (nm > r->len) { r->bad = 1; return; }
-  if (nm && !(b->metas[i].kv = calloc(nm, sizeof *b->metas[i].kv))) { r->bad = 1; return; }
-  for (uint32_t k = 0; k < nm && !r->bad; k++) {
-    MetaKV *kv = &b->metas[i].kv[k];
-    kv->key = get_str(r);
-    b->metas[i].n = (int)k + 1;
-    kv->type = (int)get_u8(r);
-    if (kv->type == MV_STR) kv->str = get_str(r); else kv->num = get_f64(r);
-  }
-  if (get_u8(r)) b->docs[i] = get_str(r);
-}
-
-/* PUT (rows: id, vector, metadata, document; files before the columns
- * layout) or PUT_COLUMNS (ids, metadata and documents, then the vectors) */
-static int apply_put(Replay *rp, Rd *r, int columns) {
-  char *name = get_str(r);
-  (void)get_u8(r);                          /* upsert: replay always upserts */
-  uint32_t n = get_u32(r), dim = get_u32(r);
-  Collection *c = name ? find_col(rp, name) : NULL;
-  free(name);
-  if (r->bad || !c || dim == 0 || (c->dim && c->dim != (int)dim) || n > r->len) return -1;
-  c->dim = (int)dim;
-  Batch *b = calloc(1, sizeof *b);
-  if (!b) return -1;
-  b->n = (int)n; b->dim = (int)dim;
-  b->ids = calloc(n ? n : 1, sizeof *b->ids);
-  b->docs = calloc(n ? n : 1, sizeof *b->docs);
-  b->metas = calloc(n ? n : 1, sizeof *b->metas);
-  b->vecs = malloc((n ? n : 1) * (size_t)dim * sizeof(float));
-  if (!b->ids || !b->docs || !b->metas || !b->vecs) { batch_free(b); return -1; }
-  for (uint32_t i = 0; i < n && !r->bad; i++) {
-    b->ids[i] = get_str(r);
-    if (!columns) get_f32s(r, b->vecs + (size_t)i * dim, dim);
-    get_meta_doc(r, b, i);
-  }
-  if (columns && !r->bad) get_f32s(r, b->vecs, (size_t)n * dim);
-  int err, at;
-  int rc = r->bad || r->at != r->len ? -1 : (store_put(c, b, 1, NULL, &err, &at) < 0 ? -1 : 0);
-  batch_free(b);
+  *bytes = sink.bytes;
   return rc;
 }
 
-/* apply one payload; 0, or -1 if it does not decode */
-static int apply(Replay *rp, Rd *r) {
-  unsigned type = get_u8(r);
-  if (type == LOG_CREATE) {
-    char *name = get_str(r);
-    int dim = (int)get_u32(r), metric = (int)get_u8(r);
-    if (r->bad) { free(name); return -1; }
-    if (!find_col(rp, name)) add_col(rp, store_new(name, dim, metric));
-    free(name);
-    return 0;
-  }
-  if (type == LOG_DROP) {
-    char *name = get_str(r);
-    if (r->bad) { free(name); return -1; }
-    remove_col(rp, name);
-    free(name);
-    return 0;
-  }
-  if (type == LOG_DELETE) {
-    char *name = get_str(r);
-    uint32_t n = get_u32(r);
-    Collection *c = name ? find_col(rp, name) : NULL;
-    free(name);
-    for (uint32_t i = 0; i < n && !r->bad; i++) {
-      char *id = get_str(r);
-      long at = (c && id) ? store_find(c, id) : -1;
-      if (at >= 0) store_delete_index(c, (size_t)at);
-      free(id);
-    }
-    return r->bad ? -1 : 0;
-  }
-  if (type == LOG_PUT || type == LOG_PUT_COLUMNS) return apply_put(rp, r, type == LOG_PUT_COLUMNS);
-  return -1;
+static char *with_suffix(const char *path, const char *suffix) {
+  size_t a = strlen(path), b = strlen(suffix);
+  char *s = malloc(a + b + 1);
+  if (s) { memcpy(s, path, a); memcpy(s + a, suffix, b + 1); }
+  return s;
 }
 
-void replay_free(Replay *r) {
-  for (int i = 0; i < r->ncols; i++) store_free(r->cols[i]);
-  free(r->cols);
-  r->cols = NULL; r->ncols = 0;
+static void sync_dir(const char *path) {
+  const char *slash = strrchr(path, '/');
+  char *dir = slash ? strndup(path, (size_t)(slash - path + 1)) : strdup(".");
+  int dfd = dir ? open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+  if (dfd >= 0) { fsync(dfd); close(dfd); }
+  free(dir);
 }
+
+/* Keep the original beside the file about to replace it: a hard link
+ * PATH.SUFFIX (or PATH.SUFFIX.2, ...), the bytes untouched.  The name, or
+ * NULL if no name could be made. */
+static char *keep_original(const char *path, const char *suffix) {
+  char *base = with_suffix(path, suffix);
+  if (!base) return NULL;
+  char *name = strdup(base);
+  for (int i = 2; name && i < 1000; i++) {
+    if (link(path, name) == 0) { free(base); return name; }
+    if (errno != EEXIST) break;
+    free(name);
+    char tail[16];
+    snprintf(tail, sizeof tail, ".%d", i);
+    name = with_suffix(base, tail);
+  }
+  free(name); free(base);
+  return NULL;
+}
+
+/* Write cols as a snapshot to PATH.tmp (locked), sync it, and rename it over
+ * path: the old file stays whole until the new one is synced and in place.
+ * The new fd, or -1. */
+static int replace_file(const char *path, Collection *const *cols, int ncols, size_t *bytes) {
+  char *tmp = with_suffix(path, ".tmp");
+  if (!tmp) return -1;
+  int fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  int rc = fd < 0 ? -1 : 0;
+  if (rc == 0) rc = flock(fd, LOCK_EX | LOCK_NB);
+  if (rc == 0) rc = write_snapshot(fd, cols, ncols, bytes);
+  if (rc == 0) rc = fsync(fd);
+  if (rc == 0) rc = rename(tmp, path);          /* atomic: old or new, never half */
+  if (rc == 0) sync_dir(path);
+  if (rc != 0 && fd >= 0) { close(fd); unlink(tmp); fd = -1; }
+  free(tmp);
+  return fd;
+}
+
+/* ---- opening ------------------------------------------------------------ */
 
 static int read_all(int fd, unsigned char **data, size_t *len) {
   struct stat st;
@@ -364,18 +294,41 @@ static int read_all(int fd, unsigned char **data, size_t *len) {
   while (got < *len) {
     ssize_t r = pread(fd, *data + got, *len - got, (off_t)got);
     if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) return -1;
+    if (r <= 0) { free(*data); *data = NULL; return -1; }
     got += (size_t)r;
   }
   return 0;
 }
 
-Log *log_open(const char *path, Replay *out, const char **code, char *err, size_t errlen) {
+void opened_free(Opened *o) {
+  replay_free(&o->replay);
+  free(o->kept);
+  o->kept = NULL;
+}
+
+static uint64_t live_records(const Replay *rp) {
+  uint64_t n = 0;
+  for (int i = 0; i < rp->ncols; i++) n += rp->cols[i]->n;
+  return n;
+}
+
+/* the refusal of a damaged file */
+static void describe_damage(const Replay *rp, const char *path, char *err, size_t errlen) {
+  snprintf(err, errlen,
+           "%s is damaged: %s %llu at offset %llu %s (%llu damaged, %llu bytes); %llu records are intact. "
+           "Nothing was changed. To open it anyway with every intact record, pass opts.recover = true "
+           "(the original is kept beside it as %s.damaged)",
+           path, rp->first_record ? "record" : "the header,", (unsigned long long)rp->first_record,
+           (unsigned long long)rp->first_offset, rp->first_why, (unsigned long long)rp->damaged,
+           (unsigned long long)rp->damaged_bytes, (unsigned long long)rp->records, path);
+}
+
+Log *log_open(const char *path, int recover, Opened *out, const char **code, char *err, size_t errlen) {
   memset(out, 0, sizeof *out);
+  *code = "unavailable";
   int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (fd < 0) { *code = "unavailable"; snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno)); return NULL; }
+  if (fd < 0) { snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno)); return NULL; }
   if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-    *code = "unavailable";
     snprintf(err, errlen, "%s is in use by another connection or process (locked)", path);
     close(fd);
     return NULL;
@@ -383,38 +336,76 @@ Log *log_open(const char *path, Replay *out, const char **code, char *err, size_
   unsigned char *data;
   size_t len;
   if (read_all(fd, &data, &len) != 0) {
-    *code = "unavailable"; snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
-    close(fd); return NULL;
+    snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
+    close(fd);
+    return NULL;
   }
-  size_t at = 0, good = 0;
-  uint64_t records = 0;
-  while (at + 8 <= len) {
-    Rd h = {data + at, 8, 0, 0};
-    uint32_t plen = get_u32(&h), crc = get_u32(&h);
-    if (plen > len - at - 8) break;                               /* torn */
-    if ((uint32_t)crc32(0L, data + at + 8, plen) != crc) break;    /* corrupt */
-    Rd r = {data + at + 8, plen, 0, 0};
-    if (apply(out, &r) != 0) break;
-    at += 8 + plen;
-    good = at;
-    records++;
-  }
-  if (good < len) {
-    snprintf(out->report, sizeof out->report,
-             "%s: %zu bytes after the last good record (offset %zu, %llu records kept) were torn or corrupt and were truncated",
-             path, len - good, good, (unsigned long long)records);
-    if (ftruncate(fd, (off_t)good) != 0 || fsync(fd) != 0) {
-      *code = "unavailable"; snprintf(err, errlen, "cannot truncate %s: %s", path, strerror(errno));
-      free(data); replay_free(out); close(fd); return NULL;
-    }
-  }
+  Replay *rp = &out->replay;
+  int kind = replay_image(data, len, recover, rp);
   free(data);
-  Log *lg = calloc(1, sizeof *lg);
-  if (!lg) { replay_free(out); close(fd); *code = "unavailable"; snprintf(err, errlen, "out of memory"); return NULL; }
+  size_t bytes = (size_t)rp->end;
+  int failed = 0;
+  if (kind == REPLAY_NEW || kind == REPLAY_STORE) {
+    char *tmp = with_suffix(path, ".tmp");  /* a compaction cut short: never renamed, the file is whole */
+    if (tmp) { unlink(tmp); free(tmp); }
+  }
+  if (kind == REPLAY_NEW) {                 /* empty, or a header cut as the file was made */
+    unsigned char h[VDB_HEADER_BYTES];
+    header_write(h);
+    failed = pwrite_all(fd, (const char *)h, sizeof h, 0) != 0 || ftruncate(fd, sizeof h) != 0 || fsync(fd) != 0;
+    bytes = sizeof h;
+  } else if (kind == REPLAY_FOREIGN) {
+    *code = "corrupt";
+    snprintf(err, errlen, "%s is not a vdb store (it does not start with vdb's header); nothing was changed", path);
+  } else if (kind == REPLAY_NEWER) {
+    *code = "corrupt";
+    snprintf(err, errlen, "%s was written by a newer vdb (format %u, features %#x; this one reads format %d); nothing was changed",
+             path, rp->found_version, rp->found_features, VDB_FORMAT);
+  } else if (kind == REPLAY_NOMEM) {
+    snprintf(err, errlen, "out of memory reading %s", path);
+  } else if (rp->damaged && !recover) {
+    *code = "corrupt";
+    describe_damage(rp, path, err, errlen);
+  } else if (rp->damaged || rp->format == 0) {
+    /* rewrite what was read as a format-1 snapshot, the original kept */
+    out->kept = keep_original(path, rp->damaged ? ".damaged" : ".format0");
+    int nfd = out->kept ? replace_file(path, rp->cols, rp->ncols, &bytes) : -1;
+    if (nfd < 0) {
+      if (out->kept) { unlink(out->kept); free(out->kept); out->kept = NULL; }
+      snprintf(err, errlen, "cannot rewrite %s: %s", path, strerror(errno));
+    } else {
+      close(fd);
+      fd = nfd;
+      if (rp->damaged)
+        snprintf(out->report, sizeof out->report,
+                 "%s: recovered %llu records; skipped %llu damaged records (%llu bytes, the first at offset %llu: %s)%s%s; "
+                 "the original is kept as %s",
+                 path, (unsigned long long)live_records(rp), (unsigned long long)rp->damaged,
+                 (unsigned long long)rp->damaged_bytes, (unsigned long long)rp->first_offset, rp->first_why,
+                 rp->notes[0] ? "; " : "", rp->notes, out->kept);
+      else
+        snprintf(out->report, sizeof out->report, "%s: rewritten in format %d; the file as it was is kept as %s",
+                 path, VDB_FORMAT, out->kept);
+    }
+    failed = nfd < 0;
+  } else if (rp->torn) {                    /* only an incomplete last record is ever cut */
+    snprintf(out->report, sizeof out->report,
+             "%s: an incomplete last record (%llu bytes at offset %llu: a write cut by a crash, never acknowledged) was dropped",
+             path, (unsigned long long)rp->torn, (unsigned long long)rp->end);
+    failed = ftruncate(fd, (off_t)rp->end) != 0 || fsync(fd) != 0;
+    if (failed) snprintf(err, errlen, "cannot truncate %s: %s", path, strerror(errno));
+  }
+  if (kind == REPLAY_NEW && failed) snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
+  Log *lg = NULL;
+  if (!failed && (kind == REPLAY_NEW || (kind == REPLAY_STORE && !(rp->damaged && !recover)))) {
+    lg = calloc(1, sizeof *lg);
+    if (lg && !(lg->path = strdup(path))) { free(lg); lg = NULL; }
+    if (!lg) snprintf(err, errlen, "out of memory");
+  }
+  if (!lg) { opened_free(out); close(fd); return NULL; }
   lg->fd = fd;
-  lg->path = strdup(path);
-  lg->bytes = good;
-  lg->records = records;
+  lg->bytes = bytes;
+  lg->records = rp->records;
   pthread_mutex_init(&lg->m, NULL);
   pthread_mutex_init(&lg->wm, NULL);
   return lg;
@@ -470,10 +461,10 @@ static uint64_t append_small(Log *lg, Buf *b) {
   return seq;
 }
 
-uint64_t log_put(Log *lg, const Collection *c, const Batch *b, const size_t *landed, int upsert) {
-  PutSrc src = {c, b, landed, (size_t)b->n};
+uint64_t log_put(Log *lg, const Collection *c, const Batch *b, int upsert) {
+  PutSrc src = {c, b, (size_t)b->n};
   pthread_mutex_lock(&lg->wm);
-  uint64_t seq = appended(lg, put_records(&src, upsert, append, lg));
+  uint64_t seq = appended(lg, put_records(&src, upsert, PUT_VECTOR_BYTES, SIZE_MAX, append, lg));
   pthread_mutex_unlock(&lg->wm);
   return seq;
 }
@@ -485,13 +476,6 @@ uint64_t log_delete(Log *lg, const char *coll, char *const *ids, size_t n) {
   put_u32(&b, (uint32_t)n);
   for (size_t i = 0; i < n; i++) put_str(&b, ids[i]);
   return append_small(lg, &b);
-}
-
-static void create_record(Buf *b, const char *name, int dim, int metric) {
-  begin_record(b, LOG_CREATE);
-  put_str(b, name);
-  put_u32(b, (uint32_t)dim);
-  put_u8(b, (unsigned)metric);
 }
 
 uint64_t log_create(Log *lg, const char *name, int dim, int metric) {
@@ -534,58 +518,17 @@ int log_durable(Log *lg, uint64_t seq) {
 
 /* ---- compaction --------------------------------------------------------- */
 
-typedef struct Sink { int fd; size_t bytes; } Sink;
-
-static int to_sink(void *ctx, Rec *r) {
-  Sink *s = ctx;
-  size_t len = rec_write(s->fd, (off_t)s->bytes, r);
-  s->bytes += len;
-  return len ? 0 : -1;
-}
-
-static int write_snapshot(int fd, Collection *const *cols, int ncols, size_t *bytes) {
-  Sink sink = {fd, 0};
-  int rc = 0;
-  for (int i = 0; i < ncols && rc == 0; i++) {
-    Rec r = {0};
-    create_record(&r.head, cols[i]->name, cols[i]->dim, cols[i]->metric);
-    rc = to_sink(&sink, &r);
-    rec_free(&r);
-    PutSrc all = {cols[i], NULL, NULL, cols[i]->n};
-    if (rc == 0 && cols[i]->n) rc = put_records(&all, 1, to_sink, &sink);
-  }
-  *bytes = sink.bytes;
-  return rc;
-}
-
 int log_compact(Log *lg, Collection *const *cols, int ncols) {
-  size_t plen = strlen(lg->path), bytes = 0;
-  char *tmp = malloc(plen + 5);
-  if (!tmp) return -1;
-  memcpy(tmp, lg->path, plen);
-  memcpy(tmp + plen, ".tmp", 5);
+  size_t bytes = 0;
   pthread_mutex_lock(&lg->wm);
-  int fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  int rc = fd < 0 ? -1 : 0;
-  if (rc == 0) rc = flock(fd, LOCK_EX | LOCK_NB);
-  if (rc == 0) rc = write_snapshot(fd, cols, ncols, &bytes);
-  if (rc == 0) rc = fsync(fd);
-  if (rc == 0) rc = rename(tmp, lg->path);     /* atomic: old or new, never half */
-  if (rc == 0) {
-    char *slash = strrchr(lg->path, '/');
-    char *dir = slash ? strndup(lg->path, (size_t)(slash - lg->path + 1)) : strdup(".");
-    int dfd = dir ? open(dir, O_RDONLY | O_DIRECTORY) : -1;
-    if (dfd >= 0) { fsync(dfd); close(dfd); }
-    free(dir);
+  int fd = replace_file(lg->path, cols, ncols, &bytes);
+  if (fd >= 0) {
     close(lg->fd);                              /* the new file, locked, takes over */
     lg->fd = fd;
     pthread_mutex_lock(&lg->m);
     lg->bytes = bytes;
     pthread_mutex_unlock(&lg->m);
-    fd = -1;
   }
   pthread_mutex_unlock(&lg->wm);
-  if (fd >= 0) { close(fd); unlink(tmp); }
-  free(tmp);
-  return rc == 0 ? 0 : -1;
+  return fd >= 0 ? 0 : -1;
 }

@@ -1,22 +1,20 @@
 /* log.h - the `file:` backend's durability: an append-only log of
- * checksummed records, group commit, replay and compaction.
+ * checksummed records (the format is in replay.h), group commit, opening
+ * (with its refusals and repair) and compaction.
  *
- * Record: u32 payload length | u32 crc32(payload) | payload, little-endian.
- * Payloads: CREATE(name, dim, metric), PUT_COLUMNS(collection; per record
- * id, metadata, document; then all vectors in one block), DELETE(collection,
- * ids), DROP(name); PUT (records row by row) is still read from older files.
  * A write goes to the file at once, while its collection's write lock is
  * held (so the log's order is the apply order, and a bulk insert's vectors
- * are written from the collection's own array, not copied); its operation
- * completes only when an fsync after it has returned.  One flush (fsync)
- * runs at a time and covers every record written before it started, so
- * concurrent writers share fsyncs (group commit). */
+ * are written from the batch, not copied); its operation completes only
+ * when an fsync after it has returned.  One flush (fsync) runs at a time
+ * and covers every record written before it started, so concurrent
+ * writers share fsyncs (group commit). */
 #ifndef VDB_LOG_H
 #define VDB_LOG_H
 
 #include <pthread.h>
 #include <stdint.h>
 #include "store.h"
+#include "replay.h"
 
 typedef struct Log {
   int fd;
@@ -33,27 +31,26 @@ typedef struct Log {
   int shut;                  /* the file is closed (the lock released) */
 } Log;
 
-enum { LOG_CREATE = 1, LOG_PUT, LOG_DELETE, LOG_DROP, LOG_PUT_COLUMNS };
+/* What opening found, beside the collections (out->cols) */
+typedef struct Opened {
+  Replay replay;
+  char *kept;                /* the original file, kept beside a rewritten one (or NULL) */
+  char report[600];          /* what was dropped or skipped, or "" */
+} Opened;
 
-/* what replay found: collections rebuilt, and a report of a bad tail */
-typedef struct Replay {
-  Collection **cols;
-  int ncols;
-  char report[256];          /* empty if the file was clean */
-} Replay;
-
-/* open (creating) and lock the file, replay it; NULL with err on failure.
- * err_code is "unavailable" (locked, unreadable) or "invalid_argument". */
-Log *log_open(const char *path, Replay *out, const char **err_code, char *err, size_t errlen);
+/* Open (creating) and lock the file, and read it.  NULL on failure, with
+ * err_code "unavailable" (locked, unreadable), "corrupt" (not a vdb store,
+ * a newer format, or damaged and not recover) or "invalid_argument". */
+Log *log_open(const char *path, int recover, Opened *out, const char **err_code, char *err, size_t errlen);
+void opened_free(Opened *o);
 void log_close(Log *lg);          /* frees (refs reached 0) */
 void log_shutdown(Log *lg);       /* closes the file and releases the lock now */
-void replay_free(Replay *r);
 
-/* append (caller holds the collection's write lock); returns the sequence,
- * or 0 if the log is broken.  log_put writes batch b for collection c, its
- * vectors from the batch, or from c's rows landed[i] if not NULL (cosine:
- * as normalised on the way in); the batch must still own its records. */
-uint64_t log_put(Log *lg, const Collection *c, const Batch *b, const size_t *landed, int upsert);
+/* Append (caller holds the collection's write lock); returns the sequence,
+ * or 0 if the log refused it (out of memory, I/O error: it is broken from
+ * then on).  log_put writes batch b for collection c (the batch must still
+ * own its records). */
+uint64_t log_put(Log *lg, const Collection *c, const Batch *b, int upsert);
 uint64_t log_delete(Log *lg, const char *coll, char *const *ids, size_t n);
 uint64_t log_create(Log *lg, const char *name, int dim, int metric);
 uint64_t log_drop(Log *lg, const char *name);

@@ -28,11 +28,48 @@ local function fail(code, fmt, ...)
   error(new_error(code, fmt:format(...)), 0)
 end
 
+-- an options table: nil ({}) or a table whose every key is one of `allowed`
+local function check_opts(opts, allowed, what)
+  if opts == nil then return {} end
+  if type(opts) ~= "table" then fail("invalid_argument", "%s: options must be a table, got %s", what, type(opts)) end
+  for k in pairs(opts) do
+    if not allowed[k] then
+      local names = {}
+      for name in pairs(allowed) do names[#names + 1] = name end
+      table.sort(names)
+      fail("invalid_argument", "%s: unknown option %s (expected one of %s)", what, tostring(k), table.concat(names, ", "))
+    end
+  end
+  return opts
+end
+
+local function keys(...)
+  local set = {}
+  for _, k in ipairs { ... } do set[k] = true end
+  return set
+end
+
+-- a count from the caller: a non-negative integer (a float with an integer
+-- value is taken; math.huge means "no limit" where huge_ok)
+local function check_count(v, what, huge_ok)
+  if math.type(v) == "integer" then
+    if v < 0 then fail("invalid_argument", "%s must be >= 0, got %d", what, v) end
+    return v
+  end
+  if math.type(v) == "float" then
+    if huge_ok and v == math.huge then return math.maxinteger end
+    local i = math.tointeger(v)
+    if i and i >= 0 then return i end
+  end
+  fail("invalid_argument", "%s must be a non-negative integer, got %s", what, tostring(v))
+end
+
 ---------------------------------------------------------------------------
 -- databases
 ---------------------------------------------------------------------------
 
 local METRICS = { l2 = 0, cosine = 1, ip = 2 }
+local MAX_DIM = 1 << 20          -- as STORE_MAX_DIM in store.h
 local METRIC_NAMES = { [0] = "l2", [1] = "cosine", [2] = "ip" }
 
 local Database = {}
@@ -79,14 +116,19 @@ function vdb.connect(url, opts)
       return setmetatable({ url = url, cols = {}, inflight = 0, closed = false, idle = idle }, Database)
     end
     if url == "memory:" then
+      check_opts(opts, {}, "connect")
       return new_db()
     elseif url:match("^file:") then
       local path = url:sub(6)
       if path == "" then fail("invalid_argument", "file: needs a path, as in file:/var/lib/app/vectors.vdb") end
-      local log, found, report = await(core.open(path))
+      opts = check_opts(opts, keys("recover"), "connect")
+      if opts.recover ~= nil and type(opts.recover) ~= "boolean" then
+        fail("invalid_argument", "connect: opts.recover must be a boolean, got %s", type(opts.recover))
+      end
+      local log, found, report = await(core.open(path, opts.recover))
       local db = new_db()
       db.log, db.recovered = log, report
-      if report then warn("vdb: " .. report) end
+      if report then warn("vdb: " .. report.message) end
       for _, c in ipairs(found) do
         db.cols[c.name] = setmetatable({ db = db, name = c.name, metric = METRIC_NAMES[c.metric], h = c.h }, Collection)
       end
@@ -108,14 +150,14 @@ end
 local function collection_opts(db, name, opts)
   if db.closed then fail("closed", "the database is disconnected") end
   check_name(name)
-  opts = opts or {}
+  opts = check_opts(opts, keys("dim", "metric"), "collection")
   local metric = opts.metric or "l2"
   if METRICS[metric] == nil then
     fail("invalid_argument", "metric must be \"l2\", \"cosine\" or \"ip\", got %s", tostring(metric))
   end
   local dim = opts.dim
-  if dim ~= nil and (math.type(dim) ~= "integer" or dim <= 0) then
-    fail("invalid_argument", "dim must be a positive integer, got %s", tostring(dim))
+  if dim ~= nil and (math.type(dim) ~= "integer" or dim <= 0 or dim > MAX_DIM) then
+    fail("invalid_argument", "dim must be an integer from 1 to %d, got %s", MAX_DIM, tostring(dim))
   end
   return metric, dim, opts
 end
@@ -220,9 +262,15 @@ local function columns(items)
     fail("invalid_argument", "a batch must be a table, got %s", type(items))
   end
   if items.ids ~= nil or items.vectors ~= nil then
+    check_opts(items, keys("ids", "vectors", "metadatas", "documents"), "batch")
     local ids, vectors = items.ids, items.vectors
     if type(ids) ~= "table" or type(vectors) ~= "table" or #ids ~= #vectors then
       fail("invalid_argument", "columns need ids and vectors lists of the same length")
+    end
+    for _, name in ipairs { "metadatas", "documents" } do
+      if items[name] ~= nil and type(items[name]) ~= "table" then
+        fail("invalid_argument", "batch: %s must be a list, got %s", name, type(items[name]))
+      end
     end
     return ids, vectors, items.metadatas or {}, items.documents or {}, #ids
   end
@@ -255,12 +303,20 @@ Collection.batch_insert = async.fn(function(self, items) return put(self, items,
 Collection.upsert = async.fn(function(self, items) return put(self, items, true) end)
 
 -- get(ids) or get{ids=, where=, limit=, offset=}
+local SELECT_KEYS = { get = keys("ids", "where", "limit", "offset"), delete = keys("ids", "where") }
+
 local function selector(arg, what)
   if type(arg) ~= "table" then
     fail("invalid_argument", "%s takes a list of ids or an options table, got %s", what, type(arg))
   end
   if arg[1] ~= nil then return arg, nil, nil, nil end
-  return arg.ids, arg.where, arg.limit, arg.offset
+  check_opts(arg, SELECT_KEYS[what], what)
+  if arg.ids ~= nil and type(arg.ids) ~= "table" then
+    fail("invalid_argument", "%s: ids must be a list of ids, got %s", what, type(arg.ids))
+  end
+  local limit = arg.limit ~= nil and check_count(arg.limit, what .. ": limit", true) or nil
+  local offset = arg.offset ~= nil and check_count(arg.offset, what .. ": offset") or nil
+  return arg.ids, arg.where, limit, offset
 end
 
 Collection.get = async.fn(function(self, arg)
@@ -278,19 +334,19 @@ Collection.count = async.fn(function(self)
 end)
 
 -- k_or_opts: a number, or {top_k=, where=, include=}
+local SEARCH_KEYS = keys("top_k", "where", "include")
+
 local function search_opts(k_or_opts)
   local k, where, include = 10, nil, nil
   if type(k_or_opts) == "number" then
     k = k_or_opts
   elseif type(k_or_opts) == "table" then
+    check_opts(k_or_opts, SEARCH_KEYS, "search")
     k, where, include = k_or_opts.top_k or 10, k_or_opts.where, k_or_opts.include
   elseif k_or_opts ~= nil then
     fail("invalid_argument", "search takes a top-k number or an options table, got %s", type(k_or_opts))
   end
-  if math.type(k) ~= "integer" then
-    if math.type(k) == "float" and k == math.floor(k) then k = math.tointeger(k)
-    else fail("invalid_argument", "top_k must be a non-negative integer, got %s", tostring(k)) end
-  end
+  k = check_count(k, "top_k", true)         -- above the collection's size: every record
   local meta, doc, vec = true, true, false
   if include ~= nil then
     if type(include) ~= "table" then fail("invalid_argument", "include must be a list") end
@@ -305,7 +361,14 @@ local function search_opts(k_or_opts)
   return k, where, meta, doc, vec
 end
 
+local function check_query(query)
+  if type(query) ~= "table" and type(query) ~= "string" then
+    fail("invalid_argument", "search: the query must be a vector (a list of numbers or a packed string), got %s", type(query))
+  end
+end
+
 Collection.search = async.fn(function(self, query, k_or_opts)
+  check_query(query)
   local k, where, meta, doc, vec = search_opts(k_or_opts)
   return run(live(self), core.search, self.h, { query }, k, where, meta, doc, vec)[1]
 end)
@@ -340,10 +403,10 @@ end)
 -- size, offset), a backend's way to fetch records by offset
 local function scanner(page)
   return function(self, opts)
-    opts = opts or {}
+    opts = check_opts(opts, keys("batch_size", "where"), "scan")
     local size = opts.batch_size or 100
-    if math.type(size) ~= "integer" or size <= 0 then
-      fail("invalid_argument", "batch_size must be a positive integer, got %s", tostring(size))
+    if math.type(size) ~= "integer" or size <= 0 or size > 1 << 30 then
+      fail("invalid_argument", "batch_size must be an integer from 1 to 2^30, got %s", tostring(size))
     end
     local where = opts.where
     return async.generator(function(yield)
@@ -367,7 +430,8 @@ end)
 ---------------------------------------------------------------------------
 
 chroma = core.chroma(core, {
-  fail = fail, new_error = new_error, check_name = check_name, begin = begin, finish = finish,
+  fail = fail, new_error = new_error, check_name = check_name, check_opts = check_opts, keys = keys,
+  check_query = check_query, begin = begin, finish = finish,
   collection_opts = collection_opts, columns = columns, selector = selector,
   search_opts = search_opts, METRICS = METRICS, shortcuts = Database, scanner = scanner,
 })

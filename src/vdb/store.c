@@ -6,24 +6,47 @@
 
 #define DELETED SIZE_MAX
 
-static uint64_t hash_str(const char *s) {        /* FNV-1a */
+/* ---- byte strings ------------------------------------------------------- */
+
+char *bytes_new(const char *p, size_t n) {
+  if (n > SIZE_MAX - sizeof n - 1) return NULL;
+  char *m = malloc(sizeof n + n + 1);
+  if (!m) return NULL;
+  memcpy(m, &n, sizeof n);
+  if (n) memcpy(m + sizeof n, p, n);
+  m[sizeof n + n] = 0;
+  return m + sizeof n;
+}
+
+char *bytes_dup(const char *b) { return b ? bytes_new(b, bytes_len(b)) : NULL; }
+
+void bytes_free(char *b) { if (b) free(b - sizeof(size_t)); }
+
+void bytes_list_free(char **list, int n) {
+  if (!list) return;
+  for (int i = 0; i < n; i++) bytes_free(list[i]);
+  free(list);
+}
+
+static uint64_t hash_bytes(const char *s, size_t n) {        /* FNV-1a */
   uint64_t h = 1469598103934665603ull;
-  for (; *s; s++) { h ^= (unsigned char)*s; h *= 1099511628211ull; }
+  for (size_t i = 0; i < n; i++) { h ^= (unsigned char)s[i]; h *= 1099511628211ull; }
   return h;
 }
 
-Collection *store_new(const char *name, int dim, int metric) {
+Collection *store_new(const char *name, size_t namelen, int dim, int metric) {
   Collection *c = calloc(1, sizeof *c);
   if (!c) return NULL;
-  c->name = strdup(name);
+  if (!(c->name = bytes_new(name, namelen))) { free(c); return NULL; }
   c->dim = dim;
+  c->dim_settled = dim > 0;
   c->metric = metric;
   pthread_rwlock_init(&c->lock, NULL);
   return c;
 }
 
 void meta_free(Meta *m) {
-  for (int i = 0; i < m->n; i++) { free(m->kv[i].key); free(m->kv[i].str); }
+  for (int i = 0; i < m->n; i++) { bytes_free(m->kv[i].key); bytes_free(m->kv[i].str); }
   free(m->kv);
   m->kv = NULL; m->n = 0;
 }
@@ -35,21 +58,21 @@ int meta_copy(Meta *dst, const Meta *src) {
   if (!dst->kv) return -1;
   for (int i = 0; i < src->n; i++) {
     dst->kv[i] = src->kv[i];
-    dst->kv[i].key = strdup(src->kv[i].key);
-    dst->kv[i].str = src->kv[i].str ? strdup(src->kv[i].str) : NULL;
+    dst->kv[i].key = bytes_dup(src->kv[i].key);
+    dst->kv[i].str = bytes_dup(src->kv[i].str);
     dst->n = i + 1;
   }
   return 0;
 }
 
 static void record_free(Record *r) {
-  free(r->id); free(r->doc); meta_free(&r->meta);
+  bytes_free(r->id); bytes_free(r->doc); meta_free(&r->meta);
 }
 
 void store_free(Collection *c) {
   if (!c) return;
   for (size_t i = 0; i < c->n; i++) record_free(&c->recs[i]);
-  free(c->recs); free(c->vecs); free(c->sqnorms); free(c->slots); free(c->name);
+  free(c->recs); free(c->vecs); free(c->sqnorms); free(c->slots); bytes_free(c->name);
   pthread_rwlock_destroy(&c->lock);
   free(c);
 }
@@ -57,8 +80,8 @@ void store_free(Collection *c) {
 void batch_free(Batch *b) {
   if (!b) return;
   for (int i = 0; i < b->n; i++) {
-    if (b->ids) free(b->ids[i]);
-    if (b->docs) free(b->docs[i]);
+    if (b->ids) bytes_free(b->ids[i]);
+    if (b->docs) bytes_free(b->docs[i]);
     if (b->metas) meta_free(&b->metas[i]);
   }
   free(b->ids); free(b->docs); free(b->metas); free(b->src);
@@ -68,20 +91,25 @@ void batch_free(Batch *b) {
 
 /* ---- the id map --------------------------------------------------------- */
 
-static size_t *slot_for(const Collection *c, const char *id, int for_insert) {
+static size_t *slot_for(const Collection *c, const char *id, size_t len, int for_insert) {
   if (c->nslots == 0) return NULL;
-  size_t mask = c->nslots - 1, i = hash_str(id) & mask, *tomb = NULL;
+  size_t mask = c->nslots - 1, i = hash_bytes(id, len) & mask, *tomb = NULL;
   for (;;) {
     size_t *s = &c->slots[i];
     if (*s == 0) return for_insert && tomb ? tomb : (for_insert ? s : NULL);
     if (*s == DELETED) { if (!tomb) tomb = s; }
-    else if (strcmp(c->recs[*s - 1].id, id) == 0) return s;
+    else if (bytes_is(c->recs[*s - 1].id, id, len)) return s;
     i = (i + 1) & mask;
   }
 }
 
-long store_find(const Collection *c, const char *id) {
-  size_t *s = slot_for(c, id, 0);
+/* a record's own id */
+static size_t *slot_of(const Collection *c, const char *id, int for_insert) {
+  return slot_for(c, id, bytes_len(id), for_insert);
+}
+
+long store_find(const Collection *c, const char *id, size_t len) {
+  size_t *s = slot_for(c, id, len, 0);
   return s ? (long)(*s - 1) : -1;
 }
 
@@ -93,7 +121,7 @@ static int map_rebuild(Collection *c, size_t want) {
   free(c->slots);
   c->slots = slots; c->nslots = n; c->used = 0;
   for (size_t i = 0; i < c->n; i++) {
-    size_t *s = slot_for(c, c->recs[i].id, 1);
+    size_t *s = slot_of(c, c->recs[i].id, 1);
     *s = i + 1;
     c->used++;
   }
@@ -140,8 +168,8 @@ static int batch_twice(const Batch *b) {
   for (size_t i = 0; i < n; i++) set[i] = -1;
   int found = -1;
   for (int i = 0; i < b->n && found < 0; i++) {
-    size_t h = hash_str(b->ids[i]) & (n - 1);
-    while (set[h] >= 0 && strcmp(b->ids[set[h]], b->ids[i]) != 0) h = (h + 1) & (n - 1);
+    size_t h = hash_bytes(b->ids[i], bytes_len(b->ids[i])) & (n - 1);
+    while (set[h] >= 0 && !bytes_eq(b->ids[set[h]], b->ids[i])) h = (h + 1) & (n - 1);
     if (set[h] >= 0) found = i; else set[h] = i;
   }
   free(set);
@@ -156,7 +184,7 @@ int store_check(Collection *c, Batch *b, int upsert, int *err, int *at_out) {
   if (twice != -1) { *err = twice == -2 ? PUT_NOMEM : PUT_TWICE; *at_out = twice; return -1; }
   if (!upsert)
     for (int i = 0; i < b->n; i++)
-      if (store_find(c, b->ids[i]) >= 0) { *err = PUT_EXISTS; *at_out = i; return -1; }
+      if (store_find(c, b->ids[i], bytes_len(b->ids[i])) >= 0) { *err = PUT_EXISTS; *at_out = i; return -1; }
   *at_out = 0;
   *err = PUT_NOMEM;
   /* a first insert into an empty collection adopts the batch's own vector buffer */
@@ -182,7 +210,7 @@ int store_check(Collection *c, Batch *b, int upsert, int *err, int *at_out) {
 void store_apply(Collection *c, const Batch *b, size_t *landed) {
   size_t row = (size_t)c->dim * sizeof(float);
   for (int i = 0; i < b->n; i++) {
-    size_t *s = slot_for(c, b->ids[i], 1);
+    size_t *s = slot_of(c, b->ids[i], 1);
     size_t at;
     if (*s != 0 && *s != DELETED) {             /* upsert of an existing id */
       at = *s - 1;
@@ -222,7 +250,7 @@ void store_truncate(Collection *c, size_t from) {
 
 /* delete record i: the last record moves into its place */
 int store_delete_index(Collection *c, size_t i) {
-  size_t *s = slot_for(c, c->recs[i].id, 0);
+  size_t *s = slot_of(c, c->recs[i].id, 0);
   if (s) *s = DELETED;
   record_free(&c->recs[i]);
   size_t last = c->n - 1;
@@ -230,7 +258,7 @@ int store_delete_index(Collection *c, size_t i) {
     c->recs[i] = c->recs[last];
     memcpy(c->vecs + i * (size_t)c->dim, c->vecs + last * (size_t)c->dim, (size_t)c->dim * sizeof(float));
     c->sqnorms[i] = c->sqnorms[last];
-    size_t *m = slot_for(c, c->recs[i].id, 0);
+    size_t *m = slot_of(c, c->recs[i].id, 0);
     if (m) *m = i + 1;
   }
   c->n--;

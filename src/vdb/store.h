@@ -11,11 +11,33 @@
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
+
+/* Byte strings: ids, collection names, metadata keys and strings, and
+ * documents keep every byte, NULs included.  One is a char * to its bytes,
+ * NUL-terminated for printing, with the length stored just before them:
+ * bytes_len() reads it.  Made by bytes_new/bytes_dup, freed by bytes_free
+ * (never free()); NULL is allowed wherever free(NULL) would be. */
+char *bytes_new(const char *p, size_t n);
+char *bytes_dup(const char *b);
+void  bytes_free(char *b);
+static inline size_t bytes_len(const char *b) { size_t n; memcpy(&n, b - sizeof n, sizeof n); return n; }
+static inline int bytes_eq(const char *a, const char *b) {
+  size_t n = bytes_len(a);
+  return n == bytes_len(b) && memcmp(a, b, n) == 0;
+}
+/* b equals the n bytes at p */
+static inline int bytes_is(const char *b, const char *p, size_t n) { return bytes_len(b) == n && memcmp(b, p, n) == 0; }
+
+/* the largest dimension a collection takes (4 MiB a vector) */
+#define STORE_MAX_DIM (1 << 20)
+
+void bytes_list_free(char **list, int n);   /* n byte strings and the list */
 
 enum { METRIC_L2 = 0, METRIC_COSINE, METRIC_IP };
 enum { MV_STR = 0, MV_NUM, MV_BOOL };
 
-typedef struct MetaKV {
+typedef struct MetaKV {      /* key and str are byte strings */
   char *key;
   int type;
   double num;                /* MV_NUM, MV_BOOL (0/1) */
@@ -24,7 +46,7 @@ typedef struct MetaKV {
 
 typedef struct Meta { int n; MetaKV *kv; } Meta;
 
-typedef struct Record {
+typedef struct Record {      /* id and doc are byte strings */
   char *id;
   Meta meta;
   char *doc;                 /* or NULL */
@@ -33,7 +55,7 @@ typedef struct Record {
 typedef struct Filter Filter;   /* filter.c */
 
 typedef struct Collection {
-  char *name;
+  char *name;                /* a byte string */
   int dim;                   /* 0 until the first insert */
   int metric;
   float *vecs;               /* n x dim */
@@ -44,13 +66,15 @@ typedef struct Collection {
   size_t nslots, used;
   pthread_rwlock_t lock;
   int refs;                  /* Lua handles and operations in flight (loop thread only) */
+  int dim_learning;          /* inserts in flight checked against a dim no insert has fixed yet (loop thread) */
+  int dim_settled;           /* dim is fixed for good (loop thread) */
   struct Log *log;           /* file: backend, or NULL (memory:) */
 } Collection;
 
 /* a batch of records to insert, validated on the loop thread */
 typedef struct Batch {
   int n, dim;
-  char **ids;
+  char **ids;                /* byte strings, as docs */
   float *vecs;               /* n x dim, or NULL when every row is borrowed */
   int adopted;               /* vecs became a collection's own array */
   const char **src;          /* or NULL: row i's dim floats (little-endian), read in
@@ -70,14 +94,14 @@ static inline const void *batch_row(const Batch *b, int i) {
 
 typedef struct Hit { size_t index; float distance; } Hit;
 
-Collection *store_new(const char *name, int dim, int metric);
+Collection *store_new(const char *name, size_t namelen, int dim, int metric);
 void store_free(Collection *c);
 void batch_free(Batch *b);
 void meta_free(Meta *m);
 int  meta_copy(Meta *dst, const Meta *src);
 
 /* writers (caller holds the write lock) */
-long store_find(const Collection *c, const char *id);     /* index or -1 */
+long store_find(const Collection *c, const char *id, size_t len);     /* index or -1 */
 /* Insert the batch, all or nothing: the count, or -1 with *err (and the
  * record's index in *at) when an id exists (upsert off), an id comes twice
  * in the batch, or memory runs out.  landed: n indices, or NULL. */

@@ -209,12 +209,14 @@ static int l_wire_put(lua_State *L) {
   Batch *b = p->b;
   lua_createtable(L, 0, n);                    /* ids seen */
   for (int i = 0; i < n; i++) {
-    if (lua_getfield(L, -1, b->ids[i]) != LUA_TNIL)
+    lua_pushlstring(L, b->ids[i], bytes_len(b->ids[i]));
+    if (lua_rawget(L, -2) != LUA_TNIL)
       return raise_vdb(L, "invalid_argument", "record %d: id '%.100s' is given twice in the batch (also record %d; nothing was inserted)",
                        i + 1, b->ids[i], (int)lua_tointeger(L, -1));
     lua_pop(L, 1);
+    lua_pushlstring(L, b->ids[i], bytes_len(b->ids[i]));
     lua_pushinteger(L, i + 1);
-    lua_setfield(L, -2, b->ids[i]);
+    lua_rawset(L, -3);
   }
   lua_pop(L, 1);
   size_t vlen = (size_t)b->dim * 4;
@@ -226,8 +228,8 @@ static int l_wire_put(lua_State *L) {
     size_t bytes_in = 64;
     int to = from;
     while (to < n && to - from < max_count) {  /* fill by count, then by bytes */
-      size_t rec = strlen(b->ids[to]) * 2 + 8 + vlen / 3 * 4 + 8 + meta_bytes(&b->metas[to]) +
-                   (b->docs[to] ? strlen(b->docs[to]) * 2 + 8 : 6);
+      size_t rec = bytes_len(b->ids[to]) * 6 + 8 + vlen / 3 * 4 + 8 + meta_bytes(&b->metas[to]) +
+                   (b->docs[to] ? bytes_len(b->docs[to]) * 6 + 8 : 6);
       if (to > from && bytes_in + rec > max_bytes) break;
       bytes_in += rec;
       to++;
@@ -281,8 +283,9 @@ static int l_wire_query(lua_State *L) {
     if (!where) return luaL_error(L, "vdb: out of memory");
   }
   char tail[128];
-  snprintf(tail, sizeof tail, "],\"n_results\":%d,\"include\":[\"distances\"%s%s%s]",
-           (int)k, meta ? ",\"metadatas\"" : "", doc ? ",\"documents\"" : "", vec ? ",\"embeddings\"" : "");
+  if (k > INT32_MAX) k = INT32_MAX;            /* above the collection's size: every record */
+  snprintf(tail, sizeof tail, "],\"n_results\":%lld,\"include\":[\"distances\"%s%s%s]",
+           (long long)k, meta ? ",\"metadatas\"" : "", doc ? ",\"documents\"" : "", vec ? ",\"embeddings\"" : "");
   lua_newtable(L);
   int nbodies = 0;
   for (int from = 1; from <= nq; from += max_count) {
@@ -315,8 +318,7 @@ static int l_check_ids(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   int n;
   char **ids = read_ids(L, 1, &n);
-  for (int i = 0; i < n; i++) free(ids[i]);
-  free(ids);
+  bytes_list_free(ids, n);
   return 0;
 }
 
