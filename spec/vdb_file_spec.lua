@@ -422,4 +422,125 @@ describe("vdb file:", function()
     end)
     os.remove(path); os.remove(path .. ".format0")
   end)
+describe("vdb file: what an earlier review found", function()
+  it("a NUL in collection names, ids, metadata and documents survives a reopen; names differing after a NUL are two collections", function()
+    local path = tmpfile()
+    async.run(function()
+      local db = await(vdb.connect("file:" .. path))
+      local one = await(db:collection("col\0one"))
+      local two = await(db:collection("col\0two"))
+      await(one:insert("a\0b", { 1, 2 }, { ["k\0"] = "v\0v" }, "d\0c"))
+      await(one:insert("a\0c", { 3, 4 }))
+      await(two:insert("x", { 1, 2, 3 }))                 -- another dimension: a name cut at its NUL would clash
+      local other = await(db:collection("unrelated"))
+      await(other:insert("u", { 9 }))
+      core_close(db)
+    end)
+    async.run(function()
+      local db <close> = await(vdb.connect("file:" .. path))
+      assert.is_nil(db.recovered)
+      assert.same({ "col\0one", "col\0two", "unrelated" }, await(db:collections()))
+      local one = await(db:collection("col\0one"))
+      assert.equal(2, await(one:count()))
+      local r = await(one:get({ "a\0b" }))[1]
+      assert.same({ ["k\0"] = "v\0v" }, r.metadata)
+      assert.equal("d\0c", r.document)
+      assert.equal(3, #await((await(db:collection("col\0two"))):get({ "x" }))[1].vector)
+      assert.equal(1, await((await(db:collection("unrelated"))):count()))
+    end)
+    os.remove(path)
+  end)
+
+  it("deleting nothing returns 0 (and logs nothing)", function()
+    local path = tmpfile()
+    async.run(function()
+      local db <close> = await(vdb.connect("file:" .. path))
+      local col = await(db:collection("d"))
+      await(col:insert("a", { 1, 1 }))
+      local bytes = db:stats().bytes
+      assert.equal(0, await(col:delete({ "missing" })))
+      assert.equal(0, await(col:delete { where = { nope = 1 } }))
+      assert.equal(0, await(col:delete({ "missing" })))
+      assert.equal(bytes, db:stats().bytes)
+      assert.is_true(await(col:insert("b", { 2, 2 })))     -- the store still writes
+    end)
+    os.remove(path)
+  end)
+
+  for _, url in ipairs { "memory:", "file:" } do
+    it("on " .. url .. " a first insert that fails does not undo the dimension a later accepted insert relies on", function()
+      local path = tmpfile()
+      async.run(function()
+        local db <close> = await(vdb.connect(url == "file:" and "file:" .. path or url))
+        local col = await(db:collection("learn"))
+        local first = async.spawn(function()       -- fixes the dimension at 3, then fails (an id given twice)
+          return pcall(await, col:batch_insert { { id = "x", vector = { 1, 2, 3 } }, { id = "x", vector = { 1, 2, 3 } } })
+        end)
+        local second = async.spawn(function() return await(col:insert("y", { 4, 5, 6 })) end)
+        assert.is_false((await(first)))
+        assert.is_true(await(second))
+        local hit = await(col:search({ 4, 5, 6 }, 1))[1]
+        assert.equal("y", hit.id)
+        assert.equal(0, hit.distance)
+        assert.same({ 4, 5, 6 }, await(col:get({ "y" }))[1].vector)
+        assert.equal("dimension_mismatch", (code_of(await, col:insert("z", { 1, 2 }))))
+        -- all inserts of a dimension failing: the collection learns anew
+        local fresh = await(db:collection("fresh"))
+        assert.is_false((pcall(await, fresh:batch_insert { { id = "p", vector = { 1 } }, { id = "p", vector = { 1 } } })))
+        assert.is_true(await(fresh:insert("q", { 1, 2 })))
+      end)
+      if url == "file:" then
+        async.run(function()
+          local db <close> = await(vdb.connect("file:" .. path))
+          assert.same({ 4, 5, 6 }, await((await(db:collection("learn"))):get({ "y" }))[1].vector)
+          assert.same({ 1, 2 }, await((await(db:collection("fresh"))):get({ "q" }))[1].vector)
+        end)
+      end
+      os.remove(path)
+    end)
+  end
+
+  for _, url in ipairs { "memory:", "file:" } do
+    for _, ending in ipairs { "returns", "raises" } do
+      it(("a script whose async.run %s while a batch_insert runs on the pool (%s) exits cleanly"):format(ending, url), function()
+        local path = tmpfile()
+        local out, ok = H.lua(([[
+          local async, vdb = require "async", require "vdb"
+          local ok, e = pcall(async.run, function()
+            local db = async.await(vdb.connect(%q))
+            local col = async.await(db:collection("x"))
+            local ids, vecs = {}, {}
+            for i = 1, 100000 do ids[i] = "r" .. i; vecs[i] = string.pack("<ffffffff", i, i, i, i, i, i, i, i) end
+            async.spawn(function() async.await(col:batch_insert { ids = ids, vectors = vecs }) end)
+            async.await(async.sleep(0.005))
+            if %s then error("boom") end
+          end)
+          print("run", ok, ok or tostring(e):match("boom"))
+        ]]):format(url == "file:" and "file:" .. path or url, tostring(ending == "raises")))
+        assert.is_true(ok, out)
+        assert.matches(ending == "raises" and "run%s+false%s+boom" or "run%s+true", out)
+        os.remove(path)
+      end)
+    end
+  end
+
+  it("a host that closes the state while an insert is on the pool (async.start, no run) exits cleanly", function()
+    local path = tmpfile()
+    local out, ok = H.lua(([[
+      local async, vdb = require "async", require "vdb"
+      async.start(function()
+        local db = async.await(vdb.connect("file:%s"))
+        local col = async.await(db:collection("x"))
+        local ids, vecs = {}, {}
+        for i = 1, 100000 do ids[i] = "r" .. i; vecs[i] = string.pack("<ffffffff", i, i, i, i, i, i, i, i) end
+        async.await(col:batch_insert { ids = ids, vectors = vecs })
+      end)
+      for _ = 1, 5 do async.step(0.001) end
+      print("closing")
+    ]]):format(path))
+    assert.is_true(ok, out)
+    assert.matches("closing", out)
+    os.remove(path)
+  end)
+end)
 end)

@@ -16,23 +16,144 @@
 #define JSON_NULL ((void *)0)     /* json.null: the NULL light userdata */
 #define MAX_DEPTH 200
 
-void json_push(lua_State *L, const cJSON *v) {
+/* ---- NUL bytes ------------------------------------------------------------
+ * cJSON keeps strings NUL-terminated, so a \u0000 would cut one short.
+ * Before parsing, each \u0000 escape becomes the escape of a code point the
+ * text does not hold (a Unicode noncharacter, U+FDD0 to U+FDEF: six bytes
+ * for six, so offsets stay); pushing a string turns that code point's
+ * UTF-8 back into NUL bytes.  Encoding quotes strings with NULs itself. */
+
+static int has_codepoint(const char *s, size_t len, unsigned cp) {
+  char utf8[3] = {(char)(0xE0 | cp >> 12), (char)(0x80 | ((cp >> 6) & 0x3F)), (char)(0x80 | (cp & 0x3F))};
+  char lo[8], up[8];
+  snprintf(lo, sizeof lo, "\\u%04x", cp);
+  snprintf(up, sizeof up, "\\u%04X", cp);
+  for (size_t i = 0; i + 3 <= len; i++) {
+    if (memcmp(s + i, utf8, 3) == 0) return 1;
+    if (i + 6 <= len && s[i] == '\\' && (memcmp(s + i, lo, 6) == 0 || memcmp(s + i, up, 6) == 0)) return 1;
+  }
+  return 0;
+}
+
+static int is_nul_escape(const char *p, size_t left) {
+  return left >= 6 && p[1] == 'u' && memcmp(p + 2, "0000", 4) == 0;
+}
+
+cJSON *json_parse(const char *s, size_t len, const char **end, char nul[4]) {
+  nul[0] = 0;
+  const char *hit = NULL;
+  for (size_t i = 0; i + 1 < len && !hit; i++) {
+    if (s[i] != '\\') continue;
+    if (is_nul_escape(s + i, len - i)) hit = s + i;
+    i++;                                       /* an escape is two characters at least */
+  }
+  if (!hit) return cJSON_ParseWithLengthOpts(s, len, end, 0);
+  unsigned cp = 0xFDD0;
+  while (cp <= 0xFDEF && has_codepoint(s, len, cp)) cp++;
+  if (cp > 0xFDEF) { if (end) *end = hit; return NULL; }
+  char *copy = malloc(len ? len : 1), esc[8];
+  if (!copy) { if (end) *end = s; return NULL; }
+  memcpy(copy, s, len);
+  snprintf(esc, sizeof esc, "\\u%04X", cp);
+  for (size_t i = (size_t)(hit - s); i + 1 < len; i++) {
+    if (copy[i] != '\\') continue;
+    if (is_nul_escape(copy + i, len - i)) memcpy(copy + i, esc, 6);
+    i++;
+  }
+  const char *cend = NULL;
+  cJSON *t = cJSON_ParseWithLengthOpts(copy, len, &cend, 0);
+  if (end) *end = s + (cend ? cend - copy : 0);
+  free(copy);
+  nul[0] = (char)(0xE0 | cp >> 12); nul[1] = (char)(0x80 | ((cp >> 6) & 0x3F)); nul[2] = (char)(0x80 | (cp & 0x3F)); nul[3] = 0;
+  return t;
+}
+
+void json_push_string(lua_State *L, const char *s, const char *nul) {
+  const char *at = nul && nul[0] ? strstr(s, nul) : NULL;
+  if (!at) { lua_pushstring(L, s); return; }
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  for (; at; s = at + 3, at = strstr(s, nul)) {
+    luaL_addlstring(&b, s, (size_t)(at - s));
+    luaL_addchar(&b, '\0');
+  }
+  luaL_addstring(&b, s);
+  luaL_pushresult(&b);
+}
+
+size_t json_quote(char *out, const char *s, size_t n) {
+  static const char hex[] = "0123456789abcdef";
+  char *p = out;
+  *p++ = '"';
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c == '"' || c == '\\') { *p++ = '\\'; *p++ = (char)c; }
+    else if (c < 0x20 || c == 0x7f) { memcpy(p, "\\u00", 4); p[4] = hex[c >> 4]; p[5] = hex[c & 15]; p += 6; }
+    else *p++ = (char)c;
+  }
+  *p++ = '"';
+  *p = 0;
+  return (size_t)(p - out);
+}
+
+/* a cJSON node printed as the quoted bytes (cJSON's own strings stop at a NUL) */
+static cJSON *raw_string(const char *s, size_t n) {
+  if (n > (SIZE_MAX - 3) / 6) return NULL;
+  char *q = malloc(6 * n + 3);
+  if (!q) return NULL;
+  json_quote(q, s, n);
+  cJSON *r = cJSON_CreateRaw(q);
+  free(q);
+  return r;
+}
+
+/* an object whose keys hold NULs, printed here: {"k":v,...} as one raw node
+ * (children are freed) */
+static cJSON *raw_object(const char **keys, const size_t *lens, cJSON **vals, int n) {
+  size_t cap = 3, len = 0;
+  char **texts = calloc((size_t)(n ? n : 1), sizeof *texts);
+  for (int i = 0; texts && i < n; i++) {
+    texts[i] = cJSON_PrintUnformatted(vals[i]);
+    cap += 6 * lens[i] + 4 + (texts[i] ? strlen(texts[i]) : 4);
+  }
+  char *out = texts ? malloc(cap) : NULL;
+  if (out) {
+    out[len++] = '{';
+    for (int i = 0; i < n; i++) {
+      if (i) out[len++] = ',';
+      len += json_quote(out + len, keys[i], lens[i]);
+      out[len++] = ':';
+      const char *t = texts[i] ? texts[i] : "null";
+      memcpy(out + len, t, strlen(t)); len += strlen(t);
+    }
+    out[len++] = '}';
+    out[len] = 0;
+  }
+  for (int i = 0; i < n; i++) { if (texts) cJSON_free(texts[i]); cJSON_Delete(vals[i]); }
+  free(texts);
+  cJSON *r = out ? cJSON_CreateRaw(out) : NULL;
+  free(out);
+  return r;
+}
+
+void json_push(lua_State *L, const cJSON *v, const char *nul) {
   luaL_checkstack(L, 3, "JSON nested too deeply");
   if (cJSON_IsObject(v)) {
     lua_createtable(L, 0, 4);
     for (const cJSON *c = v->child; c; c = c->next) {
-      json_push(L, c);
-      lua_setfield(L, -2, c->string);
+      json_push_string(L, c->string, nul);
+      json_push(L, c, nul);
+      lua_rawset(L, -3);
     }
   } else if (cJSON_IsArray(v)) {
     int n = cJSON_GetArraySize(v), i = 0;
     lua_createtable(L, n, 0);
     for (const cJSON *c = v->child; c; c = c->next) {
-      json_push(L, c);
+      json_push(L, c, nul);
       lua_rawseti(L, -2, ++i);
     }
   } else if (cJSON_IsString(v)) {
-    lua_pushstring(L, v->valuestring);
+    json_push_string(L, v->valuestring, nul);
   } else if (cJSON_IsNumber(v)) {
     double d = v->valuedouble;
     if (d == floor(d) && fabs(d) <= 9007199254740992.0) lua_pushinteger(L, (lua_Integer)d);
@@ -138,6 +259,29 @@ static int array_length(lua_State *L, int idx) {
   return count == n ? (int)n : -1;
 }
 
+/* out, an object built from the table at idx in lua_next order, printed
+ * again with its keys' every byte (the same order: the table is unchanged) */
+static cJSON *with_nul_keys(lua_State *L, int idx, cJSON *out) {
+  int n = cJSON_GetArraySize(out), i = 0;
+  const char **keys = calloc((size_t)n, sizeof *keys);
+  size_t *lens = calloc((size_t)n, sizeof *lens);
+  cJSON **vals = calloc((size_t)n, sizeof *vals);
+  cJSON *r = NULL;
+  if (keys && lens && vals) {
+    lua_pushnil(L);
+    while (lua_next(L, idx) && i < n) {
+      keys[i] = lua_tolstring(L, -2, &lens[i]);     /* (anchored in the table) */
+      vals[i] = cJSON_DetachItemFromArray(out, 0);
+      i++;
+      lua_pop(L, 1);
+    }
+    r = raw_object(keys, lens, vals, i);
+  }
+  free(keys); free(lens); free(vals);
+  cJSON_Delete(out);
+  return r;
+}
+
 static cJSON *from_lua(lua_State *L, int idx, int depth, char *err, size_t errlen) {
   char num[32];
   idx = lua_absindex(L, idx);
@@ -147,7 +291,11 @@ static cJSON *from_lua(lua_State *L, int idx, int depth, char *err, size_t errle
     case LUA_TNUMBER:
       if (!json_format_number(L, idx, num)) { snprintf(err, errlen, "cannot encode NaN or infinity"); return NULL; }
       return cJSON_CreateRaw(num);
-    case LUA_TSTRING: return cJSON_CreateString(lua_tostring(L, idx));
+    case LUA_TSTRING: {
+      size_t n;
+      const char *str = lua_tolstring(L, idx, &n);
+      return memchr(str, 0, n) ? raw_string(str, n) : cJSON_CreateString(str);
+    }
     case LUA_TLIGHTUSERDATA:
       if (lua_touserdata(L, idx) == JSON_NULL) return cJSON_CreateNull();
       break;
@@ -167,6 +315,7 @@ static cJSON *from_lua(lua_State *L, int idx, int depth, char *err, size_t errle
         }
         return out;
       }
+      int nul_keys = 0;
       lua_pushnil(L);
       while (lua_next(L, idx)) {
         if (lua_type(L, -2) != LUA_TSTRING) {
@@ -174,12 +323,15 @@ static cJSON *from_lua(lua_State *L, int idx, int depth, char *err, size_t errle
                    luaL_typename(L, -2));
           lua_pop(L, 2); cJSON_Delete(out); return NULL;
         }
+        size_t klen;
+        const char *key = lua_tolstring(L, -2, &klen);
+        nul_keys |= memchr(key, 0, klen) != NULL;
         cJSON *c = from_lua(L, -1, depth + 1, err, errlen);
         if (!c) { lua_pop(L, 2); cJSON_Delete(out); return NULL; }
-        cJSON_AddItemToObject(out, lua_tostring(L, -2), c);
+        cJSON_AddItemToObject(out, key, c);
         lua_pop(L, 1);
       }
-      return out;
+      return nul_keys ? with_nul_keys(L, idx, out) : out;
     }
     default: break;
   }
@@ -210,7 +362,8 @@ static int l_decode(lua_State *L) {
   size_t len;
   const char *s = luaL_checklstring(L, 1, &len);
   const char *end = NULL;
-  cJSON *t = cJSON_ParseWithLengthOpts(s, len, &end, 0);
+  char nul[4];
+  cJSON *t = json_parse(s, len, &end, nul);
   if (t) {                                     /* nothing but spaces may follow */
     while (end < s + len && (*end == ' ' || *end == '\n' || *end == '\r' || *end == '\t')) end++;
     if (end != s + len) { cJSON_Delete(t); t = NULL; }
@@ -219,7 +372,7 @@ static int l_decode(lua_State *L) {
     size_t at = end && end >= s ? (size_t)(end - s) : 0;
     return luaL_error(L, "json.decode: invalid JSON at byte %d of %d", (int)at + 1, (int)len);
   }
-  json_push(L, t);
+  json_push(L, t, nul);
   cJSON_Delete(t);
   return 1;
 }

@@ -9,9 +9,19 @@
 #include <lua.h>
 #include <cjson/cJSON.h>
 
+/* Parse JSON text that may hold \u0000 escapes: nul receives what
+ * json_push needs to give those NULs back (end as cJSON_ParseWithLengthOpts). */
+cJSON *json_parse(const char *s, size_t len, const char **end, char nul[4]);
+
 /* Push v as a Lua value: objects and arrays as tables, JSON null as
- * json.null (a light userdata), integral numbers within 2^53 as integers. */
-void json_push(lua_State *L, const cJSON *v);
+ * json.null (a light userdata), integral numbers within 2^53 as integers.
+ * nul: from json_parse, or NULL. */
+void json_push(lua_State *L, const cJSON *v, const char *nul);
+void json_push_string(lua_State *L, const char *s, const char *nul);
+
+/* n bytes as a quoted JSON string into out (room for 6 * n + 3 bytes):
+ * its length.  Control characters and NULs are escaped, other bytes kept. */
+size_t json_quote(char *out, const char *s, size_t n);
 
 /* A number's JSON text: integers exactly, floats in the shortest form that
  * reads back to the same double (float32 values therefore round-trip).

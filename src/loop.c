@@ -392,6 +392,14 @@ static int all_done(lua_State *L, Loop *lp, void *ud) {
   return lp->npending == 0;
 }
 
+/* Requests in flight (work on the thread pool above all) finish before
+ * run returns: the modules they belong to, and the state their
+ * completions touch, must outlive them. */
+static int no_requests(lua_State *L, Loop *lp, void *ud) {
+  (void)L; (void)ud;
+  return lp->uv->active_reqs.count == 0;
+}
+
 /* cancel every pending task (async.run's shutdown) */
 static void cancel_all(lua_State *L, Loop *lp) {
   int top = lua_gettop(L);
@@ -446,6 +454,7 @@ static int l_run_task(lua_State *L) {
   f->retrieved = 1;              /* its error goes to the caller */
   cancel_all(L, lp);
   int ok2 = run_until(L, lp, all_done, NULL);
+  run_until(L, lp, no_requests, NULL);
   report_unretrieved(L, lp);
   lp->running = 0;
   if (!ok) {
@@ -541,6 +550,9 @@ static int loop_gc(lua_State *L) {
   close_with_free((uv_handle_t *)lp->idle);
   if (lp->own_uv) {
     uv_run(lp->uv, UV_RUN_NOWAIT);
+    /* work still on the thread pool (lua_close without async.run) posts its
+     * completion to this loop: it cannot be freed before */
+    while (lp->uv->active_reqs.count > 0) uv_run(lp->uv, UV_RUN_ONCE);
     uv_loop_close(lp->uv);
     free(lp->uv);
   }

@@ -48,20 +48,62 @@ static void le_bytes(const float *v, int dim, unsigned char *out) {
   }
 }
 
-static cJSON *number(double d) {
-  char buf[32];
-  return json_format_double(d, buf) ? cJSON_CreateRaw(buf) : cJSON_CreateNull();
+/* a JSON string of n bytes (every byte kept: NULs as \u0000) */
+static void add_string(luaL_Buffer *b, const char *s, size_t n) {
+  char *out = luaL_prepbuffsize(b, 6 * n + 3);
+  luaL_addsize(b, json_quote(out, s, n));
 }
 
-static cJSON *meta_json(const Meta *m) {
-  cJSON *o = cJSON_CreateObject();
-  for (int i = 0; o && i < m->n; i++) {
-    const MetaKV *kv = &m->kv[i];
-    cJSON *v = kv->type == MV_STR ? cJSON_CreateString(kv->str)
-             : kv->type == MV_BOOL ? cJSON_CreateBool(kv->num != 0) : number(kv->num);
-    cJSON_AddItemToObject(o, kv->key, v);
+static void add_bytes(luaL_Buffer *b, const char *s) { add_string(b, s, bytes_len(s)); }
+
+static int has_key(const Meta *m, const char *key, size_t n) {
+  for (int i = 0; i < m->n; i++) if (bytes_is(m->kv[i].key, key, n)) return 1;
+  return 0;
+}
+
+/* key j of the list clear[i] (anchored there), or NULL; the stack as it was
+ * (a luaL_Buffer is in use: every stack use must balance) */
+static const char *cleared_key(lua_State *L, int clear, int i, int j, size_t *len) {
+  const char *key = NULL;
+  if (lua_rawgeti(L, clear, i) == LUA_TTABLE) {
+    if (lua_rawgeti(L, -1, j) == LUA_TSTRING) key = lua_tolstring(L, -1, len);
+    lua_pop(L, 1);
   }
-  return o;
+  lua_pop(L, 1);
+  return key;
+}
+
+static int cleared_count(lua_State *L, int clear, int i) {
+  int n = clear && lua_rawgeti(L, clear, i) == LUA_TTABLE ? (int)lua_rawlen(L, -1) : -1;
+  if (clear) lua_pop(L, 1);
+  return n;
+}
+
+/* A record's metadata as a JSON object.  On an upsert, clear[i] lists the
+ * old keys the new map drops: they are sent as null, so that Chroma (which
+ * merges metadata) ends with the new map only. */
+static void add_meta(lua_State *L, luaL_Buffer *b, const Meta *m, int clear, int i) {
+  char num[32];
+  int n = 0, nclear = cleared_count(L, clear, i);
+  luaL_addchar(b, '{');
+  for (int k = 0; k < m->n; k++) {
+    const MetaKV *kv = &m->kv[k];
+    if (n++) luaL_addchar(b, ',');
+    add_bytes(b, kv->key);
+    luaL_addchar(b, ':');
+    if (kv->type == MV_STR) add_bytes(b, kv->str);
+    else if (kv->type == MV_BOOL) luaL_addstring(b, kv->num != 0 ? "true" : "false");
+    else luaL_addstring(b, json_format_double(kv->num, num) ? num : "null");
+  }
+  for (int j = 1; j <= nclear; j++) {
+    size_t klen;
+    const char *key = cleared_key(L, clear, i, j, &klen);
+    if (!key || has_key(m, key, klen)) continue;
+    if (n++) luaL_addchar(b, ',');
+    add_string(b, key, klen);
+    luaL_addstring(b, ":null");
+  }
+  luaL_addchar(b, '}');
 }
 
 /* a JSON array of float32 numbers, added to b */
@@ -76,49 +118,11 @@ static void add_vector(luaL_Buffer *b, const float *v, int dim) {
   luaL_addsize(b, (size_t)(p - out));
 }
 
-/* print a cJSON item (freed) into b */
-static void add_json(luaL_Buffer *b, cJSON *item) {
-  char *t = item ? cJSON_PrintUnformatted(item) : NULL;
-  cJSON_Delete(item);
-  if (t) { luaL_addstring(b, t); cJSON_free(t); }
-  else luaL_addstring(b, "null");
-}
-
 static size_t meta_bytes(const Meta *m) {
   size_t n = 2;
   for (int i = 0; i < m->n; i++)
-    n += strlen(m->kv[i].key) * 2 + 8 + (m->kv[i].type == MV_STR ? strlen(m->kv[i].str) * 2 + 2 : 24);
+    n += bytes_len(m->kv[i].key) * 6 + 8 + (m->kv[i].type == MV_STR ? bytes_len(m->kv[i].str) * 6 + 2 : 24);
   return n;
-}
-
-/* upsert: the old metadata keys of record i that the new one drops, set to
- * null so that Chroma (which merges metadata) ends with the new map only */
-static cJSON *with_cleared(lua_State *L, int clear, int i, cJSON *meta) {
-  if (!clear || lua_rawgeti(L, clear, i + 1) != LUA_TTABLE) { lua_pop(L, clear ? 1 : 0); return meta; }
-  if (!meta) meta = cJSON_CreateObject();
-  int n = (int)lua_rawlen(L, -1);
-  for (int j = 1; j <= n; j++) {
-    lua_rawgeti(L, -1, j);
-    const char *key = lua_tostring(L, -1);
-    if (key && !cJSON_HasObjectItem(meta, key)) cJSON_AddNullToObject(meta, key);
-    lua_pop(L, 1);
-  }
-  lua_pop(L, 1);
-  return meta;
-}
-
-/* a JSON string: copied as is when nothing in it needs escaping (ids
- * usually), else printed by cJSON */
-static void add_string(luaL_Buffer *b, const char *s) {
-  const unsigned char *p = (const unsigned char *)s;
-  while (*p >= 0x20 && *p < 0x7f && *p != '"' && *p != '\\') p++;
-  if (!*p) {
-    luaL_addchar(b, '"');
-    luaL_addlstring(b, s, (size_t)((const char *)p - s));
-    luaL_addchar(b, '"');
-    return;
-  }
-  add_json(b, cJSON_CreateString(s));
 }
 
 /* records [from, to) of b as an add/upsert body, written straight into a
@@ -137,7 +141,7 @@ static void push_records_body(lua_State *L, int clear, Batch *b, int from, int t
   luaL_addstring(&buf, "{\"ids\":[");
   for (int i = from; i < to; i++) {
     if (i > from) luaL_addchar(&buf, ',');
-    add_string(&buf, b->ids[i]);
+    add_bytes(&buf, b->ids[i]);
   }
   luaL_addstring(&buf, "],\"embeddings\":[");
   for (int i = from; i < to; i++) {
@@ -155,8 +159,8 @@ static void push_records_body(lua_State *L, int clear, Batch *b, int from, int t
     luaL_addstring(&buf, ",\"metadatas\":[");
     for (int i = from; i < to; i++) {
       if (i > from) luaL_addchar(&buf, ',');
-      cJSON *m = with_cleared(L, clear, i, b->metas[i].n ? meta_json(&b->metas[i]) : NULL);
-      if (m) add_json(&buf, m); else luaL_addstring(&buf, "null");
+      if (b->metas[i].n || cleared_count(L, clear, i + 1) >= 0) add_meta(L, &buf, &b->metas[i], clear, i + 1);
+      else luaL_addstring(&buf, "null");
     }
     luaL_addchar(&buf, ']');
   }
@@ -164,7 +168,7 @@ static void push_records_body(lua_State *L, int clear, Batch *b, int from, int t
     luaL_addstring(&buf, ",\"documents\":[");
     for (int i = from; i < to; i++) {
       if (i > from) luaL_addchar(&buf, ',');
-      if (b->docs[i]) add_string(&buf, b->docs[i]); else luaL_addstring(&buf, "null");
+      if (b->docs[i]) add_bytes(&buf, b->docs[i]); else luaL_addstring(&buf, "null");
     }
     luaL_addchar(&buf, ']');
   }
@@ -324,8 +328,8 @@ static int l_check_ids(lua_State *L) {
 
 /* ---- reading answers ----------------------------------------------------- */
 
-static cJSON *parse_answer(lua_State *L, const char *s, size_t len) {
-  cJSON *root = cJSON_ParseWithLength(s, len);
+static cJSON *parse_answer(lua_State *L, const char *s, size_t len, char nul[4]) {
+  cJSON *root = json_parse(s, len, NULL, nul);
   if (!root || !cJSON_IsObject(root)) {
     cJSON_Delete(root);
     raise_vdb(L, "server_error", "the server's answer is not the JSON object expected (%d bytes)", (int)len);
@@ -337,12 +341,12 @@ static const cJSON *first(const cJSON *a) { return cJSON_IsArray(a) ? a->child :
 static const cJSON *next(const cJSON *x) { return x ? x->next : NULL; }
 
 /* a record's fields from the current items of the answer's parallel arrays */
-static void push_fields(lua_State *L, const cJSON *m, const cJSON *d, const cJSON *e, int want_meta) {
+static void push_fields(lua_State *L, const cJSON *m, const cJSON *d, const cJSON *e, int want_meta, const char *nul) {
   if (want_meta) {
-    if (cJSON_IsObject(m)) json_push(L, m); else lua_newtable(L);
+    if (cJSON_IsObject(m)) json_push(L, m, nul); else lua_newtable(L);
     lua_setfield(L, -2, "metadata");
   }
-  if (cJSON_IsString(d)) { lua_pushstring(L, d->valuestring); lua_setfield(L, -2, "document"); }
+  if (cJSON_IsString(d)) { json_push_string(L, d->valuestring, nul); lua_setfield(L, -2, "document"); }
   if (cJSON_IsArray(e)) {
     int n = cJSON_GetArraySize(e), j = 0;
     lua_createtable(L, n, 0);
@@ -359,7 +363,8 @@ static int l_wire_hits(lua_State *L) {
   size_t len;
   const char *s = luaL_checklstring(L, 1, &len);
   int metric = (int)luaL_checkinteger(L, 2), want_meta = lua_toboolean(L, 3);
-  cJSON *root = parse_answer(L, s, len);
+  char nul[4];
+  cJSON *root = parse_answer(L, s, len, nul);
   const cJSON *ids = cJSON_GetObjectItemCaseSensitive(root, "ids");
   const cJSON *dists = cJSON_GetObjectItemCaseSensitive(root, "distances");
   const cJSON *metas = cJSON_GetObjectItemCaseSensitive(root, "metadatas");
@@ -381,11 +386,11 @@ static int l_wire_hits(lua_State *L) {
       if (!cJSON_IsString(id) || !cJSON_IsNumber(d)) continue;
       float dist = (float)d->valuedouble;      /* Chroma computes in float32 too */
       lua_createtable(L, 0, 5);
-      lua_pushstring(L, id->valuestring); lua_setfield(L, -2, "id");
+      json_push_string(L, id->valuestring, nul); lua_setfield(L, -2, "id");
       lua_pushnumber(L, dist); lua_setfield(L, -2, "distance");
       lua_pushnumber(L, metric == METRIC_L2 ? -(double)dist : 1.0 - (double)dist);
       lua_setfield(L, -2, "score");
-      push_fields(L, m, doc, e, want_meta);
+      push_fields(L, m, doc, e, want_meta, nul);
       lua_rawseti(L, -2, ++j);
     }
     lua_rawseti(L, -2, ++q);
@@ -399,7 +404,8 @@ static int l_wire_hits(lua_State *L) {
 static int l_wire_records(lua_State *L) {
   size_t len;
   const char *s = luaL_checklstring(L, 1, &len);
-  cJSON *root = parse_answer(L, s, len);
+  char nul[4];
+  cJSON *root = parse_answer(L, s, len, nul);
   const cJSON *ids = cJSON_GetObjectItemCaseSensitive(root, "ids");
   if (!cJSON_IsArray(ids)) {
     cJSON_Delete(root);
@@ -414,8 +420,8 @@ static int l_wire_records(lua_State *L) {
   for (const cJSON *id = ids->child; id; id = id->next, m = next(m), d = next(d), e = next(e)) {
     if (!cJSON_IsString(id)) continue;
     lua_createtable(L, 0, 4);
-    lua_pushstring(L, id->valuestring); lua_setfield(L, -2, "id");
-    push_fields(L, m, d, e, want_meta);
+    json_push_string(L, id->valuestring, nul); lua_setfield(L, -2, "id");
+    push_fields(L, m, d, e, want_meta, nul);
     lua_rawseti(L, -2, ++n);
   }
   cJSON_Delete(root);
