@@ -149,12 +149,18 @@ describe("vdb file:", function()
         print("big", ok, e.code)
         ok, e = pcall(async.await, col:insert("after", { 1, 2 }))
         print("after", ok, e.code)
+        ok, e = pcall(async.await, col:upsert { { id = "ok1", vector = { 100, 100 }, metadata = { new = true } } })
+        print("upsert", ok, e.code, table.concat(async.await(col:get({ "ok1" }))[1].vector, ","))   -- as it was
+        ok, e = pcall(async.await, col:delete({ "ok2", "ok3" }))
+        print("delete", ok, e.code, #async.await(col:get({ "ok2", "ok3" })))                       -- still there
         print("count", async.await(col:count()))         -- the refused batch was taken back out
         print("search", #async.await(col:search({ 1, 1 }, 3)), #async.await(col:get({ "big1" })))
       end)
     ]]):format(path), "trap '' XFSZ; ulimit -f 400;")
     assert.matches("big%s+false%s+unavailable", out)
     assert.matches("after%s+false%s+unavailable", out)
+    assert.matches("upsert%s+false%s+unavailable%s+1[.0]*,1[.0]*\n", out)
+    assert.matches("delete%s+false%s+unavailable%s+2\n", out)
     assert.matches("count%s+20", out)
     assert.matches("search%s+3%s+0", out)                -- reads go on
     async.run(function()
@@ -476,9 +482,13 @@ describe("vdb file: what an earlier review found", function()
         local first = async.spawn(function()       -- fixes the dimension at 3, then fails (an id given twice)
           return pcall(await, col:batch_insert { { id = "x", vector = { 1, 2, 3 } }, { id = "x", vector = { 1, 2, 3 } } })
         end)
-        local second = async.spawn(function() return await(col:insert("y", { 4, 5, 6 })) end)
+        local ids, vecs = { "y" }, { string.pack("<fff", 4, 5, 6) }
+        for i = 2, 100000 do ids[i] = "f" .. i; vecs[i] = string.pack("<fff", i, i, i) end
+        local second = async.spawn(function()     -- still on the pool when the first fails
+          return await(col:batch_insert { ids = ids, vectors = vecs })
+        end)
         assert.is_false((await(first)))
-        assert.is_true(await(second))
+        assert.equal(100000, await(second))
         local hit = await(col:search({ 4, 5, 6 }, 1))[1]
         assert.equal("y", hit.id)
         assert.equal(0, hit.distance)
