@@ -135,6 +135,7 @@ typedef struct Op {
   uint64_t seq;                      /* file: the log record to wait for */
   struct Op *next;                   /* in the log's list of waiters */
   Collection **cols; int ncols;      /* compact */
+  uint64_t epoch; int skip, closing;  /* compact: the log's epoch when cols were taken; a creation or drop in flight */
   OutRec *out; size_t nout;          /* get, search (nq * k slots) */
   size_t *nhits;                     /* search: hits per query */
   char err_code[32], err_msg[700];
@@ -212,7 +213,9 @@ static void run_put(Op *op) {
   int rc = store_check(c, b, op->upsert, &err, &at);
   if (rc == 0) {
     if (c->log) {
+      size_t live = c->live_bytes;
       wait_durable(op, c->log, put_logged(c, b, op->upsert));
+      log_account(c->log, (int64_t)c->live_bytes - (int64_t)live);
     } else {
       store_apply(c, b, NULL);
       batch_disown(b);
@@ -289,7 +292,9 @@ static void run_delete(Op *op) {
     wait_durable(op, lg, seq);
     logged = seq != 0;
   }
+  size_t live = c->live_bytes;
   if (logged) for (size_t i = 0; i < n; i++) store_delete_index(c, rows[i]);
+  if (lg) log_account(lg, (int64_t)c->live_bytes - (int64_t)live);
   pthread_rwlock_unlock(&c->lock);
   free(rows);
   op->result = (long)n;
@@ -369,14 +374,12 @@ static void work(uv_work_t *req) {
       wait_durable(op, op->log, seq);
       break;
     }
-    case OP_COMPACT: {
-      /* only when the log holds much more than the live data */
-      uint64_t live = 0;
-      for (int i = 0; i < op->ncols; i++) live += op->cols[i]->n * ((uint64_t)op->cols[i]->dim * 4 + 48);
+    case OP_COMPACT: {                       /* only when the dead space is worth it */
       op->result = 0;
-      if (op->log->bytes > 2 * live + 65536) {
-        if (log_compact(op->log, op->cols, op->ncols) != 0) op_fail(op, "unavailable", "compaction failed");
-        else op->result = 1;
+      if (!op->skip && log_compact_due(op->log, op->closing ? COMPACT_MIN_DEAD_CLOSING : COMPACT_MIN_DEAD)) {
+        int rc = log_compact(op->log, op->cols, op->ncols, op->epoch);
+        if (rc < 0) op_fail(op, "unavailable", "compaction failed (the file is as it was)");
+        else op->result = rc == 0;
       }
       break;
     }
@@ -730,13 +733,18 @@ static int l_log_meta(lua_State *L) {
   return op_start(L, op);
 }
 
-/* core.compact(log, {collection handles}): a future giving 1 if rewritten */
+/* core.compact(log, {collection handles}, closing): a future giving 1 if rewritten */
 static int l_compact(lua_State *L) {
   Log *lg = check_log(L, 1);
   luaL_checktype(L, 2, LUA_TTABLE);
   int n = (int)lua_rawlen(L, 2);
   Op *op = op_new(L, OP_COMPACT, NULL);
   op->log = lg; lg->refs++;
+  pthread_mutex_lock(&lg->m);
+  op->epoch = lg->epoch;
+  pthread_mutex_unlock(&lg->m);
+  op->skip = lg->meta_busy > 0;              /* cols may lack a collection whose creation is logged */
+  op->closing = lua_toboolean(L, 3);
   op->cols = calloc((size_t)(n ? n : 1), sizeof *op->cols);
   for (int i = 1; i <= n && op->cols; i++) {
     lua_rawgeti(L, 2, i);
@@ -746,6 +754,24 @@ static int l_compact(lua_State *L) {
     op->cols[op->ncols++] = c;
   }
   return op_start(L, op);
+}
+
+/* core.compact_due(log): is the dead space worth a compaction */
+static int l_compact_due(lua_State *L) {
+  lua_pushboolean(L, log_compact_due(check_log(L, 1), COMPACT_MIN_DEAD));
+  return 1;
+}
+
+/* core.meta_mark(log, begins): a creation or drop begins, or has ended
+ * (the database's list of collections is up to date): compactions taken
+ * across it give up */
+static int l_meta_mark(lua_State *L) {
+  Log *lg = check_log(L, 1);
+  lg->meta_busy += lua_toboolean(L, 2) ? 1 : -1;
+  pthread_mutex_lock(&lg->m);
+  lg->epoch++;
+  pthread_mutex_unlock(&lg->m);
+  return 0;
 }
 
 /* core.close_log(log, {collection handles}): detach and release the file */
@@ -773,6 +799,8 @@ static int l_log_stats(lua_State *L) {
   lua_pushinteger(L, (lua_Integer)lg->fsyncs); lua_setfield(L, -2, "fsyncs");
   lua_pushinteger(L, (lua_Integer)lg->records); lua_setfield(L, -2, "replayed");
   lua_pushinteger(L, (lua_Integer)lg->bytes); lua_setfield(L, -2, "bytes");
+  lua_pushinteger(L, (lua_Integer)lg->live); lua_setfield(L, -2, "live_bytes");
+  lua_pushinteger(L, (lua_Integer)lg->compactions); lua_setfield(L, -2, "compactions");
   pthread_mutex_unlock(&lg->m);
   return 1;
 }
@@ -805,7 +833,8 @@ int luaopen_vdb(lua_State *L) {
     {"new_collection", l_new_collection}, {"dim", l_dim}, {"put", l_put}, {"get", l_get},
     {"delete", l_delete}, {"count", l_count}, {"search", l_search}, {"set_errors", l_set_errors},
     {"open", l_open}, {"attach", l_attach}, {"log_meta", l_log_meta}, {"compact", l_compact},
-    {"close_log", l_close_log}, {"log_stats", l_log_stats},
+    {"close_log", l_close_log}, {"log_stats", l_log_stats}, {"compact_due", l_compact_due},
+    {"meta_mark", l_meta_mark},
     {NULL, NULL}
   };
   /* async first: its loop, made before the module's state, is then

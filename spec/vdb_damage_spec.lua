@@ -274,3 +274,56 @@ describe("vdb file: damage", function()
     cleanup(path)
   end)
 end)
+
+describe("vdb file: background compaction", function()
+  it("keeps the log near its live size under insert+delete churn, while writes and reads go on; a reopen holds exactly the live state", function()
+    local path = tmpfile()
+    local expect = {}
+    async.run(function()
+      local db = await(vdb.connect("file:" .. path))
+      local a, b = await(db:collection("a")), await(db:collection("b", { metric = "cosine" }))
+      local function churn(col, tag, n)
+        for i = 1, n do
+          local id = tag .. (i % 97)
+          if i % 3 == 0 then
+            await(col:delete({ id }))
+            expect[col.name .. "/" .. id] = nil
+          else
+            local v = { i, i % 7 + 1, tag == "x" and 1 or 2 }
+            await(col:upsert { { id = id, vector = v, metadata = { i = i }, document = ("d"):rep(i % 50) } })
+            expect[col.name .. "/" .. id] = i
+          end
+        end
+      end
+      local reads = 0
+      local reader = async.spawn(function()
+        while true do
+          await(a:search({ 1, 1, 1 }, 3)); reads = reads + 1
+          await(async.sleep(0))
+        end
+      end)
+      await(async.gather(
+        async.fn(churn)(a, "x", 6000), async.fn(churn)(a, "y", 6000), async.fn(churn)(b, "z", 6000)))
+      reader:cancel()
+      local st = db:stats()
+      assert.is_true(st.compactions >= 3, "compactions: " .. st.compactions)
+      assert.is_true(st.bytes < 4 * 1024 * 1024, "bytes: " .. st.bytes)
+      assert.is_true(reads > 0)
+      db.closed = true                                  -- as a crash would leave it: no last compaction
+      for _, c in pairs(db.cols) do c.h = nil end
+      db.log = nil
+    end)
+    collectgarbage(); collectgarbage()
+    async.run(function()
+      local db <close> = await(vdb.connect("file:" .. path))
+      assert.is_nil(db.recovered)
+      local got = {}
+      for _, name in ipairs { "a", "b" } do
+        local col = await(db:collection(name))
+        for _, r in ipairs(await(col:get())) do got[name .. "/" .. r.id] = r.metadata.i end
+      end
+      assert.same(expect, got)
+    end)
+    cleanup(path)
+  end)
+end)

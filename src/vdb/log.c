@@ -211,20 +211,24 @@ static int to_sink(void *ctx, Rec *r) {
   return len ? 0 : -1;
 }
 
-static int write_snapshot(int fd, Collection *const *cols, int ncols, size_t *bytes) {
+/* the header, then each collection: its creation and its records, read
+ * under its read lock (locked: 0 when nothing else can touch cols) */
+static int write_snapshot(int fd, Collection *const *cols, int ncols, int locked, size_t *bytes) {
   unsigned char h[VDB_HEADER_BYTES];
   header_write(h);
   if (pwrite_all(fd, (const char *)h, sizeof h, 0) != 0) return -1;
   Sink sink = {fd, sizeof h};
   int rc = 0;
   for (int i = 0; i < ncols && rc == 0; i++) {
+    Collection *c = cols[i];
+    if (locked) pthread_rwlock_rdlock(&c->lock);
     Rec r = {0};
-    create_record(&r.head, cols[i]->name, cols[i]->dim, cols[i]->metric);
+    create_record(&r.head, c->name, c->dim, c->metric);
     rc = to_sink(&sink, &r);
     rec_free(&r);
-    PutSrc all = {cols[i], NULL, cols[i]->n};
-    if (rc == 0 && cols[i]->n)
-      rc = put_records(&all, 1, SNAPSHOT_BLOCK_BYTES, SNAPSHOT_BLOCK_ROWS, to_sink, &sink);
+    PutSrc all = {c, NULL, c->n};
+    if (rc == 0 && c->n) rc = put_records(&all, 1, SNAPSHOT_BLOCK_BYTES, SNAPSHOT_BLOCK_ROWS, to_sink, &sink);
+    if (locked) pthread_rwlock_unlock(&c->lock);
   }
   *bytes = sink.bytes;
   return rc;
@@ -264,20 +268,29 @@ static char *keep_original(const char *path, const char *suffix) {
   return NULL;
 }
 
-/* Write cols as a snapshot to PATH.tmp (locked), sync it, and rename it over
- * path: the old file stays whole until the new one is synced and in place.
- * The new fd, or -1. */
+/* PATH.tmp, created empty and locked: its fd, or -1 */
+static int open_tmp(const char *tmp) {
+  int fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) != 0) { close(fd); unlink(tmp); return -1; }
+  return fd;
+}
+
+/* tmp, synced, takes path's place: the old file stays whole until then */
+static int install(const char *tmp, const char *path, int fd) {
+  if (fsync(fd) != 0 || rename(tmp, path) != 0) return -1;   /* rename: old or new, never half */
+  sync_dir(path);
+  return 0;
+}
+
+/* Write cols (nothing else touches them) as a snapshot over path.  The
+ * new fd, or -1 (path as it was). */
 static int replace_file(const char *path, Collection *const *cols, int ncols, size_t *bytes) {
   char *tmp = with_suffix(path, ".tmp");
   if (!tmp) return -1;
-  int fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  int rc = fd < 0 ? -1 : 0;
-  if (rc == 0) rc = flock(fd, LOCK_EX | LOCK_NB);
-  if (rc == 0) rc = write_snapshot(fd, cols, ncols, bytes);
-  if (rc == 0) rc = fsync(fd);
-  if (rc == 0) rc = rename(tmp, path);          /* atomic: old or new, never half */
-  if (rc == 0) sync_dir(path);
-  if (rc != 0 && fd >= 0) { close(fd); unlink(tmp); fd = -1; }
+  int fd = open_tmp(tmp);
+  if (fd >= 0 && (write_snapshot(fd, cols, ncols, 0, bytes) != 0 || install(tmp, path, fd) != 0)) {
+    close(fd); unlink(tmp); fd = -1;
+  }
   free(tmp);
   return fd;
 }
@@ -406,8 +419,10 @@ Log *log_open(const char *path, int recover, Opened *out, const char **code, cha
   lg->fd = fd;
   lg->bytes = bytes;
   lg->records = rp->records;
+  for (int i = 0; i < rp->ncols; i++) lg->live += rp->cols[i]->live_bytes;
   pthread_mutex_init(&lg->m, NULL);
   pthread_mutex_init(&lg->wm, NULL);
+  pthread_cond_init(&lg->flushed, NULL);
   return lg;
 }
 
@@ -422,6 +437,7 @@ void log_close(Log *lg) {
   log_shutdown(lg);
   pthread_mutex_destroy(&lg->m);
   pthread_mutex_destroy(&lg->wm);
+  pthread_cond_destroy(&lg->flushed);
   free(lg->path);
   free(lg);
 }
@@ -491,17 +507,20 @@ uint64_t log_drop(Log *lg, const char *name) {
   return append_small(lg, &b);
 }
 
-/* fsync what is written; the records covered become durable.  The fd is
- * read unlocked: compaction swaps it only when no operation is in flight. */
+/* fsync what is written; the records covered become durable.  A
+ * compaction does not swap the fd while this runs (flushing). */
 int log_flush(Log *lg) {
   pthread_mutex_lock(&lg->m);
   uint64_t upto = lg->written;
-  int broken = lg->broken, idle = upto == lg->durable;
+  int broken = lg->broken, idle = upto == lg->durable, fd = lg->fd;
+  if (!broken && !idle) lg->flushing = 1;
   pthread_mutex_unlock(&lg->m);
   if (broken) return -1;
   if (idle) return 0;
-  int rc = fdatasync(lg->fd);
+  int rc = fdatasync(fd);
   pthread_mutex_lock(&lg->m);
+  lg->flushing = 0;
+  pthread_cond_broadcast(&lg->flushed);
   lg->fsyncs++;
   if (rc == 0) { if (upto > lg->durable) lg->durable = upto; }
   else lg->broken = 1;
@@ -518,17 +537,72 @@ int log_durable(Log *lg, uint64_t seq) {
 
 /* ---- compaction --------------------------------------------------------- */
 
-int log_compact(Log *lg, Collection *const *cols, int ncols) {
+void log_account(Log *lg, int64_t delta) {
+  pthread_mutex_lock(&lg->m);
+  lg->live = delta < 0 && (uint64_t)-delta > lg->live ? 0 : lg->live + (uint64_t)delta;
+  pthread_mutex_unlock(&lg->m);
+}
+
+int log_compact_due(Log *lg, uint64_t min_dead) {
+  pthread_mutex_lock(&lg->m);
+  uint64_t dead = lg->bytes > lg->live ? lg->bytes - lg->live : 0;
+  int due = !lg->broken && dead > lg->live && dead > min_dead;
+  pthread_mutex_unlock(&lg->m);
+  return due;
+}
+
+/* bytes [from, to) of the file in fd onto the end of out at `at` */
+static int copy_range(int fd, uint64_t from, uint64_t to, int out, uint64_t at) {
+  char *buf = malloc(STAGE);
+  int rc = buf ? 0 : -1;
+  while (rc == 0 && from < to) {
+    size_t n = to - from < STAGE ? (size_t)(to - from) : STAGE;
+    ssize_t r = pread(fd, buf, n, (off_t)from);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0 || pwrite_all(out, buf, (size_t)r, (off_t)at) != 0) rc = -1;
+    from += (uint64_t)(r > 0 ? r : 0); at += (uint64_t)(r > 0 ? r : 0);
+  }
+  free(buf);
+  return rc;
+}
+
+/* Every record the snapshot may miss was appended after `from`: it is
+ * copied after the snapshot, and replaying it there changes nothing the
+ * snapshot already holds (puts replace, deletes remove: the last word on
+ * each id is the same). */
+int log_compact(Log *lg, Collection *const *cols, int ncols, uint64_t epoch) {
+  char *tmp = with_suffix(lg->path, ".tmp");
+  if (!tmp) return -1;
+  pthread_mutex_lock(&lg->m);
+  uint64_t from = lg->bytes;
+  int broken = lg->broken;
+  pthread_mutex_unlock(&lg->m);
   size_t bytes = 0;
-  pthread_mutex_lock(&lg->wm);
-  int fd = replace_file(lg->path, cols, ncols, &bytes);
-  if (fd >= 0) {
-    close(lg->fd);                              /* the new file, locked, takes over */
-    lg->fd = fd;
+  int fd = broken ? -1 : open_tmp(tmp);
+  int rc = fd < 0 ? -1 : write_snapshot(fd, cols, ncols, 1, &bytes);
+  if (rc == 0) rc = fdatasync(fd);            /* the big part, synced while writers go on */
+  uint64_t snapshot_live = 0;
+  for (int i = 0; i < ncols; i++) snapshot_live += cols[i]->live_bytes;   /* (an estimate: unlocked) */
+  pthread_mutex_lock(&lg->wm);                /* writers wait from here: only for the tail */
+  pthread_mutex_lock(&lg->m);
+  uint64_t to = lg->bytes;
+  if (rc == 0 && (lg->epoch != epoch || lg->broken)) rc = 1;
+  pthread_mutex_unlock(&lg->m);
+  if (rc == 0) rc = copy_range(lg->fd, from, to, fd, bytes);
+  if (rc == 0) rc = install(tmp, lg->path, fd);
+  if (rc == 0) {
     pthread_mutex_lock(&lg->m);
-    lg->bytes = bytes;
+    while (lg->flushing) pthread_cond_wait(&lg->flushed, &lg->m);
+    close(lg->fd);                            /* the new file, locked, takes over */
+    lg->fd = fd;
+    lg->bytes = bytes + (to - from);
+    lg->live = snapshot_live;
+    lg->compactions++;
     pthread_mutex_unlock(&lg->m);
+    fd = -1;
   }
   pthread_mutex_unlock(&lg->wm);
-  return fd >= 0 ? 0 : -1;
+  if (fd >= 0) { close(fd); unlink(tmp); }
+  free(tmp);
+  return rc;
 }

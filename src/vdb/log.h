@@ -25,9 +25,15 @@ typedef struct Log {
   int broken;
   uint64_t bytes;            /* the file's size */
   uint64_t fsyncs, records;  /* counters, for tests and benchmarks */
+  uint64_t live;             /* what the live records take in a snapshot */
+  uint64_t epoch;            /* changes with every creation or drop begun or ended */
+  uint64_t compactions;
+  int flushing;              /* an fsync runs on fd (compaction waits before swapping it) */
+  pthread_cond_t flushed;
   int refs;                  /* loop thread only */
   void *waiters;             /* loop thread only: operations waiting to be durable */
   int flush_running;         /* loop thread only */
+  int meta_busy;             /* loop thread only: creations and drops in flight */
   int shut;                  /* the file is closed (the lock released) */
 } Log;
 
@@ -59,7 +65,21 @@ int log_flush(Log *lg);
 /* is seq durable: 1 yes, 0 not yet, -1 never (the log is broken) */
 int log_durable(Log *lg, uint64_t seq);
 
-/* rewrite the file as the live state of cols (atomic rename); 0 or -1 */
-int log_compact(Log *lg, Collection *const *cols, int ncols);
+/* live bytes changed by delta (a write applied; caller holds the collection's lock) */
+void log_account(Log *lg, int64_t delta);
+/* is the log's dead space worth a compaction: more than its live data and
+ * more than min_dead bytes (COMPACT_MIN_DEAD while the store is in use,
+ * COMPACT_MIN_DEAD_CLOSING when it closes) */
+#define COMPACT_MIN_DEAD ((uint64_t)256 << 10)
+#define COMPACT_MIN_DEAD_CLOSING ((uint64_t)64 << 10)
+int log_compact_due(Log *lg, uint64_t min_dead);
+
+/* Rewrite the file as a snapshot of cols (each read under its read lock,
+ * so reads go on and only writes to the collection being read wait), then
+ * the records appended meanwhile, and rename it into place.  Writers wait
+ * only for that copy of the tail.  epoch: lg->epoch when cols were taken;
+ * if a creation or drop came since, nothing is changed.  0 done, 1 given
+ * up (epoch), -1 failed (the file as it was). */
+int log_compact(Log *lg, Collection *const *cols, int ncols, uint64_t epoch);
 
 #endif

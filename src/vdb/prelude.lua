@@ -180,7 +180,13 @@ Database.collection = async.fn(function(self, name, opts)
                        h = core.new_collection(name, dim or 0, METRICS[metric]) }, Collection)
   if self.log then                              -- file: the creation is logged first
     core.attach(self.log, col.h)
-    run(self, core.log_meta, self.log, "create", name, dim or 0, METRICS[metric])
+    local log = self.log
+    core.meta_mark(log, true)
+    local ok, err = pcall(run, self, core.log_meta, log, "create", name, dim or 0, METRICS[metric])
+    if ok then self.cols[name] = col end
+    core.meta_mark(log, false)
+    if not ok then error(err, 0) end
+    return col
   end
   self.cols[name] = col
   return col
@@ -198,7 +204,15 @@ Database.drop = async.fn(function(self, name)
   if self.closed then fail("closed", "the database is disconnected") end
   check_name(name)
   if not self.cols[name] then fail("not_found", "no collection %q", name) end
-  if self.log then run(self, core.log_meta, self.log, "drop", name) end
+  if self.log then
+    local log = self.log
+    core.meta_mark(log, true)
+    local ok, err = pcall(run, self, core.log_meta, log, "drop", name)
+    if ok then self.cols[name].dropped = true; self.cols[name] = nil end
+    core.meta_mark(log, false)
+    if not ok then error(err, 0) end
+    return true
+  end
   self.cols[name].dropped = true
   self.cols[name] = nil
   return true
@@ -214,10 +228,11 @@ Database.disconnect = async.fn(function(self)
   if self.closed and not self.log then return true end
   self.closed = true
   if self.inflight > 0 then await(self.idle:wait()) end
+  if self.compacting then pcall(await, self.compacting) end
   if self.log then                              -- file: compact if worth it, release the file
     local log = self.log
     self.log = nil
-    local ok, err = pcall(await, core.compact(log, handles(self)))
+    local ok, err = pcall(await, core.compact(log, handles(self), true))
     core.close_log(log, handles(self))
     if not ok then error(err, 0) end
   end
@@ -246,6 +261,18 @@ end
 -- collections
 ---------------------------------------------------------------------------
 
+-- file: after a write, compact in the background once the log's dead space
+-- is more than its live data (and more than 256 KiB); one at a time
+local function compact_if_due(db)
+  if not db.log or db.compacting or db.closed or not core.compact_due(db.log) then return end
+  local log = db.log
+  db.compacting = async.spawn(function()
+    local ok, err = pcall(await, core.compact(log, handles(db)))
+    db.compacting = nil
+    if not ok and not async.CancelledError:is(err) then warn("vdb: background compaction failed: " .. tostring(err)) end
+  end)
+end
+
 local function live(col)
   if col.dropped then fail("not_found", "collection %q was dropped", col.name) end
   return col.db
@@ -253,6 +280,7 @@ end
 
 Collection.insert = async.fn(function(self, id, vector, metadata, document)
   run(live(self), core.put, self.h, { id }, { vector }, { metadata }, { document }, 1, false)
+  compact_if_due(self.db)
   return true
 end)
 
@@ -296,7 +324,9 @@ end
 local function put(self, items, upsert)
   local ids, vectors, metas, docs, n = columns(items)
   if n == 0 then live(self); return 0 end
-  return run(live(self), core.put, self.h, ids, vectors, metas, docs, n, upsert)
+  local count = run(live(self), core.put, self.h, ids, vectors, metas, docs, n, upsert)
+  compact_if_due(self.db)
+  return count
 end
 
 Collection.batch_insert = async.fn(function(self, items) return put(self, items, false) end)
@@ -326,7 +356,9 @@ end)
 
 Collection.delete = async.fn(function(self, arg)
   local ids, where = selector(arg, "delete")
-  return run(live(self), core.delete, self.h, ids, where)
+  local count = run(live(self), core.delete, self.h, ids, where)
+  compact_if_due(self.db)
+  return count
 end)
 
 Collection.count = async.fn(function(self)

@@ -65,6 +65,14 @@ int meta_copy(Meta *dst, const Meta *src) {
   return 0;
 }
 
+/* the bytes a record takes in a snapshot (replay.h's PUT_COLUMNS layout) */
+static size_t record_bytes(const Collection *c, const Record *r) {
+  size_t n = 4 + bytes_len(r->id) + 4 + 1 + (r->doc ? 4 + bytes_len(r->doc) : 0) + (size_t)c->dim * 4;
+  for (int i = 0; i < r->meta.n; i++)
+    n += 4 + bytes_len(r->meta.kv[i].key) + 1 + (r->meta.kv[i].type == MV_STR ? 4 + bytes_len(r->meta.kv[i].str) : 8);
+  return n;
+}
+
 static void record_free(Record *r) {
   bytes_free(r->id); bytes_free(r->doc); meta_free(&r->meta);
 }
@@ -214,6 +222,7 @@ void store_apply(Collection *c, const Batch *b, size_t *landed) {
     size_t at;
     if (*s != 0 && *s != DELETED) {             /* upsert of an existing id */
       at = *s - 1;
+      c->live_bytes -= record_bytes(c, &c->recs[at]);
       record_free(&c->recs[at]);
     } else {
       at = c->n++;
@@ -229,6 +238,7 @@ void store_apply(Collection *c, const Batch *b, size_t *landed) {
     c->recs[at].id = b->ids[i];
     c->recs[at].doc = b->docs[i];
     c->recs[at].meta = b->metas[i];
+    c->live_bytes += record_bytes(c, &c->recs[at]);
   }
 }
 
@@ -252,6 +262,7 @@ void store_truncate(Collection *c, size_t from) {
 int store_delete_index(Collection *c, size_t i) {
   size_t *s = slot_of(c, c->recs[i].id, 0);
   if (s) *s = DELETED;
+  c->live_bytes -= record_bytes(c, &c->recs[i]);
   record_free(&c->recs[i]);
   size_t last = c->n - 1;
   if (i != last) {

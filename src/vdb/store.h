@@ -62,6 +62,7 @@ typedef struct Collection {
   float *sqnorms;            /* n: |x|^2, for the batched l2 kernel */
   Record *recs;
   size_t n, cap;
+  size_t live_bytes;         /* what the records take in a snapshot (the log's dead space is the rest) */
   size_t *slots;             /* hash map id -> index + 1 (0: empty, SIZE_MAX: deleted) */
   size_t nslots, used;
   pthread_rwlock_t lock;
