@@ -1,8 +1,10 @@
 # lua-async: the `async` and `vdb` modules for Lua 5.4, on libuv.
 #   make            build async.so
 #   make demo       install what is missing, build, run the tutorial tour
-#   make test       install what is missing, build, run the whole suite
-#   make sanitize   the suite under AddressSanitizer + UBSan
+#   make test       install what is missing, build, run the whole suite: as it is, under
+#                   ASan + UBSan + LeakSanitizer, and a 30 s fuzz run of the file: loader
+#   make sanitize   the suite under AddressSanitizer + UBSan alone
+#   make fuzz       the file: loader under libFuzzer for FUZZ_SECONDS (300)
 #   make valgrind   the suite under valgrind (leak check)
 #   make bench      benchmarks beside asyncio, Node, cqueues, luv; numpy, faiss; Chroma's JS client, wrk
 #   make install    into the system's Lua 5.4 module directory
@@ -34,7 +36,7 @@ VDB_HDR   := include/lua_async.h src/vdb/store.h src/vdb/filter.h src/vdb/codec.
              src/vdb/input.h src/vdb/wire.h src/json.h \
              $(BUILD)/vdb_prelude.h $(BUILD)/vdb_chroma.h
 
-.PHONY: all deps demo test sanitize valgrind bench install install-lib clean
+.PHONY: all deps demo test sanitize valgrind bench install install-lib clean fuzz
 
 all: async.so async/http.so vdb.so
 
@@ -85,16 +87,11 @@ TEST_BINS := $(BUILD)/host $(BUILD)/capi_test.so
 
 test: deps all $(TEST_BINS)
 	@tools/chroma.sh install
-	@tools/run-tests.sh
+	@tools/test-all.sh
 
 sanitize: deps
 	@tools/chroma.sh install
-	$(MAKE) clean
-	$(MAKE) all $(TEST_BINS) OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
-	ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$(CURDIR)/tools/lsan.supp \
-	  LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
-	  SANITIZED=1 tools/run-tests.sh
-	$(MAKE) clean
+	@tools/sanitized-tests.sh
 
 valgrind: deps all $(TEST_BINS)
 	@tools/chroma.sh install
@@ -119,3 +116,16 @@ install-lib: all
 clean:
 	rm -rf $(BUILD) async.so async/http.so vdb.so
 	-rmdir async 2>/dev/null
+
+# the file: loader under libFuzzer (Debian's clang), ASan and UBSan
+FUZZ_SECONDS ?= 300
+FUZZ_SRC := fuzz/replay_fuzz.c src/vdb/replay.c src/vdb/codec.c src/vdb/store.c src/vdb/filter.c
+$(BUILD)/replay_fuzz: $(FUZZ_SRC) src/vdb/replay.h src/vdb/codec.h src/vdb/store.h
+	@mkdir -p $(BUILD)
+	clang -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Isrc -I$(LUA_INC) \
+	  -o $@ $(FUZZ_SRC) -llua5.4 -lz -lm -lpthread
+
+fuzz: deps $(BUILD)/replay_fuzz
+	@mkdir -p $(BUILD)/fuzz-corpus
+	$(BUILD)/replay_fuzz -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 \
+	  -print_final_stats=1 $(BUILD)/fuzz-corpus fuzz/corpus
