@@ -280,6 +280,9 @@ static void run_delete(Op *op) {
   pthread_rwlock_wrlock(&c->lock);
   size_t n = select_rows(op, &rows);
   qsort(rows, n, sizeof *rows, cmp_desc);      /* from the end: moves never disturb the rest */
+  size_t uniq = 0;                             /* an id given twice is one row, deleted once */
+  for (size_t i = 0; i < n; i++) if (i == 0 || rows[i] != rows[uniq - 1]) rows[uniq++] = rows[i];
+  n = uniq;
   int logged = 1;
   if (lg && n) {
     uint64_t seq = 0;

@@ -346,6 +346,16 @@ describe("vdb contract on " .. backend.name, function()
     end)
   end)
 
+  it("a delete that names an id twice deletes that one record, and no other", function()
+    with_db(function(db)
+      local col = await(db:collection("col_twice"))
+      await(col:batch_insert { ids = { "a", "b", "c", "d" }, vectors = { { 1, 0 }, { 2, 0 }, { 3, 0 }, { 4, 0 } } })
+      await(col:delete({ "b", "b", "missing", "b" }))
+      assert.equal(3, await(col:count()))
+      assert.equal(3, #await(col:get({ "a", "c", "d" })))
+    end)
+  end)
+
   if backend.embedded then
   it("a ticker keeps running during a 50,000-vector batch_search on the thread pool", function()
     async.run(function()
