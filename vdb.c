@@ -9,6 +9,7 @@
  */
 #define _GNU_SOURCE      /* dladdr, RTLD_NODELETE */
 #include <dlfcn.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -624,7 +625,9 @@ static int l_put(lua_State *L) {
   Collection *c = check_coll(L, 1);
   luaL_checktype(L, 2, LUA_TTABLE);
   luaL_checktype(L, 3, LUA_TTABLE);
-  int n = (int)luaL_checkinteger(L, 6);
+  lua_Integer count = luaL_checkinteger(L, 6);
+  if (count < 0 || count > INT_MAX) return raise_vdb(L, "invalid_argument", "a batch holds at most %d records", INT_MAX);
+  int n = (int)count;
   lua_settop(L, 7);
   lua_createtable(L, n, 0);                  /* keeps alive the packed vectors read in place */
   Batch *b = read_batch(L, c->dim, 2, 3, lua_istable(L, 4) ? 4 : 0, lua_istable(L, 5) ? 5 : 0, n, 8);

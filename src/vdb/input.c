@@ -50,6 +50,7 @@ const char *read_vector(lua_State *L, int idx, int *dim, float *out, char *msg, 
     size_t len;
     const char *s = lua_tolstring(L, idx, &len);
     if (len == 0 || len % 4 != 0) { snprintf(msg, ml, "a packed vector must be a non-empty multiple of 4 bytes, got %zu", len); return "invalid_argument"; }
+    if (len / 4 > STORE_MAX_DIM) { snprintf(msg, ml, "a vector has at most %d dimensions, got %zu", STORE_MAX_DIM, len / 4); return "invalid_argument"; }
     int d = (int)(len / 4);
     if (*dim && d != *dim) { snprintf(msg, ml, "vector has %d dimensions, expected %d", d, *dim); return "dimension_mismatch"; }
     *dim = d;
@@ -66,7 +67,9 @@ const char *read_vector(lua_State *L, int idx, int *dim, float *out, char *msg, 
     return NULL;
   }
   if (lua_type(L, idx) != LUA_TTABLE) { snprintf(msg, ml, "a vector must be a list of numbers or a packed float32 string, got %s", luaL_typename(L, idx)); return "invalid_argument"; }
-  int d = (int)lua_rawlen(L, idx);
+  lua_Unsigned len = lua_rawlen(L, idx);
+  if (len > STORE_MAX_DIM) { snprintf(msg, ml, "a vector has at most %d dimensions, got %llu", STORE_MAX_DIM, (unsigned long long)len); return "invalid_argument"; }
+  int d = (int)len;
   if (d == 0) { snprintf(msg, ml, "empty vector"); return "invalid_argument"; }
   if (*dim && d != *dim) { snprintf(msg, ml, "vector has %d dimensions, expected %d", d, *dim); return "dimension_mismatch"; }
   *dim = d;
