@@ -426,7 +426,8 @@ static void op_free(lua_State *L, Op *op) {
   for (int i = 0; i < op->ncols; i++) coll_unref(op->cols[i]);
   free(op->cols);
   opened_free(&op->opened);
-  log_unref(op->log);
+  if (op->kind == OP_OPEN) log_close(op->log);   /* opened, never handed to Lua (the state closed) */
+  else log_unref(op->log);
   if (op->kind == OP_META) bytes_free(op->path); else free(op->path);
   module_unref(op->mod);
   free(op);

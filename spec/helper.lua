@@ -19,6 +19,31 @@ function H.lua(code, env)
   return out:gsub("exit=%d+%s*$", ""), status == "0"
 end
 
+-- a fresh path for a file: store (nothing there yet)
+function H.tmpfile()
+  local p = os.tmpname()
+  os.remove(p)
+  return p
+end
+
+-- a file's bytes, or nil
+function H.slurp(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+-- leave a file: database as a crash would: no last compaction, the file
+-- released once its handles are collected
+function H.abandon(db)
+  db.closed = true
+  for _, c in pairs(db.cols) do c.h = nil end
+  db.log = nil
+  collectgarbage(); collectgarbage()
+end
+
 -- run an async body on a fresh loop and return its results
 function H.run(fn, ...) return async.run(fn, ...) end
 

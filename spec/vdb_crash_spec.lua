@@ -14,13 +14,7 @@ local TRIALS, TASKS, OPS = 12, 3, 2000
 local seed = tonumber(os.getenv("CRASH_SEED") or "") or os.time()
 math.randomseed(seed)
 
-local function slurp(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local slurp = H.slurp
 
 -- A zombie is dead (whoever reaps it may take its time), but its files
 -- close only once every thread has left (one may still be in an fsync)

@@ -6,18 +6,7 @@ local async, await = H.async, H.await
 local vdb = require "vdb"
 local code_of = H.code_of
 
-local function tmpfile()
-  local p = os.tmpname()
-  os.remove(p)
-  return p
-end
-
-local function slurp(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local tmpfile, slurp = H.tmpfile, H.slurp
 
 local function spit(path, s)
   local f = assert(io.open(path, "wb"))
@@ -55,11 +44,8 @@ local function write_log(path, n, dim)
       await(col:insert("r" .. i, v, { i = i }))
       ends[i] = db:stats().bytes
     end
-    db.closed = true
-    for _, c in pairs(db.cols) do c.h = nil end
-    db.log = nil
+    H.abandon(db)
   end)
-  collectgarbage(); collectgarbage()
   return ends
 end
 
@@ -232,11 +218,8 @@ describe("vdb file: damage", function()
       local col = await(db:collection("s"))
       for i = 1, 5 do await(col:insert("late" .. i, (string.pack("<" .. ("f"):rep(DIM), table.unpack((function()
         local v = {} for j = 1, DIM do v[j] = i end return v end)()))))) end
-      db.closed = true
-      for _, c in pairs(db.cols) do c.h = nil end
-      db.log = nil
+      H.abandon(db)
     end)
-    collectgarbage(); collectgarbage()
     flip(path, snapshot // 3, 3)
     assert.equal("corrupt", refused(path).code)
     async.run(function()
@@ -309,11 +292,8 @@ describe("vdb file: background compaction", function()
       assert.is_true(st.compactions >= 3, "compactions: " .. st.compactions)
       assert.is_true(st.bytes < 4 * 1024 * 1024, "bytes: " .. st.bytes)
       assert.is_true(reads > 0)
-      db.closed = true                                  -- as a crash would leave it: no last compaction
-      for _, c in pairs(db.cols) do c.h = nil end
-      db.log = nil
+      H.abandon(db)                                     -- as a crash would leave it: no last compaction
     end)
-    collectgarbage(); collectgarbage()
     async.run(function()
       local db <close> = await(vdb.connect("file:" .. path))
       assert.is_nil(db.recovered)

@@ -3,25 +3,13 @@ local H = require "helper"
 local async, await = H.async, H.await
 local vdb = require "vdb"
 
-local function tmpfile()
-  local p = os.tmpname()
-  os.remove(p)
-  return p
-end
+local tmpfile = H.tmpfile
 
 local function size(path)
   local f = assert(io.open(path, "rb"))
   local n = f:seek("end")
   f:close()
   return n
-end
-
--- end a database without compacting (as a crash would leave the log)
-local function core_close(db)
-  db.closed = true
-  for _, col in pairs(db.cols) do col.h = nil end
-  db.log = nil
-  collectgarbage(); collectgarbage()
 end
 
 local function code_of(f, ...)
@@ -112,7 +100,7 @@ describe("vdb file:", function()
       before = db:stats().bytes
       await(col:insert("r5", { 5, 5 }))
       after = db:stats().bytes
-      core_close(db)
+      H.abandon(db)
     end)
     assert.equal(after, size(path))
     os.execute(("truncate -s %d %s"):format(after - 3, path))   -- the last record's header is whole, its payload cut
@@ -440,7 +428,7 @@ describe("vdb file: what an earlier review found", function()
       await(two:insert("x", { 1, 2, 3 }))                 -- another dimension: a name cut at its NUL would clash
       local other = await(db:collection("unrelated"))
       await(other:insert("u", { 9 }))
-      core_close(db)
+      H.abandon(db)
     end)
     async.run(function()
       local db <close> = await(vdb.connect("file:" .. path))
