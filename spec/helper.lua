@@ -36,8 +36,10 @@ function H.slurp(path)
 end
 
 -- leave a file: database as a crash would: no last compaction, the file
--- released once its handles are collected
+-- released once its handles are collected (called from a task: a
+-- background compaction, which holds the file too, is waited for)
 function H.abandon(db)
+  if db.compacting then pcall(async.await, db.compacting) end
   db.closed = true
   for _, c in pairs(db.cols) do c.h = nil end
   db.log = nil
