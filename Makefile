@@ -65,7 +65,7 @@ $(BUILD)/http_prelude.h: src/http.lua tools/embed.lua
 
 async/http.so: src/http.c include/lua_async.h $(BUILD)/http_prelude.h
 	@mkdir -p async
-	$(CC) $(CFLAGS) $(LIBFLAG) -o $@ src/http.c $(LDLIBS) $(CURL_LIBS)
+	$(CC) $(CFLAGS) $(LIBFLAG) -o $@ src/http.c $(LDLIBS) $(CURL_LIBS) -lm
 
 # a C host that owns its libuv loop and hands it to async (spec/host_spec.lua)
 $(BUILD)/host: spec/host/host.c include/lua_async.h

@@ -17,6 +17,7 @@
  * removed from the multi handle at once, which closes its connection.
  */
 #include <ctype.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -37,6 +38,8 @@ typedef struct Req {
   struct curl_slist *hdrs;
   int body_ref;                   /* the request body string, kept alive */
   Buf out, head;                  /* response body, raw header lines */
+  curl_off_t max_body;            /* bytes of body taken at most (0: no limit) */
+  int too_big;                    /* the body went past max_body */
   char err[CURL_ERROR_SIZE];
   struct Req *prev, *next;        /* requests in flight */
 } Req;
@@ -83,7 +86,9 @@ static int buf_add(Buf *b, const char *p, size_t n) {
 }
 
 static size_t on_body(char *p, size_t size, size_t n, void *ud) {
-  return buf_add(&((Req *)ud)->out, p, size * n) ? size * n : 0;
+  Req *r = ud;
+  if (r->max_body && (curl_off_t)(r->out.n + size * n) > r->max_body) { r->too_big = 1; return 0; }
+  return buf_add(&r->out, p, size * n) ? size * n : 0;
 }
 
 static size_t on_header(char *p, size_t size, size_t n, void *ud) {
@@ -170,7 +175,14 @@ static void req_done(Req *r, CURLcode rc) {
     const char *url = NULL;
     curl_easy_getinfo(r->easy, CURLINFO_EFFECTIVE_URL, &url);
     lua_rawgeti(L, LUA_REGISTRYINDEX, rc == CURLE_OPERATION_TIMEDOUT ? h->timeout_error : h->connection_error);
-    lua_pushfstring(L, "%s (%s)", r->err[0] ? r->err : curl_easy_strerror(rc), url ? url : "?");
+    if (r->too_big || rc == CURLE_FILESIZE_EXCEEDED)
+      lua_pushfstring(L, "the response body is larger than max_body (%I bytes) (%s)", (lua_Integer)r->max_body, url ? url : "?");
+    else if (rc == CURLE_TOO_MANY_REDIRECTS)
+      lua_pushfstring(L, "more redirects than follow_redirects allows (%s)", url ? url : "?");
+    else if (rc == CURLE_UNSUPPORTED_PROTOCOL)
+      lua_pushfstring(L, "only http:// and https:// URLs are followed (%s)", url ? url : "?");
+    else
+      lua_pushfstring(L, "%s (%s)", r->err[0] ? r->err : curl_easy_strerror(rc), url ? url : "?");
     lua_call(L, 1, 1);              /* the error object */
     api->reject(r->fut);
   }
@@ -206,7 +218,8 @@ static void on_poll(uv_poll_t *p, int status, int events) {
     s->events = 0;
     return;
   }
-  if (status < 0) flags = CURL_CSELECT_ERR;
+  /* an error on the socket (a reset): curl reads or writes and says which */
+  if (status < 0) flags = CURL_CSELECT_IN | CURL_CSELECT_OUT;
   else {
     if (events & UV_READABLE) flags |= CURL_CSELECT_IN;
     if (events & UV_WRITABLE) flags |= CURL_CSELECT_OUT;
@@ -339,7 +352,10 @@ static Http *http_new(lua_State *L, const lua_async_api *api, int async_idx) {
   return h;
 }
 
-/* ---- raw_request(method, url, headers, body, timeout, insecure, follow) --- */
+/* ---- raw_request(method, url, headers, body, timeout, insecure, redirects, max_body) ----
+ * Arguments come checked from http.lua: timeout nil (none) or a positive
+ * finite number of seconds, redirects a count (0: none), max_body bytes
+ * (0: no limit). */
 
 /* "Name: value" lines from the headers table at idx (may be nil) */
 static struct curl_slist *read_headers(lua_State *L, int idx) {
@@ -375,7 +391,9 @@ static int l_http_request(lua_State *L) {
   size_t blen = 0;
   const char *body = luaL_optlstring(L, 4, NULL, &blen);
   double timeout = luaL_optnumber(L, 5, 0);
-  int insecure = lua_toboolean(L, 6), follow = lua_toboolean(L, 7);
+  int insecure = lua_toboolean(L, 6);
+  long redirects = (long)luaL_optinteger(L, 7, 0);
+  curl_off_t max_body = (curl_off_t)luaL_optinteger(L, 8, 0);
   struct curl_slist *hdrs = read_headers(L, 3);
 
   Req *r = calloc(1, sizeof *r);
@@ -387,6 +405,7 @@ static int l_http_request(lua_State *L) {
     return luaL_error(L, "async.http: out of memory");
   }
   r->body_ref = LUA_NOREF;
+  r->max_body = max_body;
   r->easy = e;
   r->h = h;
   r->hdrs = hdrs;
@@ -401,10 +420,17 @@ static int l_http_request(lua_State *L) {
   curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
   curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
   curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->hdrs);
-  curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, (long)follow);
+  curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, redirects > 0 ? 1L : 0L);
+  if (redirects > 0) curl_easy_setopt(e, CURLOPT_MAXREDIRS, redirects);
+  if (max_body) curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, max_body);
   curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, insecure ? 0L : 1L);
   curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, insecure ? 0L : 2L);
-  if (timeout > 0) curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(timeout * 1000 + 0.5));
+  if (timeout > 0) {                         /* at least 1 ms (0 would mean none); at most ~24 days */
+    double ms = ceil(timeout * 1000);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, ms >= 2147483647.0 ? 2147483647L : ms < 1 ? 1L : (long)ms);
+  }
   if (strcmp(method, "GET") == 0 && !body) {
     curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
   } else if (strcmp(method, "HEAD") == 0) {

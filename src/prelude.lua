@@ -124,10 +124,15 @@ function M.start(main, ...)
   return create_task(to_coro(main, ...))
 end
 
+-- a Future as a coroutine object: a Task made of it gives its result, and
+-- cancelling that Task cancels the Future
+local function awaiting(f) return core.coro(await, f) end
+
 function M.create_task(coro, name)
   if not core.running() then
     error("create_task: no running event loop (use async.run, or async.start for a host loop)", 2)
   end
+  if isfuture(coro) then coro = awaiting(coro) end      -- any awaitable (async.http's calls give Futures)
   return create_task(coro, name)
 end
 

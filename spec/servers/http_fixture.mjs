@@ -11,6 +11,10 @@
 //   /headers         repeated and mixed-case headers
 //   /port            the client's source port (shows connection reuse)
 //   /stalled         how many /stall requests still hold their connection
+//   /loop            302 to itself, forever
+//   /endless         a body that never ends (chunked, 64 KiB at a time)
+//   /trickle         one byte a second, forever
+//   /reset           a TCP reset instead of an answer
 import http from "node:http";
 
 const stalled = new Set();
@@ -55,6 +59,22 @@ const server = http.createServer((req, res) => {
       res.setHeader("X-Custom-Thing", "Value");
       res.setHeader("Set-Cookie", ["a=1", "b=2"]);
       res.end("ok");
+    } else if (p === "/loop") {
+      res.statusCode = 302;
+      res.setHeader("location", "/loop");
+      res.end();
+    } else if (p === "/endless") {
+      const block = Buffer.alloc(65536, 120);
+      const pump = () => { while (res.write(block)) {} };
+      res.on("drain", pump);
+      req.socket.on("close", () => res.off("drain", pump));
+      pump();
+    } else if (p === "/trickle") {
+      res.write("x");
+      const t = setInterval(() => res.write("x"), 1000);
+      req.socket.on("close", () => clearInterval(t));
+    } else if (p === "/reset") {
+      req.socket.resetAndDestroy();
     } else if (p === "/port") {
       res.end(String(req.socket.remotePort));
     } else {

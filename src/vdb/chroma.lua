@@ -45,8 +45,9 @@ end
 -- one request on a pooled keep-alive connection; raises a vdb.Error
 local function request(db, method, url, body, what)
   local _ <close> = await(db.slots:acquire())
+  -- (no cap on the answer: a get of a large collection is as big as the caller asked for)
   local ok, resp = pcall(await, async.http.request { method = method, url = url, body = body,
-                                               headers = db.headers, timeout = db.timeout })
+                                               headers = db.headers, timeout = db.timeout, max_body = false })
   if not ok then
     if async.TimeoutError:is(resp) then
       error(new_error("timeout", ("%s: no answer within %gs (%s)"):format(what, db.timeout, resp.message)), 0)
