@@ -15,6 +15,7 @@
 
 #define JSON_NULL ((void *)0)     /* json.null: the NULL light userdata */
 #define MAX_DEPTH 200
+#define ARRAY_MT "async.json.array"  /* the mark of a table that is a JSON array (also empty) */
 
 /* ---- NUL bytes ------------------------------------------------------------
  * cJSON keeps strings NUL-terminated, so a \u0000 would cut one short.
@@ -152,6 +153,8 @@ void json_push(lua_State *L, const cJSON *v, const char *nul) {
       json_push(L, c, nul);
       lua_rawseti(L, -2, ++i);
     }
+    luaL_getmetatable(L, ARRAY_MT);            /* [] and {} round-trip */
+    lua_setmetatable(L, -2);
   } else if (cJSON_IsString(v)) {
     json_push_string(L, v->valuestring, nul);
   } else if (cJSON_IsNumber(v)) {
@@ -243,6 +246,27 @@ int json_format_number(lua_State *L, int idx, char *buf) {
   return 1;
 }
 
+/* the offset of the first byte of s that is not well-formed UTF-8
+ * (overlong forms, surrogates and code points past U+10FFFF included), or
+ * SIZE_MAX */
+static size_t utf8_invalid(const char *s, size_t n) {
+  const unsigned char *p = (const unsigned char *)s;
+  for (size_t i = 0; i < n;) {
+    unsigned c = p[i];
+    size_t k = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+    if (k == 0 || i + k > n) return i;
+    unsigned cp = k == 1 ? c : k == 2 ? (c & 0x1F) : k == 3 ? (c & 0x0F) : (c & 0x07);
+    for (size_t j = 1; j < k; j++) {
+      if ((p[i + j] & 0xC0) != 0x80) return i;
+      cp = cp << 6 | (p[i + j] & 0x3F);
+    }
+    static const unsigned least[5] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < least[k] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return i;
+    i += k;
+  }
+  return SIZE_MAX;
+}
+
 /* an array is a table whose keys are exactly 1..n with n > 0 */
 static int array_length(lua_State *L, int idx) {
   lua_Integer n = (lua_Integer)lua_rawlen(L, idx), count = 0;
@@ -292,8 +316,12 @@ static cJSON *from_lua(lua_State *L, int idx, int depth, char *err, size_t errle
       if (!json_format_number(L, idx, num)) { snprintf(err, errlen, "cannot encode NaN or infinity"); return NULL; }
       return cJSON_CreateRaw(num);
     case LUA_TSTRING: {
-      size_t n;
+      size_t n, bad;
       const char *str = lua_tolstring(L, idx, &n);
+      if ((bad = utf8_invalid(str, n)) != SIZE_MAX) {
+        snprintf(err, errlen, "cannot encode a string that is not UTF-8 (byte %zu)", bad + 1);
+        return NULL;
+      }
       return memchr(str, 0, n) ? raw_string(str, n) : cJSON_CreateString(str);
     }
     case LUA_TLIGHTUSERDATA:
@@ -302,10 +330,17 @@ static cJSON *from_lua(lua_State *L, int idx, int depth, char *err, size_t errle
     case LUA_TTABLE: {
       if (depth > MAX_DEPTH) { snprintf(err, errlen, "cannot encode a table nested deeper than %d (a cycle?)", MAX_DEPTH); return NULL; }
       luaL_checkstack(L, 4, "JSON nested too deeply");
+      int marked = 0;
+      if (lua_getmetatable(L, idx)) {
+        luaL_getmetatable(L, ARRAY_MT);
+        marked = lua_rawequal(L, -1, -2);
+        lua_pop(L, 2);
+      }
       int n = array_length(L, idx);
-      cJSON *out = n > 0 ? cJSON_CreateArray() : cJSON_CreateObject();
+      if (marked && n < 0) { snprintf(err, errlen, "cannot encode a json.array whose keys are not 1..n"); return NULL; }
+      cJSON *out = n > 0 || marked ? cJSON_CreateArray() : cJSON_CreateObject();
       if (!out) { snprintf(err, errlen, "out of memory"); return NULL; }
-      if (n > 0) {
+      if (n > 0 || marked) {
         for (int i = 1; i <= n; i++) {
           lua_rawgeti(L, idx, i);
           cJSON *c = from_lua(L, -1, depth + 1, err, errlen);
@@ -357,6 +392,33 @@ static int l_encode(lua_State *L) {
   return 1;
 }
 
+/* why a parsed tree cannot be pushed as it is, or NULL: a number that
+ * overflowed to infinity, a string or key that is not UTF-8 */
+static const char *unreadable(const cJSON *v, int depth) {
+  for (; v; v = v->next) {
+    if (v->string && utf8_invalid(v->string, strlen(v->string)) != SIZE_MAX) return "an object key is not UTF-8";
+    if (cJSON_IsNumber(v) && !isfinite(v->valuedouble)) return "a number is out of range (it overflows to infinity)";
+    if (cJSON_IsString(v) && utf8_invalid(v->valuestring, strlen(v->valuestring)) != SIZE_MAX) return "a string is not UTF-8";
+    const char *why = v->child ? unreadable(v->child, depth + 1) : NULL;
+    if (why) return why;
+  }
+  return NULL;
+}
+
+/* cJSON stops at this depth without saying why: the text's nesting, up to
+ * byte `upto`, outside strings */
+static int nesting_at(const char *s, size_t upto) {
+  int depth = 0, deepest = 0, in_string = 0;
+  for (size_t i = 0; i < upto; i++) {
+    char c = s[i];
+    if (in_string) { if (c == '\\') i++; else if (c == '"') in_string = 0; }
+    else if (c == '"') in_string = 1;
+    else if (c == '[' || c == '{') { if (++depth > deepest) deepest = depth; }
+    else if (c == ']' || c == '}') depth--;
+  }
+  return deepest;
+}
+
 /* json.decode(string) -> value; raises on text that is not JSON */
 static int l_decode(lua_State *L) {
   size_t len;
@@ -370,14 +432,35 @@ static int l_decode(lua_State *L) {
   }
   if (!t) {
     size_t at = end && end >= s ? (size_t)(end - s) : 0;
+    if (nesting_at(s, at < len ? at + 1 : len) >= CJSON_NESTING_LIMIT)
+      return luaL_error(L, "json.decode: nested deeper than %d levels (at byte %d)", CJSON_NESTING_LIMIT, (int)at + 1);
     return luaL_error(L, "json.decode: invalid JSON at byte %d of %d", (int)at + 1, (int)len);
   }
+  const char *why = unreadable(t, 0);
+  if (why) { cJSON_Delete(t); return luaL_error(L, "json.decode: %s", why); }
   json_push(L, t, nul);
   cJSON_Delete(t);
   return 1;
 }
 
+/* json.array(t?): t (or a new table) marked to encode as an array, also empty */
+static int l_array(lua_State *L) {
+  if (lua_isnoneornil(L, 1)) { lua_settop(L, 0); lua_newtable(L); }
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  if (lua_getmetatable(L, 1)) {
+    luaL_getmetatable(L, ARRAY_MT);
+    if (!lua_rawequal(L, -1, -2)) return luaL_error(L, "json.array: the table already has a metatable");
+    lua_pop(L, 2);
+  }
+  luaL_setmetatable(L, ARRAY_MT);
+  return 1;
+}
+
 void json_open(lua_State *L) {
+  if (luaL_newmetatable(L, ARRAY_MT)) { lua_pushliteral(L, "json.array"); lua_setfield(L, -2, "__name"); }
+  lua_pop(L, 1);
+  lua_pushcfunction(L, l_array); lua_setfield(L, -2, "array");
   lua_pushcfunction(L, l_encode); lua_setfield(L, -2, "encode");
   lua_pushcfunction(L, l_decode); lua_setfield(L, -2, "decode");
   lua_pushlightuserdata(L, JSON_NULL); lua_setfield(L, -2, "null");
