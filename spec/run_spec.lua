@@ -240,4 +240,27 @@ describe("debug mode", function()
     ]], "LUA_ASYNC_DEBUG=1")
     assert.matches("debug:%s+true", out)
   end)
+  it("a never-retrieved error whose __tostring itself errors is still reported, and run returns main's result", function()
+    local out, ok = H.lua([[
+      local async = require "async"
+      local bad = setmetatable({}, { __tostring = function() error("no tostring for you") end })
+      print("run", async.run(function()
+        async.spawn(function() error(bad) end)
+        async.await(async.sleep(0.01))
+        return "main ok"
+      end))
+      async.set_exception_handler(function() error(bad) end)     -- a hostile handler too
+      print("again", async.run(function()
+        async.spawn(function() error("plain") end)
+        async.await(async.sleep(0.01))
+        return "fine"
+      end))
+    ]])
+    assert.is_true(ok, out)
+    assert.matches("run%s+main ok", out)
+    assert.matches("Task exception was never retrieved", out)
+    assert.matches("a table whose __tostring failed", out)
+    assert.matches("again%s+fine", out)
+    assert.matches("exception handler failed", out)
+  end)
 end)

@@ -186,6 +186,20 @@ int loop_traceback_slot(lua_State *L, int idx) {
   }
 }
 
+static int tolstring_raw(lua_State *L) { luaL_tolstring(L, 1, NULL); return 1; }
+
+/* Push a string for the value at idx, never raising: a report must survive
+ * an error value whose __tostring fails. */
+static void push_string_of(lua_State *L, int idx) {
+  idx = lua_absindex(L, idx);
+  lua_pushcfunction(L, tolstring_raw);
+  lua_pushvalue(L, idx);
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK || !lua_isstring(L, -1)) {
+    lua_pop(L, 1);
+    lua_pushfstring(L, "(a %s whose __tostring failed)", luaL_typename(L, idx));
+  }
+}
+
 /* The exception handler gets {message=, exception=, task=}; the default
  * writes to stderr with the recorded traceback. */
 void loop_report(lua_State *L, Loop *lp, int errindex, const char *what, int ctxindex) {
@@ -198,17 +212,19 @@ void loop_report(lua_State *L, Loop *lp, int errindex, const char *what, int ctx
     lua_pushstring(L, what); lua_setfield(L, -2, "message");
     lua_pushvalue(L, errindex); lua_setfield(L, -2, "exception");
     if (ctxindex) { lua_pushvalue(L, ctxindex); lua_setfield(L, -2, "task"); }
-    if (lua_pcall(L, 1, 0, 0) != LUA_OK)
-      fprintf(stderr, "lua-async: exception handler failed: %s\n", luaL_tolstring(L, -1, NULL));
+    if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+      push_string_of(L, -1);
+      fprintf(stderr, "lua-async: exception handler failed: %s\n", lua_tostring(L, -1));
+    }
     lua_settop(L, top);
     return;
   }
   luaL_Buffer b;
   luaL_buffinit(L, &b);
   luaL_addstring(&b, what);
-  if (ctxindex) { luaL_addstring(&b, "\ntask: "); luaL_tolstring(L, ctxindex, NULL); luaL_addvalue(&b); }
+  if (ctxindex) { luaL_addstring(&b, "\ntask: "); push_string_of(L, ctxindex); luaL_addvalue(&b); }
   luaL_addstring(&b, "\n");
-  luaL_tolstring(L, errindex, NULL); luaL_addvalue(&b);
+  push_string_of(L, errindex); luaL_addvalue(&b);
   /* the traceback recorded for this error, if any */
   loop_push_slot(L, lp, loop_traceback_slot(L, errindex));
   lua_pushvalue(L, errindex); lua_rawget(L, -2);
