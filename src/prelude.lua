@@ -152,6 +152,29 @@ local function cancel_all(futs, n)   -- (gather: nil for a child that finished a
   for i = 1, n do if futs[i] then futs[i]:cancel() end end
 end
 
+-- an options table (nil: {}) whose keys are all in `allowed` (a list);
+-- an error at the caller's call otherwise
+local function check_options(opts, allowed, fname, argn)
+  if opts == nil then return {} end
+  if type(opts) ~= "table" then
+    error(("bad argument #%d to '%s' (options table expected, got %s)"):format(argn, fname, type(opts)), 3)
+  end
+  for k in pairs(opts) do
+    local known = false
+    for _, name in ipairs(allowed) do known = known or k == name end
+    if not known then
+      error(("bad argument #%d to '%s' (unknown option %s; expected %s)"):format(argn, fname, tostring(k), table.concat(allowed, ", ")), 3)
+    end
+  end
+  return opts
+end
+
+local function check_timeout(t, fname)
+  if t ~= nil and (type(t) ~= "number" or t ~= t) then
+    error(("bad argument to '%s' (timeout must be a number of seconds or nil, got %s)"):format(fname, tostring(t)), 3)
+  end
+end
+
 -- the args of a variadic-or-list call: (aw1, aw2, ...) or (list, opts)
 local function awaitables(...)
   local first = ...
@@ -180,7 +203,11 @@ function M.gather(...)
   if bad then
     error(("bad argument #%d to 'gather' (awaitable expected, got %s)"):format(bad, type(list[bad])), 2)
   end
-  return core.coro(gather_body, list, n, opts and opts.return_exceptions)
+  opts = check_options(opts, { "return_exceptions" }, "gather", 2)
+  if opts.return_exceptions ~= nil and type(opts.return_exceptions) ~= "boolean" then
+    error(("bad argument #2 to 'gather' (return_exceptions must be a boolean, got %s)"):format(type(opts.return_exceptions)), 2)
+  end
+  return core.coro(gather_body, list, n, opts.return_exceptions)
 end
 
 ---------------------------------------------------------------------------
@@ -284,7 +311,8 @@ function M.wait(list, opts)
   if type(list) ~= "table" then
     error(("bad argument #1 to 'wait' (list of awaitables expected, got %s)"):format(type(list)), 2)
   end
-  opts = opts or {}
+  opts = check_options(opts, { "timeout", "return_when" }, "wait", 2)
+  check_timeout(opts.timeout, "wait")
   local when = opts.return_when or "ALL_COMPLETED"
   if not RETURN_WHEN[when] then
     error(("bad argument #2 to 'wait' (return_when must be ALL_COMPLETED, FIRST_COMPLETED or FIRST_EXCEPTION, got %s)"):format(tostring(when)), 2)
@@ -298,7 +326,9 @@ function M.wait(list, opts)
 end
 
 function M.as_completed(list, opts)
-  local timeout = opts and opts.timeout
+  opts = check_options(opts, { "timeout" }, "as_completed", 2)
+  check_timeout(opts.timeout, "as_completed")
+  local timeout = opts.timeout
   local futs, n = {}, #list
   for i = 1, n do futs[i] = ensure_future(list[i]) end
   local done, head, tail = {}, 1, 0
