@@ -445,6 +445,8 @@ M.Semaphore = core.Semaphore
 M.BoundedSemaphore = core.BoundedSemaphore
 M.Lock = core.Lock
 M.Queue = core.Queue
+M.LifoQueue = core.LifoQueue
+M.PriorityQueue = core.PriorityQueue
 
 ---------------------------------------------------------------------------
 -- Event
