@@ -233,6 +233,17 @@ function Timeout:reschedule(delay)
   end)
 end
 
+-- the same with an absolute deadline on async.time()'s clock (a past one
+-- expires at the next suspension)
+function Timeout:reschedule_at(when)
+  if when ~= nil and (type(when) ~= "number" or when ~= when) then
+    error(("bad argument #1 to 'reschedule_at' (a time on async.time()'s clock or nil expected, got %s)"):format(tostring(when)), 2)
+  end
+  if when == nil then return self:reschedule(nil) end
+  self:reschedule(math.max(0, when - core.time()))
+  self.deadline = when
+end
+
 function Timeout:when() return self.deadline end
 function Timeout:expired() return self.state == "expiring" or self.state == "expired" end
 
@@ -246,6 +257,18 @@ Timeout.__close = function(self, err)
   else
     self.state = "exited"
   end
+end
+
+function M.timeout_at(when)
+  if type(when) ~= "number" and when ~= nil then
+    error(("bad argument #1 to 'timeout_at' (number or nil expected, got %s)"):format(type(when)), 2)
+  end
+  local task = core.current_task()
+  if not task then error("async.timeout_at: must be used inside a running task", 2) end
+  local self = setmetatable({ task = task, state = "active", delay = when and math.max(0, when - core.time()),
+                              cancelling = task:cancelling() }, Timeout)
+  self:reschedule_at(when)
+  return self
 end
 
 function M.timeout(delay)
@@ -590,6 +613,133 @@ function M.generator(body)
     end })
     return iter, nil, nil, closer
   end
+end
+
+---------------------------------------------------------------------------
+-- TaskGroup (Python 3.11's structured concurrency) and Barrier
+---------------------------------------------------------------------------
+
+M.ExceptionGroup = class("ExceptionGroup", M.Error)
+M.BrokenBarrierError = class("BrokenBarrierError", M.Error)
+
+local TaskGroup = {}
+TaskGroup.__index = TaskGroup
+
+function M.TaskGroup()
+  local owner = core.current_task()
+  if not owner then error("async.TaskGroup: must be used inside a running task", 2) end
+  return setmetatable({ owner = owner, tasks = {}, pending = 0, errors = {}, state = "open", done = M.Event() }, TaskGroup)
+end
+
+-- cancel the tasks still running; while the body runs, interrupt it too
+-- (its CancelledError is the group's own, withdrawn at the scope's end)
+local function tg_abort(self)
+  self.aborting = true
+  for t in pairs(self.tasks) do t:cancel() end
+  if self.state == "open" and not self.interrupted then
+    self.interrupted = true
+    self.owner:cancel()
+  end
+end
+
+local function tg_finished(self, t)
+  self.tasks[t] = nil
+  self.pending = self.pending - 1
+  if not t:cancelled() then
+    local e = t:exception()
+    if e ~= nil then
+      self.errors[#self.errors + 1] = e
+      if not self.aborting then tg_abort(self) end
+    end
+  end
+  if self.pending == 0 then self.done:set() end
+end
+
+-- tg:spawn(coro) or tg:spawn(fn, ...): a Task of the group
+function TaskGroup:spawn(f, ...)
+  if self.state == "finished" then error("TaskGroup:spawn: the group has finished", 2) end
+  if self.aborting then error("TaskGroup:spawn: the group is shutting down (a task failed or it was cancelled)", 2) end
+  local t = create_task(to_coro(f, ...))
+  self.tasks[t] = true
+  self.pending = self.pending + 1
+  self.done:clear()
+  t:add_done_callback(function(task) tg_finished(self, task) end)
+  return t
+end
+
+-- leaving the scope waits for every task of the group
+TaskGroup.__close = function(self, err)
+  self.state = "closing"
+  local raised                                   -- the body's error, or a cancellation from outside
+  if err ~= nil then
+    if getmetatable(err) == CancelledError and self.interrupted then
+      self.owner:uncancel(); self.interrupted = "withdrawn"
+    else
+      raised = err
+      if not self.aborting then tg_abort(self) end
+    end
+  end
+  while self.pending > 0 do
+    local ok, e = pcall(await, self.done:wait())
+    if not ok then
+      if getmetatable(e) == CancelledError and self.interrupted == true then
+        self.owner:uncancel(); self.interrupted = "withdrawn"   -- the group's own, arriving late
+      else
+        raised = raised or e                     -- cancelled from outside while waiting
+        tg_abort(self)
+      end
+    end
+  end
+  self.state = "finished"
+  if raised ~= nil and getmetatable(raised) ~= CancelledError then error(raised, 0) end
+  if #self.errors == 1 then error(self.errors[1], 0) end
+  if #self.errors > 1 then
+    error(M.ExceptionGroup(("%d tasks of a TaskGroup failed"):format(#self.errors), { errors = self.errors }), 0)
+  end
+  if raised ~= nil then error(raised, 0) end
+end
+
+local Barrier = {}
+Barrier.__index = Barrier
+
+function M.Barrier(parties)
+  if math.type(parties) ~= "integer" or parties < 1 then
+    error(("bad argument #1 to 'Barrier' (a positive integer expected, got %s)"):format(tostring(parties)), 2)
+  end
+  return setmetatable({ parties = parties, n_waiting = 0, broken = false, cycle = Future() }, Barrier)
+end
+
+-- the waiters of this cycle fail with BrokenBarrierError; the next starts empty
+local function barrier_break(self, why)
+  if self.n_waiting == 0 then return end          -- (nobody to tell)
+  local cycle = self.cycle
+  self.cycle, self.n_waiting = Future(), 0
+  cycle:set_exception(M.BrokenBarrierError(why))
+end
+
+local function barrier_wait(self)
+  if self.broken then error(M.BrokenBarrierError("the barrier is broken (aborted)"), 0) end
+  local index, cycle = self.n_waiting, self.cycle
+  self.n_waiting = index + 1
+  if self.n_waiting == self.parties then       -- the last one: release them all
+    self.cycle, self.n_waiting = Future(), 0
+    cycle:set_result(true)
+    return index
+  end
+  local ok, e = pcall(await, M.shield(cycle))  -- (shielded: one waiter's cancellation is its own)
+  if not ok then
+    if cycle == self.cycle and not cycle:done() then self.n_waiting = self.n_waiting - 1 end
+    error(e, 0)
+  end
+  return index
+end
+
+-- await(b:wait()): when `parties` tasks wait, each gets its arrival index 0..parties-1
+function Barrier:wait() return core.coro(barrier_wait, self) end
+function Barrier:reset() barrier_break(self, "the barrier was reset"); self.broken = false end
+function Barrier:abort() self.broken = true; barrier_break(self, "the barrier was aborted") end
+Barrier.__tostring = function(self)
+  return ("<Barrier parties=%d waiting=%d%s>"):format(self.parties, self.n_waiting, self.broken and " broken" or "")
 end
 
 ---------------------------------------------------------------------------
