@@ -17,14 +17,24 @@ OPT       ?= -O2 -g
 # parses this file before `deps` has installed libuv1-dev and friends, so
 # pkg-config must be asked when a recipe runs, and a missing .pc file must
 # still leave the library on the link line.
-CFLAGS     = $(OPT) -std=c11 -D_POSIX_C_SOURCE=200809L -fPIC -Wall -Wextra -Werror \
+# -Werror only where the tree is tested (make test, sanitize, valgrind): a
+# user's newer compiler may warn of something new, and that must not stop
+# the build
+WERROR    ?=
+CFLAGS     = $(OPT) -std=c11 -D_POSIX_C_SOURCE=200809L -fPIC -Wall -Wextra $(WERROR) \
              -I$(LUA_INC) $(shell pkg-config --cflags libuv 2>/dev/null) -Iinclude -Ibuild -Isrc
 LDLIBS     = $(shell pkg-config --libs libuv 2>/dev/null || echo -luv)
 JSON_LIBS  = $(shell pkg-config --libs libcjson 2>/dev/null || echo -lcjson)
 CURL_LIBS  = $(shell pkg-config --libs libcurl 2>/dev/null || echo -lcurl)
 LIBFLAG   ?= -shared
 BUILD     := build
-LUA_CDIR  ?= /usr/local/lib/lua/5.4
+# make install: PREFIX (/usr/local), DESTDIR (a staging root), LIBDIR (the
+# Lua C module directory; LUA_CDIR is the same, as luarocks passes it) and
+# INCDIR (for lua_async.h); the modules are all C, so LUADIR has nothing
+PREFIX    ?= /usr/local
+LIBDIR    ?= $(PREFIX)/lib/lua/5.4
+LUA_CDIR  ?= $(LIBDIR)
+INCDIR    ?= $(PREFIX)/include
 
 ASYNC_SRC := lua_async.c src/loop.c src/timers.c src/future.c src/task.c src/combinators.c src/sync.c \
              src/json.c
@@ -85,6 +95,8 @@ demo: deps all
 
 TEST_BINS := $(BUILD)/host $(BUILD)/capi_test.so
 
+test sanitize valgrind: WERROR = -Werror
+
 test: deps all $(TEST_BINS)
 	@tools/chroma.sh install
 	@tools/test-all.sh
@@ -103,8 +115,8 @@ bench: deps all
 	@bench/chroma.sh
 
 install: install-lib
-	install -d $(DESTDIR)/usr/local/include
-	install -m 0644 include/lua_async.h $(DESTDIR)/usr/local/include/lua_async.h
+	install -d $(DESTDIR)$(INCDIR)
+	install -m 0644 include/lua_async.h $(DESTDIR)$(INCDIR)/lua_async.h
 
 install-lib: all
 	install -d $(DESTDIR)$(LUA_CDIR)

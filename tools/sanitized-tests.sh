@@ -10,7 +10,7 @@ rm -rf "$tree" && mkdir -p "$tree" || exit 2
 tar --exclude=./build --exclude=./.cache --exclude=./.git -cf - . | (cd "$tree" && tar xf -) || exit 2
 [ -d .cache ] && ln -s "$root/.cache" "$tree/.cache"
 cd "$tree" || exit 2
-make -s all build/host build/capi_test.so \
+make -s WERROR=-Werror all build/host build/capi_test.so \
   OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" >/dev/null || {
   echo "sanitized build failed"; echo "0 passed, 1 failed"; exit 1; }
 ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$root/tools/lsan.supp \
