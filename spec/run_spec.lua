@@ -263,4 +263,18 @@ describe("debug mode", function()
     assert.matches("again%s+fine", out)
     assert.matches("exception handler failed", out)
   end)
+  it("run refuses to start while a task from async.start is pending (it would cancel it), and runs once it is done", function()
+    local out, ok = H.lua([[
+      local async = require "async"
+      local hosted = async.start(function() async.await(async.sleep(0.01)); return "host done" end)
+      print("refused", pcall(async.run, function() return 1 end))
+      while async.step(0.05) do end
+      print("host", hosted:result())
+      print("run", async.run(function() return "main" end))
+    ]])
+    assert.is_true(ok, out)
+    assert.matches("refused%s+false%s+[^\n]*1 task started with async.start is still pending", out)
+    assert.matches("host%s+host done", out)
+    assert.matches("run%s+main", out)
+  end)
 end)

@@ -486,6 +486,12 @@ static int l_run_task(lua_State *L) {
   return future_push_results(L, 1);
 }
 
+/* does async run this loop (or does the host: async.start and step only) */
+static int l_owns_loop(lua_State *L) {
+  lua_pushboolean(L, loop_get(L)->own_uv);
+  return 1;
+}
+
 static int l_running(lua_State *L) {
   Loop *lp = loop_get(L);
   lua_pushboolean(L, lp->running || lp->in_loop);
@@ -583,7 +589,7 @@ static int loop_gc(lua_State *L) {
 
 static const luaL_Reg loop_funcs[] = {
   {"time", l_time}, {"call_soon", l_call_soon}, {"call_later", l_call_later},
-  {"run_task", l_run_task}, {"step", l_step}, {"running", l_running},
+  {"run_task", l_run_task}, {"step", l_step}, {"running", l_running}, {"owns_loop", l_owns_loop},
   {"set_debug", l_set_debug}, {"get_debug", l_get_debug},
   {"set_exception_handler", l_set_exception_handler},
   {"set_errors", l_set_errors},

@@ -113,15 +113,30 @@ local function to_coro(main, ...)
   error(("bad argument #1 (coroutine object or function expected, got %s)"):format(type(main)), 3)
 end
 
+-- tasks a host started with async.start: run would cancel every pending
+-- task when it ends, so it refuses to start while one of these is pending
+local hosted = setmetatable({}, { __mode = "k" })
+
 function M.run(main, ...)
   if core.running() then
     error("async.run() cannot be called from a running event loop", 2)
+  end
+  local n = 0
+  if core.owns_loop() then                       -- (a host's own loop: run_task refuses anyway)
+    for t in pairs(hosted) do if not t:done() then n = n + 1 end end
+  end
+  if n > 0 then
+    error(("async.run: %d task%s started with async.start %s still pending (run cancels every task left when it ends); "
+           .. "drive them with async.step until they finish, or cancel them, first"):format(n, n == 1 and "" or "s",
+           n == 1 and "is" or "are"), 2)
   end
   return core.run_task(create_task(to_coro(main, ...)))
 end
 
 function M.start(main, ...)
-  return create_task(to_coro(main, ...))
+  local t = create_task(to_coro(main, ...))
+  hosted[t] = true
+  return t
 end
 
 -- a Future as a coroutine object: a Task made of it gives its result, and
