@@ -139,6 +139,8 @@ enum { LS_PENDING = 1, LS_QUEUE, LS_KEEP, LS_UNRETRIEVED, LS_GENTHREADS,
 
 /* loop.c */
 Loop *loop_get(lua_State *L);              /* upvalue 1 of every core function */
+int loop_is_cancelled(lua_State *L, Loop *lp, int idx);   /* a CancelledError */
+int loop_msgh(lua_State *L);               /* message handler recording tracebacks (upvalue 1: the loop) */
 void loop_push_slot(lua_State *L, Loop *lp, int slot);
 void loop_set_slot(lua_State *L, Loop *lp, int slot);    /* pops the new value (nil: false) */
 void loop_enqueue(lua_State *L, Loop *lp, int cb, int arg);   /* stack indices */

@@ -186,6 +186,48 @@ int loop_traceback_slot(lua_State *L, int idx) {
   }
 }
 
+int loop_is_cancelled(lua_State *L, Loop *lp, int idx) {
+  idx = lua_absindex(L, idx);
+  loop_push_slot(L, lp, LS_ERRORS);
+  lua_getfield(L, -1, "is_cancelled");
+  lua_remove(L, -2);
+  lua_pushvalue(L, idx);
+  lua_call(L, 1, 1);
+  int r = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return r;
+}
+
+/* message handler of tasks and callbacks: record where the error was
+ * raised (async.traceback, reports), keep the value */
+int loop_msgh(lua_State *L) {
+  Loop *lp = loop_get(L);
+  if (lua_isnil(L, 1) || loop_is_cancelled(L, lp, 1)) return 1;
+  luaL_traceback(L, L, NULL, 1);
+  int slot = loop_traceback_slot(L, 1);
+  loop_push_slot(L, lp, slot);
+  lua_pushvalue(L, 1); lua_pushvalue(L, -3); lua_rawset(L, -3);
+  if (slot == LS_STRTB && ++lp->strtb_n > 1024) {   /* never collected: start afresh */
+    lua_newtable(L);
+    loop_set_slot(L, lp, LS_STRTB);
+    lp->strtb_n = 0;
+  }
+  lua_settop(L, 1);
+  return 1;
+}
+
+/* call the function under the nargs values on top, its traceback recorded
+ * should it fail: 0, or the error on top */
+static int call_reported(lua_State *L, Loop *lp, int nargs) {
+  int base = lua_gettop(L) - nargs;              /* the function */
+  lua_pushlightuserdata(L, lp);
+  lua_pushcclosure(L, loop_msgh, 1);
+  lua_insert(L, base);                           /* the handler below it */
+  int rc = lua_pcall(L, nargs, 0, base);
+  lua_remove(L, base);
+  return rc;
+}
+
 static int tolstring_raw(lua_State *L) { luaL_tolstring(L, 1, NULL); return 1; }
 
 /* Push a string for the value at idx, never raising: a report must survive
@@ -243,7 +285,7 @@ static void run_handle(lua_State *L, Loop *lp, int hidx) {
   if (h->cancelled) return;
   handle_unkeep(L, lp, hidx);
   for (int i = 1; i <= h->nargs + 1; i++) lua_getiuservalue(L, hidx, i);
-  if (lua_pcall(L, h->nargs, 0, 0) != LUA_OK) {
+  if (call_reported(L, lp, h->nargs) != LUA_OK) {
     loop_report(L, lp, -1, "Exception in callback", 0);
     lua_pop(L, 1);
   }
@@ -251,7 +293,7 @@ static void run_handle(lua_State *L, Loop *lp, int hidx) {
 
 static void run_function(lua_State *L, Loop *lp, int fidx, int aidx) {
   lua_pushvalue(L, fidx); lua_pushvalue(L, aidx);
-  if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+  if (call_reported(L, lp, 1) != LUA_OK) {
     loop_report(L, lp, -1, "Exception in callback", 0);
     lua_pop(L, 1);
   }

@@ -400,42 +400,12 @@ static int l_sleep(lua_State *L) {
 
 /* ---- task lifecycle ----------------------------------------------------- */
 
-static int is_cancelled_error(lua_State *L, Loop *lp, int idx) {
-  idx = lua_absindex(L, idx);
-  loop_push_slot(L, lp, LS_ERRORS);
-  lua_getfield(L, -1, "is_cancelled");
-  lua_remove(L, -2);
-  lua_pushvalue(L, idx);
-  lua_call(L, 1, 1);
-  int r = lua_toboolean(L, -1);
-  lua_pop(L, 1);
-  return r;
-}
-
-/* message handler: record where the error was raised, keep the value */
-static int task_msgh(lua_State *L) {
-  Loop *lp = loop_get(L);
-  if (is_cancelled_error(L, lp, 1)) return 1;
-  if (lua_isnil(L, 1)) return 1;
-  luaL_traceback(L, L, NULL, 1);
-  int slot = loop_traceback_slot(L, 1);
-  loop_push_slot(L, lp, slot);
-  lua_pushvalue(L, 1); lua_pushvalue(L, -3); lua_rawset(L, -3);
-  if (slot == LS_STRTB && ++lp->strtb_n > 1024) {   /* never collected: start afresh */
-    lua_newtable(L);
-    loop_set_slot(L, lp, LS_STRTB);
-    lp->strtb_n = 0;
-  }
-  lua_settop(L, 1);
-  return 1;
-}
-
 /* The body of the task at tidx ended: its results (or error) are the
  * values from first on; they become its outcome (and are popped). */
 static void task_settle(lua_State *L, Loop *lp, int tidx, int first, int status) {
   if (status == LUA_OK || status == LUA_YIELD) {
     future_set_result(L, tidx, lua_gettop(L) - first + 1);
-  } else if (is_cancelled_error(L, lp, -1)) {
+  } else if (loop_is_cancelled(L, lp, -1)) {
     lua_getfield(L, -1, "message");
     future_cancel(L, tidx, -1);
     lua_pop(L, 1);
@@ -463,7 +433,7 @@ static int task_main_k(lua_State *L, int status, lua_KContext ctx) {
 /* the thread's body: stack = task, fn, args... */
 static int task_main(lua_State *L) {
   Loop *lp = lua_touserdata(L, lua_upvalueindex(1));
-  lua_pushvalue(L, lua_upvalueindex(2));       /* task_msgh */
+  lua_pushvalue(L, lua_upvalueindex(2));       /* loop_msgh */
   lua_insert(L, 2);
   lua_pcallk(L, lua_gettop(L) - 3, LUA_MULTRET, 2, (lua_KContext)lp, task_main_k);
   return task_main_k(L, LUA_OK, (lua_KContext)lp);
@@ -791,7 +761,7 @@ static int batch_k(lua_State *L, int status, lua_KContext base) {
 }
 
 static int batch_main(lua_State *L) {
-  lua_pushvalue(L, lua_upvalueindex(2));     /* task_msgh, at 5 */
+  lua_pushvalue(L, lua_upvalueindex(2));     /* loop_msgh, at 5 */
   Loop *lp = lua_touserdata(L, lua_upvalueindex(1));
   return batch_run(L, lp, lp->batch);
 }
@@ -1077,12 +1047,12 @@ int task_open(lua_State *L, Loop *lp) {
 
   lua_pushlightuserdata(L, lp);
   lua_pushlightuserdata(L, lp);
-  lua_pushcclosure(L, task_msgh, 1);
+  lua_pushcclosure(L, loop_msgh, 1);
   lua_pushcclosure(L, task_main, 2);
   lp->task_main_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pushlightuserdata(L, lp);
   lua_pushlightuserdata(L, lp);
-  lua_pushcclosure(L, task_msgh, 1);
+  lua_pushcclosure(L, loop_msgh, 1);
   lua_pushcclosure(L, batch_main, 2);
   lp->batch_main_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pushlightuserdata(L, lp);
