@@ -129,7 +129,8 @@ typedef struct Op {
   float *queries; int nq, qdim; size_t k;   /* search */
   long result;
   Log *log;                          /* open, meta, compact */
-  char *path;                        /* open: the file; meta: the collection's name (a byte string) */
+  char *path;                        /* open: the file */
+  char *name;                        /* meta: the collection's name (a byte string) */
   int recover;                       /* open */
   Opened opened;                     /* open */
   int meta_kind, meta_dim, meta_metric;   /* meta: a create or drop record */
@@ -312,20 +313,19 @@ static void run_search(Op *op) {
   size_t k = op->k < c->n ? op->k : c->n;
   op->k = k;
   size_t slots = k ? k : 1;
-  if ((size_t)op->nq > SIZE_MAX / sizeof *op->out / slots || (size_t)STORE_QBLOCK > SIZE_MAX / sizeof(Hit) / slots) {
-    pthread_rwlock_unlock(&c->lock);
-    op->nq = 0;
-    op_fail(op, "invalid_argument", "top_k times the number of queries is too large");
-    return;
+  int too_big = (size_t)op->nq > SIZE_MAX / sizeof *op->out / slots || (size_t)STORE_QBLOCK > SIZE_MAX / sizeof(Hit) / slots;
+  Hit *hits = NULL;
+  if (!too_big) {
+    op->out = calloc((size_t)op->nq * slots, sizeof *op->out);
+    op->nhits = calloc((size_t)(op->nq ? op->nq : 1), sizeof *op->nhits);
+    hits = malloc((size_t)STORE_QBLOCK * slots * sizeof *hits);
   }
-  op->out = calloc((size_t)op->nq * slots, sizeof *op->out);
-  op->nhits = calloc((size_t)(op->nq ? op->nq : 1), sizeof *op->nhits);
-  Hit *hits = malloc((size_t)STORE_QBLOCK * slots * sizeof *hits);
   if (!op->out || !op->nhits || !hits) {
     pthread_rwlock_unlock(&c->lock);
     free(hits);
     op->nq = 0;
-    op_fail(op, "invalid_argument", "out of memory (top_k too large?)");
+    op_fail(op, "invalid_argument", too_big ? "top_k times the number of queries is too large"
+                                            : "out of memory (top_k too large?)");
     return;
   }
   if (c->dim && op->qdim != c->dim) {
@@ -374,7 +374,7 @@ static void work(uv_work_t *req) {
     }
     case OP_META: {
       uint64_t seq = op->meta_kind == LOG_CREATE
-        ? log_create(op->log, op->path, op->meta_dim, op->meta_metric) : log_drop(op->log, op->path);
+        ? log_create(op->log, op->name, op->meta_dim, op->meta_metric) : log_drop(op->log, op->name);
       wait_durable(op, op->log, seq);
       break;
     }
@@ -428,7 +428,8 @@ static void op_free(lua_State *L, Op *op) {
   opened_free(&op->opened);
   if (op->kind == OP_OPEN) log_close(op->log);   /* opened, never handed to Lua (the state closed) */
   else log_unref(op->log);
-  if (op->kind == OP_META) bytes_free(op->path); else free(op->path);
+  free(op->path);
+  bytes_free(op->name);
   module_unref(op->mod);
   free(op);
 }
@@ -734,7 +735,7 @@ static int l_log_meta(lua_State *L) {
   op->meta_kind = strcmp(kind, "create") == 0 ? LOG_CREATE : LOG_DROP;
   size_t len;
   const char *name = luaL_checklstring(L, 3, &len);
-  op->path = bytes_new(name, len);
+  op->name = bytes_new(name, len);
   op->meta_dim = (int)luaL_optinteger(L, 4, 0);
   op->meta_metric = (int)luaL_optinteger(L, 5, 0);
   return op_start(L, op);
