@@ -47,6 +47,9 @@ VDB_HDR   := include/lua_async.h src/vdb/store.h src/vdb/filter.h src/vdb/codec.
              $(BUILD)/vdb_prelude.h $(BUILD)/vdb_chroma.h
 
 .PHONY: all deps demo test sanitize valgrind bench install install-lib clean fuzz
+# a generator that fails (lua5.4 not yet installed) must not leave an empty
+# header that later builds take as up to date
+.DELETE_ON_ERROR:
 
 all: async.so async/http.so vdb.so
 
