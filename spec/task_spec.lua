@@ -19,9 +19,29 @@ describe("tasks", function()
     local co = async(function() end)()
     assert.matches("no running event loop", H.catch(async.create_task, co))
     async.run(function()
-      assert.matches("coroutine object expected", H.catch(async.create_task, 42))
+      assert.matches("bad argument #1 to 'create_task' %(awaitable expected, got number%)", H.catch(async.create_task, 42))
       await(async.create_task(co))
       assert.is_true(async.InvalidStateError:is(H.catch(async.create_task, co)))
+    end)
+  end)
+
+  it("argument errors name the caller's line, not the library's files", function()
+    async.run(function()
+      local cases = {
+        { function() async.create_task(function() end) end, "'create_task' %(awaitable expected, got function%)" },
+        { function() async.create_task(async.sleep(0), 5) end, "#2 to 'create_task' %(string expected" },
+        { function() async.ensure_future(1) end, "#1 to 'ensure_future' %(awaitable expected" },
+        { function() async.shield(1) end, "#1 to 'shield' %(awaitable expected" },
+        { function() async.as_completed(1) end, "#1 to 'as_completed' %(list of awaitables" },
+        { function() async.PriorityQueue("x") end, "#1 to 'PriorityQueue' %(integer expected" },
+        { function() async.LifoQueue("x") end, "#1 to 'LifoQueue' %(integer expected" },
+      }
+      for i, case in ipairs(cases) do
+        local ok, err = pcall(case[1])
+        assert.is_false(ok, i)
+        assert.matches("^[^:]*task_spec%.lua:%d+: bad argument " .. ".*" .. case[2], err)
+        assert.not_matches("prelude", err)
+      end
     end)
   end)
 
@@ -251,6 +271,39 @@ describe("error classes", function()
       assert.equal(tbl, H.catch(await, t2))
       assert.matches("stack traceback", async.traceback(tbl))
     end)
+  end)
+
+  it("an error that escapes async.run keeps, unchanged, the traceback of where it was first raised", function()
+    local function origin() error("escaped string error") end
+    local tbl = setmetatable({}, { __tostring = function() return "escaped table error" end })
+    local function origin_tbl() error(tbl) end
+    for _, case in ipairs({ { origin, "escaped string error" }, { origin_tbl, tbl } }) do
+      local ok, e = pcall(async.run, function()
+        local inner = async.spawn(function() case[1]() end)           -- a task two awaits below main
+        local middle = async.spawn(function() return await(inner) end)
+        return await(middle)
+      end)
+      assert.is_false(ok)
+      if type(case[2]) == "string" then assert.matches(case[2] .. "$", e) else assert.equal(tbl, e) end
+      local tb = async.traceback(e) or ""
+      -- the line that raised it, not the awaits that passed it on
+      assert.matches("task_spec%.lua:" .. debug.getinfo(case[1], "S").linedefined .. ":", tb)
+    end
+  end)
+
+  it("in debug mode, async.run writes where an escaping error was raised before raising it", function()
+    local out, ok = H.lua([[
+      local async = require "async"
+      local function raiser() error("from the task") end
+      async.run(function() await = async.await; await(async.spawn(function() raiser() end)) end)
+    ]], "LUA_ASYNC_DEBUG=1")
+    assert.is_false(ok)
+    assert.matches("async.run: the main task failed: [^\n]*from the task\nstack traceback:[^\n]*\n[^\n]*\n[^\n]*'raiser'", out)
+    local out2 = H.lua([[
+      local async = require "async"
+      print(pcall(async.run, function() error("quiet") end))
+    ]])
+    assert.not_matches("main task failed", out2)
   end)
 
   it("traceback(e) works for number and boolean errors, and such records stay bounded", function()

@@ -112,7 +112,8 @@ struct Loop {
   int task_main_ref;        /* the C function every task thread starts in */
   int batch_main_ref;       /* gather's runs of children in one thread (task_run_batch) */
   struct Batch *batch;      /* the run going on now, if any */
-  int strtb_n;              /* entries in LS_STRTB (see task_msgh) */
+  int strtb_n;              /* entries in LS_STRTB (see loop_msgh) */
+  int reraising;            /* an awaited error is raised again: keep its first traceback */
   int mt_ref[8];            /* metatables of our userdata, by MT_* */
   const void *mt_ptr[8];
   struct CancelHook *hooks; /* C API: what to run when a pinned future is cancelled */

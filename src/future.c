@@ -211,7 +211,7 @@ int future_push_results(lua_State *L, int idx) {
     return lua_error(L);
   }
   lua_getiuservalue(L, idx, UV_RESULT);
-  if (f->failed) { f->retrieved = 1; return lua_error(L); }
+  if (f->failed) { f->retrieved = 1; f->loop->reraising = 1; return lua_error(L); }
   if (f->nres == 0) { lua_pop(L, 1); return 0; }
   if (f->nres == 1) return 1;
   luaL_checkstack(L, f->nres, "too many results");

@@ -202,11 +202,20 @@ int loop_is_cancelled(lua_State *L, Loop *lp, int idx) {
  * raised (async.traceback, reports), keep the value */
 int loop_msgh(lua_State *L) {
   Loop *lp = loop_get(L);
+  int reraising = lp->reraising;
+  lp->reraising = 0;
   if (lua_isnil(L, 1) || loop_is_cancelled(L, lp, 1)) return 1;
-  luaL_traceback(L, L, NULL, 1);
   int slot = loop_traceback_slot(L, 1);
   loop_push_slot(L, lp, slot);
-  lua_pushvalue(L, 1); lua_pushvalue(L, -3); lua_rawset(L, -3);
+  lua_pushvalue(L, 1);
+  int known = lua_rawget(L, -2) != LUA_TNIL;
+  lua_pop(L, 1);
+  /* an error passed on by await keeps where it was first raised; so does an
+   * object (the same table raised again), but not a string, which may come
+   * again from anywhere */
+  if (known && (reraising || slot == LS_TRACEBACKS)) { lua_settop(L, 1); return 1; }
+  luaL_traceback(L, L, NULL, 1);
+  lua_pushvalue(L, 1); lua_pushvalue(L, -2); lua_rawset(L, -4);
   if (slot == LS_STRTB && ++lp->strtb_n > 1024) {   /* never collected: start afresh */
     lua_newtable(L);
     loop_set_slot(L, lp, LS_STRTB);

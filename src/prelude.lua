@@ -130,7 +130,19 @@ function M.run(main, ...)
            .. "drive them with async.step until they finish, or cancel them, first"):format(n, n == 1 and "" or "s",
            n == 1 and "is" or "are"), 2)
   end
-  return core.run_task(create_task(to_coro(main, ...)))
+  local t = create_task(to_coro(main, ...))
+  if not core.get_debug() then return core.run_task(t) end
+  -- debug mode: the standalone interpreter shows only run's own frames for
+  -- an error that escapes, so write where it was raised before it goes on
+  local r = table.pack(pcall(core.run_task, t))
+  if r[1] then return table.unpack(r, 2, r.n) end
+  local tb = core.traceback(r[2])
+  if tb then
+    local okm, msg = pcall(tostring, r[2])
+    io.stderr:write("async.run: the main task failed: ", okm and msg or "(an error value whose __tostring failed)",
+                    "\n", tb, "\n")
+  end
+  error(r[2], 0)
 end
 
 function M.start(main, ...)
@@ -147,7 +159,13 @@ function M.create_task(coro, name)
   if not core.running() then
     error("create_task: no running event loop (use async.run, or async.start for a host loop)", 2)
   end
-  if isfuture(coro) then coro = awaiting(coro) end      -- any awaitable (async.http's calls give Futures)
+  if isfuture(coro) then coro = awaiting(coro)          -- any awaitable (async.http's calls give Futures)
+  elseif not iscoroutine(coro) then
+    error(("bad argument #1 to 'create_task' (awaitable expected, got %s)"):format(type(coro)), 2)
+  end
+  if name ~= nil and type(name) ~= "string" then
+    error(("bad argument #2 to 'create_task' (string expected, got %s)"):format(type(name)), 2)
+  end
   return create_task(coro, name)
 end
 
@@ -155,13 +173,14 @@ function M.spawn(f, ...)
   return M.create_task(to_coro(f, ...))
 end
 
--- an awaitable as a future: coroutine objects become tasks
-local function ensure_future(aw, level)
+-- an awaitable as a future: coroutine objects become tasks; `arg` names
+-- the argument in the error (e.g. "#1 to 'shield'")
+local function ensure_future(aw, level, arg)
   if isfuture(aw) then return aw end
   if iscoroutine(aw) then return create_task(aw) end
-  error(("bad argument (awaitable expected, got %s)"):format(type(aw)), level or 3)
+  error(("bad argument %s (awaitable expected, got %s)"):format(arg or "", type(aw)), level or 3)
 end
-M.ensure_future = ensure_future
+function M.ensure_future(aw) return ensure_future(aw, 2, "#1 to 'ensure_future'") end  -- (a tail call)
 
 local function cancel_all(futs, n)   -- (gather: nil for a child that finished at once)
   for i = 1, n do if futs[i] then futs[i]:cancel() end end
@@ -357,18 +376,21 @@ function M.wait(list, opts)
   end
   return core.coro(function()
     local futs, n = {}, #list
-    for i = 1, n do futs[i] = ensure_future(list[i], 4) end
+    for i = 1, n do futs[i] = ensure_future(list[i], 4, "#1 to 'wait'") end
     if n == 0 then return {}, {} end
     return wait_body(futs, n, opts.timeout, when)
   end)
 end
 
 function M.as_completed(list, opts)
+  if type(list) ~= "table" then
+    error(("bad argument #1 to 'as_completed' (list of awaitables expected, got %s)"):format(type(list)), 2)
+  end
   opts = check_options(opts, { "timeout" }, "as_completed", 2)
   check_timeout(opts.timeout, "as_completed")
   local timeout = opts.timeout
   local futs, n = {}, #list
-  for i = 1, n do futs[i] = ensure_future(list[i]) end
+  for i = 1, n do futs[i] = ensure_future(list[i], 3, "#1 to 'as_completed'") end
   local done, head, tail = {}, 1, 0
   local waiter
   local function on_done(f)
@@ -408,7 +430,7 @@ end
 
 local function race_body(list, n)
   local futs = {}
-  for i = 1, n do futs[i] = ensure_future(list[i], 4) end
+  for i = 1, n do futs[i] = ensure_future(list[i], 4, "#1 to 'race'") end
   local waiter, first = Future(), nil
   local function on_done(f)
     if first == nil then first = f; waiter:set_result() end
@@ -435,7 +457,7 @@ function M.race(...)
 end
 
 function M.shield(aw)
-  local inner = ensure_future(aw)
+  local inner = ensure_future(aw, 3, "#1 to 'shield'")
   if inner:done() then return inner end
   local outer = Future()
   inner:add_done_callback(function(f)

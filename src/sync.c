@@ -573,7 +573,9 @@ static int l_queue(lua_State *L) {
   int order = (int)lua_tointeger(L, lua_upvalueindex(2));
   if (!lua_isnoneornil(L, 1)) {
     if (!lua_isinteger(L, 1))
-      return luaL_error(L, "bad argument #1 to 'Queue' (integer expected, got %s)", luaL_typename(L, 1));
+      return luaL_error(L, "bad argument #1 to '%s' (integer expected, got %s)",
+                        order == Q_PRIORITY ? "PriorityQueue" : order == Q_LIFO ? "LifoQueue" : "Queue",
+                        luaL_typename(L, 1));
     maxsize = lua_tointeger(L, 1);
     if (maxsize < 0 || maxsize > 0x7fffffff) maxsize = 0;   /* asyncio: <= 0 is unbounded */
   }

@@ -261,6 +261,7 @@ static int resume_k(lua_State *L, int status, lua_KContext base) {
   (void)status;
   if (!lua_toboolean(L, (int)base + 1)) {
     lua_pushvalue(L, (int)base + 2);
+    loop_get(L)->reraising = 1;              /* the awaited future's error, passed on */
     return lua_error(L);
   }
   return lua_gettop(L) - (int)base - 1;
@@ -573,6 +574,7 @@ void task_step(lua_State *L, Loop *lp, int tidx, int argidx) {
   lp->current = t;
   uint64_t t0 = lp->debug ? uv_hrtime() : 0;
   int status = lua_resume(T, L, nargs, &nres);
+  lp->reraising = 0;                         /* (a pcall in the task took the error) */
   lp->current = prev;
   if (lp->debug) {
     double secs = (double)(uv_hrtime() - t0) / 1e9;
