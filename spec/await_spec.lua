@@ -37,6 +37,29 @@ describe("async functions and coroutine objects", function()
     assert.equal(outer, inner_task)
   end)
 
+  it("awaits coroutine objects nested 100,000 deep (past Lua's 200 C levels), also through pcall, gather and errors", function()
+    local down, guarded, gathered, failing
+    down = async(function(n) if n == 0 then await(async.sleep(0)); return 0 end return 1 + await(down(n - 1)) end)
+    guarded = async(function(n)
+      if n == 0 then return 0 end
+      local ok, v = pcall(await, guarded(n - 1))
+      assert(ok, v)
+      return 1 + v
+    end)
+    gathered = async(function(n) if n == 0 then return 0 end return 1 + await(async.gather({ gathered(n - 1) }))[1] end)
+    failing = async(function(n) if n == 0 then error("at the bottom", 0) end return await(failing(n - 1)) end)
+    async.run(function()
+      assert.equal(100000, await(down(100000)))
+      assert.equal(5000, await(guarded(5000)))
+      assert.equal(2000, await(gathered(2000)))
+      assert.equal("at the bottom", H.catch(await, failing(1000)))
+      -- errors caught at depth leave the task able to await inline, in the same task
+      for _ = 1, 500 do assert.equal("at the bottom", H.catch(await, failing(30))) end
+      local me = async.current_task()
+      assert.equal(me, await(async(function() return async.current_task() end)()))
+    end)
+  end)
+
   it("await raises the very value that was raised", function()
     local tbl = { code = 7 }
     local f = async(function(v) error(v, 0) end)

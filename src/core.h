@@ -57,6 +57,9 @@ struct Task {
   const void *ring_owner;   /* the Semaphore/Queue whose ring it waits in, or NULL */
   uint64_t wait_id;         /* its current wait in a ring (unique on the loop) */
   unsigned char granted;    /* woken by the ring (a slot or item is its turn) */
+  int inline_depth;         /* coroutine objects it awaits inline, nested (see l_await) */
+  int checked_depth;        /* an inline depth where its C frames were counted, */
+  int checked_frames;       /* and at most that many then (see too_deep_inline) */
 };
 
 typedef struct Handle {     /* call_soon / call_later */
@@ -142,6 +145,7 @@ enum { LS_PENDING = 1, LS_QUEUE, LS_KEEP, LS_UNRETRIEVED, LS_GENTHREADS,
 Loop *loop_get(lua_State *L);              /* upvalue 1 of every core function */
 int loop_is_cancelled(lua_State *L, Loop *lp, int idx);   /* a CancelledError */
 int loop_msgh(lua_State *L);               /* message handler recording tracebacks (upvalue 1: the loop) */
+int loop_c_frames(lua_State *L);
 void loop_push_slot(lua_State *L, Loop *lp, int slot);
 void loop_set_slot(lua_State *L, Loop *lp, int slot);    /* pops the new value (nil: false) */
 void loop_enqueue(lua_State *L, Loop *lp, int cb, int arg);   /* stack indices */

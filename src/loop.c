@@ -173,6 +173,18 @@ static void on_timer(uv_timer_t *th) {
   rearm_timer(lp);
 }
 
+/* The C functions on L's stack: about the C calls Lua counts against
+ * LUAI_MAXCCALLS (a task's thread starts with its resumer's count). */
+int loop_c_frames(lua_State *L) {
+  lua_Debug ar;
+  int n = 0;
+  for (int level = 0; lua_getstack(L, level, &ar); level++) {
+    lua_getinfo(L, "S", &ar);
+    if (ar.what[0] == 'C') n++;
+  }
+  return n;
+}
+
 /* ---- reporting errors nobody catches ------------------------------------ */
 
 /* Where the traceback of the error value at idx is kept: a weak-keyed table

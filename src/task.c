@@ -267,9 +267,42 @@ static int resume_k(lua_State *L, int status, lua_KContext base) {
   return lua_gettop(L) - (int)base - 1;
 }
 
+/* Awaiting a coroutine object calls its body from C (lua_callk), and Lua
+ * allows about 200 nested C calls (LUAI_MAXCCALLS) before "C stack
+ * overflow".  A task keeps its inline depth and an upper bound of the C
+ * frames on its thread: at checked_depth there were at most checked_frames,
+ * and a level adds at least one and, we assume, at most four.  When the
+ * bound nears INLINE_MAX, the frames are counted (a walk of the stack, so
+ * not at every level), and at INLINE_MAX await runs the coroutine object as
+ * a Task of its own, which starts on a fresh C stack: recursion through
+ * await is then bounded by memory, as with Tasks.  (The depth may run high:
+ * an error caught by a pcall skips the continuations that restore it.) */
+enum { INLINE_MAX = 160, TASK_C_BASE = 10, LEVEL_FRAMES_MAX = 4 };
+
+static int too_deep_inline(lua_State *L, Task *t) {
+  int bound = t->checked_frames + LEVEL_FRAMES_MAX * (t->inline_depth - t->checked_depth);
+  if (TASK_C_BASE + bound < INLINE_MAX) return 0;
+  int n = loop_c_frames(L);
+  if (TASK_C_BASE + n >= INLINE_MAX) return 1;
+  t->checked_depth = t->inline_depth;
+  t->checked_frames = n;
+  return 0;
+}
+
+/* the continuation of an inline await: ctx is the task's inline depth
+ * before it, the coroutine object stays at 1 */
 static int await_coro_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
-  return lua_gettop(L) - (int)ctx;
+  Task *t = current_task(L, loop_get(L));
+  if (t) {
+    int depth = (int)ctx;
+    if (depth < t->checked_depth) {          /* back below the count: each level had a frame */
+      t->checked_frames -= t->checked_depth - depth;
+      t->checked_depth = depth;
+    }
+    t->inline_depth = depth;
+  }
+  return lua_gettop(L) - 1;
 }
 
 /* Suspend the running task until the pending future at fidx completes; k
@@ -308,7 +341,12 @@ static int l_await(lua_State *L) {
     return await_future_k(L, 1, 1, resume_k);
   }
   if ((c = coro_test(L, lp, 1)) != NULL) {
-    await_context(L, lp, "await", &is_gen);
+    Task *t = await_context(L, lp, "await", &is_gen);
+    if (!c->direct && !is_gen && too_deep_inline(L, t)) {
+      if (!task_new(L, lp, 1, 0)) return luaL_error(L, "await: cannot make a Task of the coroutine object");
+      lua_replace(L, 1);
+      return await_future_k(L, 1, 1, resume_k);
+    }
     if (!c->reusable) {
       if (c->state != CORO_CREATED)
         return raise_error(L, lp, "InvalidStateError", "cannot reuse an already %s coroutine object",
@@ -324,8 +362,9 @@ static int l_await(lua_State *L) {
     }
     lua_getiuservalue(L, 1, 1);
     for (int i = 1; i <= c->nargs; i++) lua_getiuservalue(L, 1, i + 2);
-    lua_callk(L, c->nargs, LUA_MULTRET, 1, await_coro_k);
-    return await_coro_k(L, LUA_OK, 1);
+    int depth = t->inline_depth++;
+    lua_callk(L, c->nargs, LUA_MULTRET, depth, await_coro_k);
+    return await_coro_k(L, LUA_OK, depth);
   }
   return luaL_error(L, "bad argument #1 to 'await' (awaitable expected: coroutine object, "
                        "Task or Future; got %s)", luaL_typename(L, 1));
