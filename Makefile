@@ -46,7 +46,7 @@ VDB_HDR   := include/lua_async.h src/vdb/store.h src/vdb/filter.h src/vdb/codec.
              src/vdb/input.h src/vdb/wire.h src/json.h \
              $(BUILD)/vdb_prelude.h $(BUILD)/vdb_chroma.h
 
-.PHONY: all deps demo test sanitize valgrind bench install install-lib clean fuzz
+.PHONY: all deps demo test sanitize valgrind bench install install-lib release clean fuzz
 # a generator that fails (lua5.4 not yet installed) must not leave an empty
 # header that later builds take as up to date
 .DELETE_ON_ERROR:
@@ -127,6 +127,16 @@ install-lib: all
 	install -d $(DESTDIR)$(LUA_CDIR)/async
 	install -m 0755 async/http.so $(DESTDIR)$(LUA_CDIR)/async/http.so
 	install -m 0755 vdb.so $(DESTDIR)$(LUA_CDIR)/vdb.so
+
+# a release: the rockspec (from the scm one) and the source tarball it names
+#   make release VERSION=0.1.0 SOURCE_URL=https://HOST/lua-async-0.1.0.tar.gz
+# (or SOURCE_URL=git+https://HOST/OWNER/lua-async.git, with the tag v0.1.0)
+release:
+	@test -n "$(VERSION)" -a -n "$(SOURCE_URL)" || { echo "usage: make release VERSION=x.y.z SOURCE_URL=..."; exit 2; }
+	@mkdir -p $(BUILD)
+	git archive --format=tar.gz --prefix=lua-async-$(VERSION)/ -o $(BUILD)/lua-async-$(VERSION).tar.gz HEAD
+	$(LUA) tools/release-rockspec.lua $(VERSION) $(SOURCE_URL) $(BUILD)/lua-async-$(VERSION)-1.rockspec
+	@command -v luarocks >/dev/null && luarocks --lua-version 5.4 lint $(BUILD)/lua-async-$(VERSION)-1.rockspec
 
 clean:
 	rm -rf $(BUILD) async.so async/http.so vdb.so
