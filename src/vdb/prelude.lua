@@ -37,6 +37,7 @@ local function check_opts(opts, allowed, what)
       local names = {}
       for name in pairs(allowed) do names[#names + 1] = name end
       table.sort(names)
+      if #names == 0 then fail("invalid_argument", "%s: unknown option %s (this call takes no options)", what, tostring(k)) end
       fail("invalid_argument", "%s: unknown option %s (expected one of %s)", what, tostring(k), table.concat(names, ", "))
     end
   end
