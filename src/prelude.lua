@@ -251,20 +251,28 @@ end
 local Timeout = {}
 Timeout.__index = Timeout
 
+local function expire(self)
+  if self.state == "active" then
+    self.state = "expiring"
+    self.handle = nil
+    self.task:cancel()
+  end
+end
+
 function Timeout:reschedule(delay)
-  if self.state ~= "active" and self.state ~= "expiring" then
-    error("timeout: cannot reschedule a scope that has ended", 2)
+  if delay ~= nil and (type(delay) ~= "number" or delay ~= delay) then
+    error(("bad argument #1 to 'reschedule' (a delay in seconds or nil expected, got %s)"):format(delay ~= delay and "nan" or tostring(delay)), 2)
+  end
+  if self.state ~= "active" then                  -- (asyncio: RuntimeError)
+    error(InvalidStateError(("Cannot change state of %s Timeout"):format(self.state)), 2)
   end
   if self.handle then self.handle:cancel(); self.handle = nil end
-  self.state = "active"
   if delay == nil then self.deadline = nil; return end
   self.deadline = core.time() + delay
-  self.handle = core.call_later(delay, function()
-    if self.state == "active" then
-      self.state = "expiring"
-      self.task:cancel()
-    end
-  end)
+  -- a deadline now or past expires before the task's next step, as
+  -- asyncio's call_soon: timeout(0) around sleep(0) times out
+  if delay <= 0 then self.handle = core.call_soon(expire, self)
+  else self.handle = core.call_later(delay, expire, self) end
 end
 
 -- the same with an absolute deadline on async.time()'s clock (a past one
@@ -272,6 +280,9 @@ end
 function Timeout:reschedule_at(when)
   if when ~= nil and (type(when) ~= "number" or when ~= when) then
     error(("bad argument #1 to 'reschedule_at' (a time on async.time()'s clock or nil expected, got %s)"):format(tostring(when)), 2)
+  end
+  if self.state ~= "active" then
+    error(InvalidStateError(("Cannot change state of %s Timeout"):format(self.state)), 2)
   end
   if when == nil then return self:reschedule(nil) end
   self:reschedule(math.max(0, when - core.time()))
@@ -284,9 +295,9 @@ function Timeout:expired() return self.state == "expiring" or self.state == "exp
 Timeout.__close = function(self, err)
   if self.handle then self.handle:cancel(); self.handle = nil end
   if self.state == "expiring" then
-    self.state = "expired"
+    self.state = "expired"         -- (uncancel: the cancellation it made is withdrawn)
     if self.task:uncancel() <= self.cancelling and getmetatable(err) == CancelledError then
-      error(TimeoutError(("timed out after %gs"):format(self.delay)), 0)
+      error(TimeoutError(("timed out after %gs"):format(math.max(0, self.delay or 0))), 0)
     end
   else
     self.state = "exited"
@@ -317,7 +328,25 @@ function M.timeout(delay)
   return self
 end
 
+-- wait_for with no time left (asyncio): a coroutine object never starts;
+-- a Task or Future done gives its outcome, else it is cancelled, waited
+-- for, and its result (it may refuse) or TimeoutError is the outcome
+local function wait_for_nothing_left(aw)
+  local fut = ensure_future(aw, 4, "#1 to 'wait_for'")
+  if not fut:done() then
+    fut:cancel()
+    local waiter = Future()
+    local function on_done() if not waiter:done() then waiter:set_result() end end
+    fut:add_done_callback(on_done)
+    local ok, err = pcall(await, waiter)
+    if not ok then fut:remove_done_callback(on_done); error(err, 0) end
+  end
+  if fut:cancelled() then error(TimeoutError("timed out after 0s"), 0) end
+  return fut:result()
+end
+
 local function wait_for_body(aw, timeout)
+  if timeout <= 0 then return wait_for_nothing_left(aw) end
   local scope <close> = M.timeout(timeout)
   return await(aw)
 end
@@ -327,8 +356,9 @@ function M.wait_for(aw, timeout)
     error(("bad argument #1 to 'wait_for' (awaitable expected, got %s)"):format(type(aw)), 2)
   end
   if timeout == nil then return core.coro(await, aw) end
-  if type(timeout) ~= "number" then
-    error(("bad argument #2 to 'wait_for' (number expected, got %s)"):format(type(timeout)), 2)
+  if type(timeout) ~= "number" or timeout ~= timeout then
+    error(("bad argument #2 to 'wait_for' (a number of seconds or nil expected, got %s)"):format(
+      type(timeout) == "number" and "nan" or type(timeout)), 2)
   end
   return core.coro(wait_for_body, aw, timeout)
 end
@@ -563,9 +593,12 @@ Condition.wait = fn(function(self)
     if ok2 then break end
     cancel_err = e2
   end
-  if cancel_err ~= nil then error(cancel_err, 0) end
-  if not ok then error(err, 0) end
-  return true
+  if cancel_err == nil and ok then return true end
+  -- it may have been notified before the error came (cancelled after its
+  -- wake-up): the notification goes to another waiter, not lost (asyncio
+  -- 3.13; a spurious wake-up is allowed, a lost one is not)
+  self:notify(1)
+  error(cancel_err ~= nil and cancel_err or err, 0)
 end)
 
 Condition.wait_for = fn(function(self, pred)

@@ -443,7 +443,13 @@ static int l_sleep(lua_State *L) {
 /* The body of the task at tidx ended: its results (or error) are the
  * values from first on; they become its outcome (and are popped). */
 static void task_settle(lua_State *L, Loop *lp, int tidx, int first, int status) {
-  if (status == LUA_OK || status == LUA_YIELD) {
+  Task *t = lua_touserdata(L, tidx);
+  if ((status == LUA_OK || status == LUA_YIELD) && t->must_cancel) {
+    t->must_cancel = 0;                      /* cancelled, then returned: it ends cancelled */
+    lua_getiuservalue(L, tidx, UV_CANCELMSG);
+    future_cancel(L, tidx, lua_isnil(L, -1) ? 0 : lua_gettop(L));
+    lua_pop(L, 1);
+  } else if (status == LUA_OK || status == LUA_YIELD) {
     future_set_result(L, tidx, lua_gettop(L) - first + 1);
   } else if (loop_is_cancelled(L, lp, -1)) {
     lua_getfield(L, -1, "message");
@@ -550,6 +556,7 @@ static void warn_slow(lua_State *L, int tidx, double secs) {
 }
 
 static void after_resume(lua_State *L, Loop *lp, int tidx, Task *t, lua_State *T, int status, int nres);
+static void interrupt_wait(lua_State *L, Loop *lp, int tidx, Task *t);
 
 /* Resume the task at tidx: first run, or wake after a wait.  argidx holds
  * the future it was waiting for, or nil (a sleep, a cancel, the start). */
@@ -628,7 +635,11 @@ void task_step(lua_State *L, Loop *lp, int tidx, int argidx) {
 static void after_resume(lua_State *L, Loop *lp, int tidx, Task *t, lua_State *T, int status, int nres) {
   if (status == LUA_YIELD) {
     lua_pop(T, nres);
-    if (t->awaiting) { t->awaiting = 0; return; }
+    if (t->awaiting) {
+      t->awaiting = 0;
+      if (t->must_cancel) interrupt_wait(L, lp, tidx, t);   /* it cancelled itself, then waited */
+      return;
+    }
     lua_resetthread(T);                      /* not ours: a bare coroutine.yield */
     lua_pushliteral(L, "coroutine.yield() inside a task: tasks suspend only through await "
                        "(use async.generator for iterators that await)");
@@ -900,30 +911,40 @@ static int l_create_task(lua_State *L) {
 
 static int task_cancel_at(lua_State *L, Loop *lp, int tidx, int msgidx);
 
-static int task_cancel_at(lua_State *L, Loop *lp, int tidx, int msgidx) {
-  Task *t = lua_touserdata(L, tidx);
-  if (t->f.state != PENDING) return 0;
-  tidx = lua_absindex(L, tidx);
-  if (msgidx) msgidx = lua_absindex(L, msgidx);
-  t->ncancel++;
-  if (msgidx) lua_pushvalue(L, msgidx); else lua_pushnil(L);
-  lua_setiuservalue(L, tidx, UV_CANCELMSG);
-  if (t->timer_pos != TIMER_NONE || t->ring_owner) {   /* sleeping, or in a sync ring: wake it now */
+/* Make the task's await raise CancelledError (its message in UV_CANCELMSG):
+ * at once if it sleeps or waits in a ring; through the cancellation of the
+ * future or task it awaits; or, when it runs (it cancelled itself) or a
+ * wake-up is already queued, at its next step (must_cancel).  A task that
+ * suspends with must_cancel set comes back here (after_resume): asyncio's
+ * _must_cancel, delivered at the first suspension. */
+static void interrupt_wait(lua_State *L, Loop *lp, int tidx, Task *t) {
+  if (t->timer_pos != TIMER_NONE || t->ring_owner) {
     if (t->timer_pos != TIMER_NONE) loop_remove_timer(lp, t->timer_pos);
     t->ring_owner = NULL;                    /* its ring entry is stale from now on */
     t->must_cancel = 1;
     loop_enqueue_task(L, lp, t);
-    return 1;
+    return;
   }
   if (t->waiter) {
     int done;
     lua_getiuservalue(L, tidx, UV_WAITER);
-    if (t->waiter->tag == TAG_TASK) done = task_cancel_at(L, lp, -1, msgidx);
-    else done = future_cancel(L, -1, msgidx);
-    lua_pop(L, 1);
-    if (done) return 1;                      /* the waiter's callback wakes us */
+    int msgidx = lua_getiuservalue(L, tidx, UV_CANCELMSG) == LUA_TNIL ? 0 : lua_gettop(L);
+    if (t->waiter->tag == TAG_TASK) done = task_cancel_at(L, lp, -2, msgidx);
+    else done = future_cancel(L, -2, msgidx);
+    lua_pop(L, 2);
+    if (done) { t->must_cancel = 0; return; }   /* the waiter's callback wakes us */
   }
   t->must_cancel = 1;
+}
+
+static int task_cancel_at(lua_State *L, Loop *lp, int tidx, int msgidx) {
+  Task *t = lua_touserdata(L, tidx);
+  if (t->f.state != PENDING) return 0;
+  tidx = lua_absindex(L, tidx);
+  t->ncancel++;
+  if (msgidx) lua_pushvalue(L, msgidx); else lua_pushnil(L);
+  lua_setiuservalue(L, tidx, UV_CANCELMSG);
+  interrupt_wait(L, lp, tidx, t);
   return 1;
 }
 
