@@ -22,7 +22,7 @@ OPT       ?= -O2 -g
 # the build
 WERROR    ?=
 CFLAGS     = $(OPT) -std=c11 -D_POSIX_C_SOURCE=200809L -fPIC -Wall -Wextra $(WERROR) \
-             -I$(LUA_INC) $(shell pkg-config --cflags libuv 2>/dev/null) -Iinclude -Ibuild -Isrc
+             -I$(LUA_INC) $(shell pkg-config --cflags libuv 2>/dev/null) -Iinclude -Ibuild -Isrc/common
 LDLIBS     = $(shell pkg-config --libs libuv 2>/dev/null || echo -luv)
 JSON_LIBS  = $(shell pkg-config --libs libcjson 2>/dev/null || echo -lcjson)
 CURL_LIBS  = $(shell pkg-config --libs libcurl 2>/dev/null || echo -lcurl)
@@ -36,14 +36,16 @@ LIBDIR    ?= $(PREFIX)/lib/lua/5.4
 LUA_CDIR  ?= $(LIBDIR)
 INCDIR    ?= $(PREFIX)/include
 
-ASYNC_SRC := lua_async.c src/loop.c src/timers.c src/future.c src/task.c src/combinators.c src/sync.c \
-             src/json.c
-ASYNC_HDR := include/lua_async.h src/core.h src/json.h $(BUILD)/prelude.h
+# one folder a module (docs/layout.md): src/async the runtime, src/io its I/O
+# (async.http), src/common what both modules share, src/vdb the database
+ASYNC_SRC := lua_async.c $(addprefix src/async/,loop.c timers.c future.c task.c combinators.c sync.c) \
+             src/common/json.c
+ASYNC_HDR := include/lua_async.h src/async/core.h src/common/json.h $(BUILD)/prelude.h
 
-VDB_SRC   := vdb.c src/vdb/store.c src/vdb/filter.c src/vdb/codec.c src/vdb/replay.c src/vdb/log.c src/vdb/input.c \
-             src/vdb/wire.c src/json.c
-VDB_HDR   := include/lua_async.h src/vdb/store.h src/vdb/filter.h src/vdb/codec.h src/vdb/replay.h src/vdb/log.h \
-             src/vdb/input.h src/vdb/wire.h src/json.h \
+VDB_SRC   := vdb.c $(addprefix src/vdb/,store.c filter.c codec.c replay.c log.c input.c chroma/wire.c) \
+             src/common/json.c
+VDB_HDR   := include/lua_async.h $(addprefix src/vdb/,store.h filter.h codec.h replay.h log.h input.h chroma/wire.h) \
+             src/common/json.h \
              $(BUILD)/vdb_prelude.h $(BUILD)/vdb_chroma.h
 
 .PHONY: all deps demo test sanitize valgrind bench install install-lib release clean fuzz
@@ -57,14 +59,14 @@ $(BUILD)/vdb_prelude.h: src/vdb/prelude.lua tools/embed.lua
 	@mkdir -p $(BUILD)
 	$(LUA) tools/embed.lua vdb_prelude $< > $@
 
-$(BUILD)/vdb_chroma.h: src/vdb/chroma.lua tools/embed.lua
+$(BUILD)/vdb_chroma.h: src/vdb/chroma/client.lua tools/embed.lua
 	@mkdir -p $(BUILD)
 	$(LUA) tools/embed.lua vdb_chroma $< > $@
 
 vdb.so: $(VDB_SRC) $(VDB_HDR)
 	$(CC) $(CFLAGS) -O3 -fopenmp-simd $(LIBFLAG) -o $@ $(VDB_SRC) $(LDLIBS) $(JSON_LIBS) -lz -lm
 
-$(BUILD)/prelude.h: src/prelude.lua tools/embed.lua
+$(BUILD)/prelude.h: src/async/prelude.lua tools/embed.lua
 	@mkdir -p $(BUILD)
 	$(LUA) tools/embed.lua async_prelude $< > $@
 
@@ -72,13 +74,13 @@ async.so: $(ASYNC_SRC) $(ASYNC_HDR)
 	$(CC) $(CFLAGS) $(LIBFLAG) -o $@ $(ASYNC_SRC) $(LDLIBS) $(JSON_LIBS)
 
 # async.http: its own module, so that libcurl loads only when a script uses it
-$(BUILD)/http_prelude.h: src/http.lua tools/embed.lua
+$(BUILD)/http_prelude.h: src/io/http.lua tools/embed.lua
 	@mkdir -p $(BUILD)
 	$(LUA) tools/embed.lua http_prelude $< > $@
 
-async/http.so: src/http.c include/lua_async.h $(BUILD)/http_prelude.h
+async/http.so: src/io/http.c include/lua_async.h $(BUILD)/http_prelude.h
 	@mkdir -p async
-	$(CC) $(CFLAGS) $(LIBFLAG) -o $@ src/http.c $(LDLIBS) $(CURL_LIBS) -lm
+	$(CC) $(CFLAGS) $(LIBFLAG) -o $@ src/io/http.c $(LDLIBS) $(CURL_LIBS) -lm
 
 # a C host that owns its libuv loop and hands it to async (spec/host_spec.lua)
 $(BUILD)/host: spec/host/host.c include/lua_async.h

@@ -4,13 +4,13 @@
  * One loop per Lua state: the first require creates it (or adopts the
  * host's, see include/lua_async.h) and later requires return the same
  * module.  The C core registers its functions in a `core` table; the Lua
- * prelude (src/prelude.lua, compiled in) composes them into the module.
+ * prelude (src/async/prelude.lua, compiled in) composes them into the module.
  */
 #include <stdlib.h>
 #include <lua.h>
 #include <lauxlib.h>
-#include "src/core.h"
-#include "src/json.h"
+#include "src/async/core.h"
+#include "src/common/json.h"
 #include "prelude.h"      /* generated: const char async_prelude[] */
 
 #define MODULE_KEY "lua_async.module"

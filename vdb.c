@@ -22,7 +22,7 @@
 #include "src/vdb/filter.h"
 #include "src/vdb/log.h"
 #include "src/vdb/input.h"
-#include "src/vdb/wire.h"
+#include "src/vdb/chroma/wire.h"
 #include "vdb_prelude.h"      /* generated: const char vdb_prelude[] */
 #include "vdb_chroma.h"       /* generated: const char vdb_chroma[] */
 

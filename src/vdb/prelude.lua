@@ -459,7 +459,7 @@ Collection.scan = scanner(function(self, where, size, offset)
 end)
 
 ---------------------------------------------------------------------------
--- the Chroma server backend (src/vdb/chroma.lua) shares these
+-- the Chroma server backend (src/vdb/chroma/client.lua) shares these
 ---------------------------------------------------------------------------
 
 chroma = core.chroma(core, {

@@ -5,7 +5,7 @@
  * children's done callback is a small userdata (TAG_GATHER) that the
  * future code calls directly.  The rest of gather (awaiting, cancelling the
  * children when the gather is cancelled) and the other combinators live in
- * src/prelude.lua.
+ * src/async/prelude.lua.
  */
 #include "core.h"
 

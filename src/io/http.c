@@ -24,7 +24,7 @@
 #include <curl/curl.h>
 #include <lauxlib.h>
 #include "lua_async.h"
-#include "http_prelude.h"    /* generated from src/http.lua: const char http_prelude[] */
+#include "http_prelude.h"    /* generated from src/io/http.lua: const char http_prelude[] */
 
 #define RESPONSE_MT "async.http.Response"
 #define SPARE_MAX 16              /* idle easy handles kept for reuse */

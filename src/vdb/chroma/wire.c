@@ -1,8 +1,8 @@
 /*
  * wire.c - the Chroma backend's wire format: request bodies built from
  * validated C data, and answers turned into the same Lua results the
- * embedded store gives.  JSON goes through cJSON (src/json.c); the Lua side
- * (src/vdb/chroma.lua) sends the bodies with async.http.
+ * embedded store gives.  JSON goes through cJSON (src/common/json.c); the Lua side
+ * (src/vdb/chroma/client.lua) sends the bodies with async.http.
  *
  * Records are sent as Chroma's pre-flight check allows: embeddings as
  * base64 of little-endian float32 (far less work on both sides than JSON
@@ -14,8 +14,8 @@
 #include <string.h>
 #include <lauxlib.h>
 #include "json.h"
-#include "input.h"
-#include "filter.h"
+#include "../input.h"
+#include "../filter.h"
 #include "wire.h"
 
 /* ---- building bodies ----------------------------------------------------- */

@@ -2,7 +2,7 @@
 -- through async.http (libcurl on the loop).  The same Lua calls and results
 -- as the embedded store: arguments are checked locally first, by the same C
 -- code (src/vdb/input.c), so a bad call never reaches the server; bodies
--- and answers are built and read in C (src/vdb/wire.c).
+-- and answers are built and read in C (src/vdb/chroma/wire.c).
 --
 -- Chroma's ways this file smooths over (../shared/reference/chroma-api-v2.md):
 -- collections are addressed by name for get/delete and by id for records;

@@ -1,6 +1,6 @@
 -- prelude.lua: the part of `async` written in Lua, over the C core.
 --
--- The core (src/*.c) gives futures, tasks, await, sleep and the loop; what is
+-- The core (src/async/*.c) gives futures, tasks, await, sleep and the loop; what is
 -- here composes them the way asyncio does: error classes, gather, wait_for,
 -- timeout scopes, wait, as_completed, race, shield, the synchronisation
 -- primitives and async generators.  It is compiled into the module.
@@ -222,7 +222,7 @@ end
 -- gather
 ---------------------------------------------------------------------------
 
--- the children's bookkeeping is in C (src/combinators.c)
+-- the children's bookkeeping is in C (src/async/combinators.c)
 local function gather_body(list, n, return_exceptions)
   local outer, futs = core.gather(list, n, return_exceptions)
   local ok, res = pcall(await, outer)
@@ -528,7 +528,7 @@ end
 
 
 ---------------------------------------------------------------------------
--- Semaphore, BoundedSemaphore, Lock and Queue are in C (src/sync.c)
+-- Semaphore, BoundedSemaphore, Lock and Queue are in C (src/async/sync.c)
 ---------------------------------------------------------------------------
 
 M.Semaphore = core.Semaphore
@@ -813,7 +813,7 @@ Barrier.__tostring = function(self)
 end
 
 ---------------------------------------------------------------------------
--- JSON and HTTP (libcurl on this loop: src/http.c)
+-- JSON and HTTP (libcurl on this loop: src/io/http.c)
 ---------------------------------------------------------------------------
 
 M.json = core.json

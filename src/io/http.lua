@@ -1,4 +1,4 @@
--- http.lua: the Lua face of async.http, over raw_request (src/http.c).
+-- http.lua: the Lua face of async.http, over raw_request (src/io/http.c).
 -- Compiled into async/http.so; `require "async.http"` (or just reading
 -- async.http) loads it.
 --
