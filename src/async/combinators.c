@@ -2,15 +2,15 @@
  * combinators.c - the part of gather that runs per child, in C.
  *
  * gather(100,000 coroutines) must not cost a Lua call per child, so the
- * children's done callback is a small userdata (TAG_GATHER) that the
- * future code calls directly.  The rest of gather (awaiting, cancelling the
+ * children's done callback is a small userdata, a DoneHook (core.h), that
+ * the future code calls directly.  The rest of gather (awaiting, cancelling the
  * children when the gather is cancelled) and the other combinators live in
  * src/async/prelude.lua.
  */
 #include "core.h"
 
 typedef struct Gather {
-  unsigned char tag;
+  DoneHook hook;            /* first: the futures call hook.done */
   int n, remaining;
   int return_exceptions;
 } Gather;
@@ -75,7 +75,7 @@ static void gather_finish(lua_State *L, Loop *lp, int gidx, int oidx) {
   future_set_result(L, oidx, 1);
 }
 
-void gather_child_done(lua_State *L, int gidx, int fidx) {
+static void gather_child_done(lua_State *L, int gidx, int fidx) {
   Gather *g = lua_touserdata(L, gidx);
   Future *child = lua_touserdata(L, fidx);
   int top = lua_gettop(L);
@@ -115,7 +115,7 @@ static int l_gather(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   int n = (int)luaL_checkinteger(L, 2);
   Gather *g = lua_newuserdatauv(L, sizeof *g, G_NUV);
-  g->tag = TAG_GATHER; g->n = n; g->remaining = n; g->return_exceptions = lua_toboolean(L, 3);
+  g->hook.tag = TAG_DONE_HOOK; g->hook.done = gather_child_done; g->n = n; g->remaining = n; g->return_exceptions = lua_toboolean(L, 3);
   int gidx = lua_gettop(L);
   future_new(L, lp);
   int oidx = lua_gettop(L);

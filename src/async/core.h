@@ -10,7 +10,7 @@
 
 /* First byte of every userdata the loop queues, so a queue entry can be
  * dispatched without a metatable lookup. */
-enum { TAG_FUTURE = 0x5a, TAG_TASK, TAG_HANDLE, TAG_GATHER, TAG_SEM, TAG_QUEUE, TAG_GUARD };
+enum { TAG_FUTURE = 0x5a, TAG_TASK, TAG_HANDLE, TAG_DONE_HOOK, TAG_SEM, TAG_QUEUE, TAG_GUARD };
 enum { PENDING = 0, DONE, CANCELLED };
 
 /* Future user values */
@@ -178,6 +178,7 @@ extern const lua_async_api async_api;
 /* task.c */
 Task *task_new(lua_State *L, Loop *lp, int cidx, int nameidx);
 Task *task_new_ex(lua_State *L, Loop *lp, int cidx, int nameidx, int scheduled);
+int   task_cancel(lua_State *L, Loop *lp, int tidx, int msgidx);   /* 0 if already done; msgidx 0: none */
 void coro_push(lua_State *L, int fidx, int nargs, int lib);   /* a coroutine object for fn(args) */
 void coro_push_shared(lua_State *L, int fidx, int nargs);     /* a shared library awaitable */
 int  await_future_k(lua_State *L, int fidx, lua_KContext ctx, lua_KFunction k);
@@ -195,12 +196,13 @@ Task *task_ring_wait(lua_State *L, const void *owner);
 int  task_still_waits(Loop *lp, int slot, Task *t, uint64_t wait_id, const void *owner);
 int  task_suspend(lua_State *L, lua_KContext ctx, lua_KFunction k);
 
-/* sync.c */
-int  sync_open(lua_State *L, Loop *lp);
 Task *task_test(lua_State *L, int idx);
 void task_step(lua_State *L, Loop *lp, int tidx, int argidx);
 void push_task(lua_State *L, Loop *lp, Task *t);
 int  task_open(lua_State *L, Loop *lp);
+
+/* sync.c */
+int  sync_open(lua_State *L, Loop *lp);
 
 /* timers.c: add returns 1 if the new timer is the next due, -1 on no
  * memory; remove returns 1 if the removed one was the next due */
@@ -211,8 +213,16 @@ int  timer_pop_due(Timers *tm, uint64_t now, TimerEntry *out);
 int  timer_count(const Timers *tm);
 void timers_free(Timers *tm);
 
+/* A done callback written in C: a userdata that starts with this header.
+ * The future code calls done(L, hookidx, fidx) at once when the future
+ * completes, where a Lua callback would be queued: for bookkeeping that
+ * nothing user-visible depends on before it ends (gather's children). */
+typedef struct DoneHook {
+  unsigned char tag;        /* TAG_DONE_HOOK */
+  void (*done)(lua_State *L, int hookidx, int fidx);
+} DoneHook;
+
 /* combinators.c */
-void gather_child_done(lua_State *L, int gidx, int fidx);
 void gather_child_eager(lua_State *L, Loop *lp, int gidx, int oidx, int ridx, int i);
 int  combinators_open(lua_State *L, Loop *lp);
 

@@ -55,11 +55,10 @@ int raise_error(lua_State *L, Loop *lp, const char *cls, const char *fmt, ...) {
   return lua_error(L);
 }
 
-/* A gather's bookkeeping runs at once (nothing user-visible happens before
- * its own future completes); every other callback is queued. */
+/* A C hook runs at once (see DoneHook); every other callback is queued. */
 static void run_callback(lua_State *L, Loop *lp, int cb, int fidx) {
-  unsigned char *p = lua_touserdata(L, cb);
-  if (p && *p == TAG_GATHER) gather_child_done(L, cb, fidx);
+  DoneHook *h = lua_touserdata(L, cb);
+  if (h && h->tag == TAG_DONE_HOOK) h->done(L, cb, fidx);
   else loop_enqueue(L, lp, cb, fidx);
 }
 
@@ -367,13 +366,6 @@ static const luaL_Reg future_methods[] = {
 
 /* ---- the C API ---------------------------------------------------------- */
 
-static lua_State *loop_state_of(lua_State *L) {
-  lua_getfield(L, LUA_REGISTRYINDEX, "lua_async.loopptr");
-  Loop *lp = lua_touserdata(L, -1);
-  lua_pop(L, 1);
-  return lp ? lp->LL : NULL;
-}
-
 static uv_loop_t *api_loop(lua_State *L) {
   lua_getfield(L, LUA_REGISTRYINDEX, "lua_async.loopptr");
   Loop *lp = lua_touserdata(L, -1);
@@ -430,7 +422,6 @@ int future_open(lua_State *L, Loop *lp) {
   luaL_newmetatable(L, REPORTER_MT);
   lua_pushcfunction(L, reporter_gc); lua_setfield(L, -2, "__gc");
   lua_pop(L, 1);
-  (void)loop_state_of;
   luaL_newmetatable(L, FUTURE_MT);
   loop_register_mt(L, lp, MT_FUTURE);
   lua_newtable(L);

@@ -1,13 +1,14 @@
 /*
  * loop.c - one event loop per Lua state.
  *
- * Ready work is a FIFO of (callback, argument) pairs kept in two Lua tables
- * that alternate: one round runs the entries that were queued before it
- * started, while new entries go to the other table (asyncio's rule that a
- * callback scheduled during a round runs in the next one).  A uv_check
- * handle drains the queue after every poll; a uv_idle handle is active only
- * while work is queued, so that poll does not block then.  Sleeps and
- * call_later wait in timers.c under a single uv_timer.  Nothing spins.
+ * Ready work is a FIFO ring of C entries (Ready): a task to step, with the
+ * future it waited for, or the slot of a callback whose function and
+ * argument wait in a Lua table (LS_QUEUE).  A round runs the entries that
+ * were queued before it started (asyncio's rule that a callback scheduled
+ * during a round runs in the next one).  A uv_check handle drains the queue
+ * after every poll; a uv_idle handle is active only while work is queued,
+ * so that poll does not block then.  Sleeps and call_later wait in
+ * timers.c under a single uv_timer.  Nothing spins.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -341,7 +342,7 @@ static void run_entry(lua_State *L, Loop *lp, Ready e) {
   if (lua_type(L, 3) == LUA_TUSERDATA) {
     unsigned char tag = *(unsigned char *)lua_touserdata(L, 3);
     if (tag == TAG_HANDLE) run_handle(L, lp, 3);
-    else if (tag == TAG_GATHER) gather_child_done(L, 3, 4);
+    else if (tag == TAG_DONE_HOOK) ((DoneHook *)lua_touserdata(L, 3))->done(L, 3, 4);
   } else {
     run_function(L, lp, 3, 4);
   }
@@ -483,14 +484,9 @@ static int no_requests(lua_State *L, Loop *lp, void *ud) {
 static void cancel_all(lua_State *L, Loop *lp) {
   int top = lua_gettop(L);
   loop_push_slot(L, lp, LS_PENDING);
-  lua_getfield(L, LUA_REGISTRYINDEX, TASK_MT);
-  lua_getfield(L, -1, "__index");
-  lua_getfield(L, -1, "cancel");
-  int cancel = lua_gettop(L), pend = top + 1;
   lua_pushnil(L);
-  while (lua_next(L, pend)) {
-    lua_pushvalue(L, cancel); lua_pushvalue(L, -2);
-    lua_call(L, 1, 0);
+  while (lua_next(L, top + 1)) {
+    task_cancel(L, lp, -1, 0);
     lua_pop(L, 1);
   }
   lua_settop(L, top);

@@ -948,6 +948,10 @@ static int task_cancel_at(lua_State *L, Loop *lp, int tidx, int msgidx) {
   return 1;
 }
 
+int task_cancel(lua_State *L, Loop *lp, int tidx, int msgidx) {
+  return task_cancel_at(L, lp, tidx, msgidx);
+}
+
 static int t_cancel(lua_State *L) {
   task_check(L, 1);
   lua_pushboolean(L, task_cancel_at(L, loop_get(L), 1, lua_isnoneornil(L, 2) ? 0 : 2));
