@@ -35,6 +35,8 @@ int luaopen_async(lua_State *L) {
   lua_newtable(L);                             /* core */
   loop_open(L, lp);
   future_open(L, lp);
+  coro_open(L, lp);
+  await_open(L, lp);
   task_open(L, lp);
   combinators_open(L, lp);
   sync_open(L, lp);

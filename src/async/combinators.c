@@ -1,5 +1,6 @@
 /*
- * combinators.c - the part of gather that runs per child, in C.
+ * combinators.c - gather's C half: the per-child bookkeeping, and running
+ * fresh children at once, with a Task only for those that need one.
  *
  * gather(100,000 coroutines) must not cost a Lua call per child, so the
  * children's done callback is a small userdata, a DoneHook (core.h), that
@@ -196,10 +197,231 @@ static int l_gather(lua_State *L) {
   return 2;
 }
 
+/* ---- eager gather children: a Task only when one is needed -------------- */
+
+/* A child of gather runs at once in a thread of its own (lp->probe).  Most
+ * finish in that first step (W1: 100,000 trivial coroutines), so their
+ * Task, with its bookkeeping, is made only if the child suspends or asks
+ * for it (await, sleep, current_task...): here, from inside the child. */
+Task *task_materialize(lua_State *L, Loop *lp) {
+  lua_State *T = lp->probe;
+  Task *t = task_alloc(L, lp);
+  t->started = 1;
+  t->T = T;
+  if (T != L && !lua_checkstack(T, 1)) luaL_error(L, "async: stack overflow");
+  lua_pushthread(T);                         /* (L may be a generator's thread that T drives) */
+  if (T != L) lua_xmove(T, L, 1);
+  lua_setiuservalue(L, -2, UV_THREAD);
+  task_take_slot(L, lp, t);
+  lua_pop(L, 1);
+  lp->probe = NULL;
+  lp->probe_task = lp->current = t;
+  return t;
+}
+
+/* What task_run_eager and task_run_batch save around running gather
+ * children in a probe thread (they may nest: a child may gather). */
+typedef struct ProbeSave { Task *current, *probe_task; lua_State *probe; } ProbeSave;
+
+static void probe_save(Loop *lp, ProbeSave *s) {
+  s->current = lp->current; s->probe_task = lp->probe_task; s->probe = lp->probe;
+}
+
+static void probe_restore(Loop *lp, const ProbeSave *s) {
+  lp->current = s->current; lp->probe_task = s->probe_task; lp->probe = s->probe;
+}
+
+/* the probe thread kept at thidx, or a pooled one put there */
+static lua_State *probe_thread(lua_State *L, Loop *lp, int thidx) {
+  lua_State *T = lua_tothread(L, thidx);     /* kept reachable there while it runs */
+  if (!T) { T = task_pool_take(L, lp); lua_replace(L, thidx); }
+  return T;
+}
+
+/* a child's Task took the probe thread T over in a resume that ended with
+ * status: thidx goes nil, the Task is pushed and its step finished */
+static void probe_handover(lua_State *L, Loop *lp, int thidx, Task *t, lua_State *T, int status, int nres) {
+  lua_pushnil(L);
+  lua_replace(L, thidx);
+  push_task(L, lp, t);
+  task_after_resume(L, lp, lua_gettop(L), t, T, status, nres);
+}
+
+/* Run the coroutine object at cidx at once, in the thread at stack index
+ * thidx (nil: one is taken from the pool and put there; task_main is at
+ * thidx + 1: task_push_mains).  Returns 1 if it
+ * finished without needing a Task, with (true, first result) or (false,
+ * error) pushed, its clean thread left at thidx for the next child; else 0
+ * with its Task pushed (pending, or done in this step), thidx then nil. */
+int task_run_eager(lua_State *L, Loop *lp, int cidx, int thidx) {
+  Coro *c = lua_touserdata(L, cidx);
+  cidx = lua_absindex(L, cidx);
+  coro_schedule(L, lp, c);
+  thidx = lua_absindex(L, thidx);
+  lua_State *T = probe_thread(L, lp, thidx);
+  luaL_checkstack(L, c->nargs + 3, "too many arguments");
+  lua_pushvalue(L, thidx + 1);                /* task_main, kept there by the caller */
+  lua_pushboolean(L, 0);                      /* where task_main expects its task */
+  for (int i = 1; i <= c->nargs + 2; i++) if (i != 2) lua_getiuservalue(L, cidx, i);
+  lua_xmove(L, T, c->nargs + 3);
+  ProbeSave saved;
+  probe_save(lp, &saved);
+  lp->current = NULL; lp->probe = T; lp->probe_task = NULL;
+  int nres, status = lua_resume(T, L, c->nargs + 2, &nres);
+  Task *t = lp->probe_task;
+  if (!t && status != LUA_OK) t = task_materialize(L, lp);   /* a bare yield, an error past pcall */
+  probe_restore(lp, &saved);
+  if (!t) {                                  /* T holds ok, results...: keep two */
+    if (nres < 2) lua_pushnil(T);
+    lua_settop(T, 2);
+    lua_xmove(T, L, 2);                      /* T is clean again: ready for the next child */
+    return 1;
+  }
+  probe_handover(L, lp, thidx, t, T, status, nres);
+  return 0;
+}
+
+/* Gather's fresh coroutine-object children, a run at a time: one thread
+ * runs child after child under a pcall each (no resume per child), until a
+ * child is not a fresh coroutine object (the caller takes it), or one
+ * needs a Task (it suspended, or asked for its Task).  A child that
+ * suspends keeps the thread (its Task's now); the loop's frame stays below
+ * it, and the pcall's continuation settles that Task alone.  In a
+ * coroutine, a pcall's error also ends in the continuation: lp->batch
+ * tells the two apart.
+ * Thread stack: 1 list, 2 gather, 3 outer future, 4 results, 5 msgh. */
+struct Batch { int i, n; lua_State *T; };
+
+static int batch_k(lua_State *L, int status, lua_KContext base);
+
+/* the child whose function was at base + 1 ended, with task t: its
+ * outcome (the values from base + 1 on) goes to t, left at base + 1 */
+static void batch_settle(lua_State *L, Loop *lp, Task *t, int base, int status) {
+  push_task(L, lp, t);
+  lua_insert(L, base + 1);
+  task_settle(L, lp, base + 1, base + 2, status);
+}
+
+/* the child whose function was at base + 1 ended in its first step:
+ * 1 if it had made its Task (settled and pushed), else 0, its outcome
+ * given to gather */
+static int batch_child_end(lua_State *L, Loop *lp, Batch *b, int base, int status) {
+  if (lp->probe_task) {                      /* it asked for its Task */
+    batch_settle(L, lp, lp->probe_task, base, status);
+    lua_pushvalue(L, base + 1);
+    return 1;
+  }
+  lua_pushboolean(L, status == LUA_OK);
+  if (lua_gettop(L) > base + 1) lua_pushvalue(L, base + 1); else lua_pushnil(L);
+  gather_child_eager(L, lp, 2, 3, 4, b->i);
+  lua_settop(L, 5);
+  return 0;
+}
+
+static int batch_run(lua_State *L, Loop *lp, Batch *b) {
+  for (; b->i <= b->n; b->i++) {
+    lua_rawgeti(L, 1, b->i);
+    Coro *c = coro_test(L, lp, -1);
+    if (!c || (!c->reusable && c->state != CORO_CREATED)) { lua_pop(L, 1); return 0; }
+    if (!c->reusable) c->state = CORO_SCHEDULED;
+    int base = lua_gettop(L);
+    luaL_checkstack(L, c->nargs + 3, "too many arguments");
+    for (int i = 1; i <= c->nargs + 2; i++) if (i != 2) lua_getiuservalue(L, base, i);
+    lp->current = NULL; lp->probe = L; lp->probe_task = NULL;
+    int status = lua_pcallk(L, c->nargs, LUA_MULTRET, 5, (lua_KContext)base, batch_k);
+    if (batch_child_end(L, lp, b, base, status)) return 1;   /* the Task, done */
+  }
+  return 0;
+}
+
+static int batch_k(lua_State *L, int status, lua_KContext base) {
+  Loop *lp = lua_touserdata(L, lua_upvalueindex(1));
+  Batch *b = lp->batch;
+  if (b && b->T == L) {                      /* an error in the child's first step */
+    if (batch_child_end(L, lp, b, (int)base, status)) return 1;
+    b->i++;
+    return batch_run(L, lp, b);
+  }
+  batch_settle(L, lp, lp->current, (int)base, status);   /* it had suspended: the thread is its Task's */
+  return 0;
+}
+
+static int batch_main(lua_State *L) {
+  lua_pushvalue(L, lua_upvalueindex(2));     /* loop_msgh, at 5 */
+  Loop *lp = lua_touserdata(L, lua_upvalueindex(1));
+  return batch_run(L, lp, lp->batch);
+}
+
+/* Run gather's children from `first` (of n, in the list at listidx) as
+ * above, in the thread at thidx (nil: a pooled one is put there); outcomes
+ * go to the gather (gidx, its outer future oidx, its results ridx).
+ * Returns the index of the child it stopped at (n + 1: all done).  If that
+ * child needed a Task, the Task is pushed (pending, or done) and *made is
+ * 1: the caller registers it and goes on after it; thidx is then nil if
+ * the Task kept the thread. */
+int task_run_batch(lua_State *L, Loop *lp, int listidx, int gidx, int oidx, int ridx,
+                   int first, int n, int thidx, int *made) {
+  lua_State *T = probe_thread(L, lp, thidx);
+  Batch b = { first, n, T }, *prev_batch = lp->batch;
+  luaL_checkstack(L, 5, "gather");
+  lua_pushvalue(L, thidx + 2);               /* batch_main, kept there by the caller */
+  lua_pushvalue(L, listidx); lua_pushvalue(L, gidx); lua_pushvalue(L, oidx); lua_pushvalue(L, ridx);
+  lua_xmove(L, T, 5);
+  ProbeSave saved;
+  probe_save(lp, &saved);
+  lp->eager_depth++;
+  lp->batch = &b;
+  int nres, status = lua_resume(T, L, 4, &nres);
+  lp->batch = prev_batch;
+  lp->eager_depth--;
+  Task *t = lp->probe_task;
+  *made = 0;
+  if (status == LUA_YIELD && !t) t = task_materialize(L, lp);   /* a bare yield */
+  probe_restore(lp, &saved);
+  if (status == LUA_OK) {
+    if (nres == 1) {                         /* a Task made and done in its first step */
+      lua_xmove(T, L, 1);
+      task_finished(L, lp, -1, t, NULL);
+      *made = 1;
+    }
+    lua_settop(T, 0);                        /* T is clean again: ready for the next run */
+    return b.i;
+  }
+  if (status != LUA_YIELD) {                 /* not a child's error (each has its pcall): ours */
+    lua_pushnil(L);
+    lua_replace(L, thidx);                   /* T is broken */
+    lua_xmove(T, L, 1);
+    return lua_error(L);
+  }
+  probe_handover(L, lp, thidx, t, T, status, nres);
+  *made = 1;
+  return b.i;
+}
+
+
+/* the functions probe threads start in, pushed once per gather: task_main
+ * (task_run_eager) then batch_main (task_run_batch), at thidx + 1 and + 2 */
+void task_push_mains(lua_State *L, Loop *lp) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lp->task_main_ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lp->batch_main_ref);
+}
+
+/* a thread left by task_run_eager goes back to the pool */
+void task_pool_thread(lua_State *L, Loop *lp, int thidx) {
+  lua_State *T = lua_tothread(L, thidx);
+  if (T) task_pool_put(L, lp, T);
+}
+
+
 static const luaL_Reg funcs[] = { {"gather", l_gather}, {NULL, NULL} };
 
 int combinators_open(lua_State *L, Loop *lp) {
   lua_pushlightuserdata(L, lp);
   luaL_setfuncs(L, funcs, 1);
+  lua_pushlightuserdata(L, lp);
+  lua_pushlightuserdata(L, lp);
+  lua_pushcclosure(L, loop_msgh, 1);
+  lua_pushcclosure(L, batch_main, 2);
+  lp->batch_main_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   return 0;
 }

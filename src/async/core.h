@@ -175,6 +175,42 @@ int  raise_error(lua_State *L, Loop *lp, const char *cls, const char *fmt, ...);
 int  future_open(lua_State *L, Loop *lp);
 extern const lua_async_api async_api;
 
+/* ---- inside the task machinery: coro.c, await.c, task.c, combinators.c -- */
+
+enum { TAG_CORO = 0x60 };
+enum { CORO_CREATED = 0, CORO_AWAITED, CORO_SCHEDULED };
+
+typedef struct Coro {
+  unsigned char tag, state;
+  int nargs;
+  int line;                 /* where it was created */
+  lua_CFunction direct;     /* a library awaitable's C body (see l_await) */
+  unsigned char reusable;   /* a shared library awaitable: may be awaited again */
+} Coro;
+
+extern char AWAIT_MARK;     /* await.c: its address, a generator's await passing up */
+
+/* coro.c */
+Coro *coro_test(lua_State *L, Loop *lp, int idx);        /* the coroutine object at idx, or NULL */
+void coro_schedule(lua_State *L, Loop *lp, Coro *c);     /* it becomes a task's body (once) */
+int  coro_open(lua_State *L, Loop *lp);
+
+/* await.c */
+Task *current_task(lua_State *L, Loop *lp);              /* a gather child gets its Task here */
+int  await_open(lua_State *L, Loop *lp);
+
+/* task.c: what the eager gather children (combinators.c) share */
+Task *task_alloc(lua_State *L, Loop *lp);                /* pushed, pending, not started */
+void task_take_slot(lua_State *L, Loop *lp, Task *t);    /* its place among the pending */
+void task_settle(lua_State *L, Loop *lp, int tidx, int first, int status);
+void task_finished(lua_State *L, Loop *lp, int tidx, Task *t, lua_State *reusable);
+void task_after_resume(lua_State *L, Loop *lp, int tidx, Task *t, lua_State *T, int status, int nres);
+void task_pool_put(lua_State *L, Loop *lp, lua_State *T);
+lua_State *task_pool_take(lua_State *L, Loop *lp);       /* pushed */
+
+/* combinators.c: a gather child's Task, made from inside the child */
+Task *task_materialize(lua_State *L, Loop *lp);
+
 /* task.c */
 Task *task_new(lua_State *L, Loop *lp, int cidx, int nameidx);
 Task *task_new_ex(lua_State *L, Loop *lp, int cidx, int nameidx, int scheduled);
