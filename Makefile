@@ -82,12 +82,12 @@ async/http.so: src/io/http.c include/lua_async.h $(BUILD)/http_prelude.h
 	@mkdir -p async
 	$(CC) $(CFLAGS) $(LIBFLAG) -o $@ src/io/http.c $(LDLIBS) $(CURL_LIBS) -lm
 
-# a C host that owns its libuv loop and hands it to async (spec/host_spec.lua)
+# a C host that owns its libuv loop and hands it to async (spec/async/run_spec.lua)
 $(BUILD)/host: spec/host/host.c include/lua_async.h
 	@mkdir -p $(BUILD)
 	$(CC) $(CFLAGS) -o $@ $< $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -llua5.4 -luv) -lm
 
-# a C module using the published C API (spec/capi_spec.lua)
+# a C module using the published C API (spec/async/capi_spec.lua)
 $(BUILD)/capi_test.so: spec/host/capi_test.c include/lua_async.h
 	@mkdir -p $(BUILD)
 	$(CC) $(CFLAGS) $(LIBFLAG) -o $@ $< $(LDLIBS)

@@ -77,7 +77,7 @@ end
 function H.server(cmd)
   -- WATCH_PID: the server also stops when this process ends, however it ends
   -- (env -u LD_PRELOAD: the sanitizer runtime is for us, not for node)
-  local p = assert(io.popen("env -u LD_PRELOAD WATCH_PID=" .. my_pid() .. " " .. cmd, "r"))
+  local p = assert(io.popen("exec env -u LD_PRELOAD WATCH_PID=" .. my_pid() .. " " .. cmd, "r"))   -- (exec: no shell left to say "Terminated")
   local line = p:read("l")
   assert(line, "server did not start: " .. cmd)
   local port, pid, extra = line:match("^(%d+) (%d+) ?(%d*)")

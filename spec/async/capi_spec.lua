@@ -1,4 +1,4 @@
--- The C API (include/lua_async.h): a C module suspends tasks on futures
+-- docs/reference.md "The C API" (include/lua_async.h): a C module suspends tasks on futures
 -- that libuv callbacks settle.
 local H = require "helper"
 local async, await = H.async, H.await

@@ -1,4 +1,4 @@
--- API.md section 6: async iteration and async context managers
+-- docs/reference.md "Async generators and <close>"
 local H = require "helper"
 local async, await = H.async, H.await
 

@@ -1,4 +1,4 @@
--- API.md section 1: async functions, coroutine objects, await
+-- docs/reference.md "Coroutine objects and await"
 local H = require "helper"
 local async, await = H.async, H.await
 
@@ -153,61 +153,5 @@ describe("async functions and coroutine objects", function()
       collectgarbage(); collectgarbage()
     ]])
     assert.not_matches("never awaited", out)
-  end)
-end)
-
-describe("Futures", function()
-  it("await gives all results set on a future", function()
-    local a, b = H.run(function()
-      local f = async.Future()
-      async.call_later(0.01, function() f:set_result("x", "y") end)
-      return await(f)
-    end)
-    assert.same({ "x", "y" }, { a, b })
-  end)
-
-  it("set_exception makes await raise that value", function()
-    H.run(function()
-      local f = async.Future()
-      local err = { "mine" }
-      async.call_soon(function() f:set_exception(err) end)
-      local ok, e = pcall(await, f)
-      assert.is_false(ok); assert.equal(err, e)
-      assert.equal(err, f:exception())
-    end)
-  end)
-
-  it("setting a done future raises InvalidStateError", function()
-    H.run(function()
-      local f = async.Future()
-      f:set_result(1)
-      assert.is_true(async.InvalidStateError:is(H.catch(f.set_result, f, 2)))
-      assert.is_true(async.InvalidStateError:is(H.catch(f.set_exception, f, "e")))
-      assert.equal(1, f:result())
-    end)
-  end)
-
-  it("result() of a pending future raises InvalidStateError", function()
-    H.run(function()
-      local f = async.Future()
-      assert.is_true(async.InvalidStateError:is(H.catch(f.result, f)))
-      assert.is_false(f:done())
-    end)
-  end)
-
-  it("cancel wakes the awaiter with CancelledError; done callbacks run on the loop", function()
-    H.run(function()
-      local f = async.Future()
-      local seen
-      f:add_done_callback(function(g) seen = g end)
-      async.call_soon(function() f:cancel("stop") end)
-      local e = H.catch(await, f)
-      assert.is_true(async.CancelledError:is(e))
-      assert.equal("stop", e.message)
-      assert.is_true(f:cancelled())
-      await(async.sleep(0))
-      assert.equal(f, seen)
-      assert.is_false(f:cancel())
-    end)
   end)
 end)

@@ -1,4 +1,4 @@
--- API.md section 8, file:PATH: durable, restored on reopen, torn tails cut
+-- docs/reference.md "vdb", file:PATH (and the README's "The file: format"): durable, restored on reopen, torn tails cut
 local H = require "helper"
 local async, await = H.async, H.await
 local vdb = require "vdb"
@@ -385,7 +385,7 @@ describe("vdb file:", function()
 
   it("reads files written by earlier versions (records row by row), rewriting them in today's format", function()
     local path = tmpfile()
-    local src = assert(io.open("spec/fixtures/log_rows_v1.vdb", "rb"))
+    local src = assert(io.open("spec/vdb/fixtures/log_rows_v1.vdb", "rb"))
     local original = src:read("a")
     local dst = assert(io.open(path, "wb"))
     dst:write(original); src:close(); dst:close()

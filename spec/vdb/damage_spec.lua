@@ -109,7 +109,7 @@ describe("vdb file: refuses what it cannot read", function()
 
   it("opens a file written by the previous release (no header) with every record, and keeps the original", function()
     local path = tmpfile()
-    local original = slurp("spec/fixtures/log_columns_v0.vdb")
+    local original = slurp("spec/vdb/fixtures/log_columns_v0.vdb")
     spit(path, original)
     async.run(function()
       local db <close> = await(vdb.connect("file:" .. path))

@@ -1,4 +1,4 @@
--- API.md section 8 on the embedded store (memory:)
+-- docs/reference.md "vdb", on the embedded store (memory:) and, in chroma_spec, on a Chroma server
 local H = require "helper"
 local async, await = H.async, H.await
 local vdb = require "vdb"

@@ -1,4 +1,4 @@
--- README "API": async.TaskGroup (Python 3.11), async.Barrier, async.timeout_at
+-- docs/reference.md "TaskGroup and Barrier"
 local H = require "helper"
 local async, await = H.async, H.await
 
@@ -141,30 +141,6 @@ describe("async.Barrier", function()
       assert.equal(1, await(b:wait()))
       assert.equal(0, await(a))
       assert.has_error(function() async.Barrier(0) end)
-    end))
-  end)
-end)
-
-describe("async.timeout_at", function()
-  it("expires at an absolute time on async.time()'s clock; reschedule_at moves it", function()
-    H.run(async.fn(function()
-      local t0 = async.time()
-      local ok, e = pcall(function()
-        local t <close> = async.timeout_at(async.time() + 0.02)
-        assert.near(t0 + 0.02, t:when(), 0.005)
-        await(async.sleep(10))
-      end)
-      assert.is_false(ok)
-      assert.is_true(async.TimeoutError:is(e))
-      assert.is_true(async.time() - t0 >= 0.02)
-      local scope <close> = async.timeout_at(nil)
-      local at = async.time() + 60
-      scope:reschedule_at(at)
-      assert.equal(at, scope:when())
-      await(async.sleep(0.01))
-      assert.is_false(scope:expired())
-      scope:reschedule_at(nil)
-      assert.is_nil(scope:when())
     end))
   end)
 end)

@@ -1,4 +1,4 @@
--- README "Rules worth knowing" (cancellation, timeouts, the primitives):
+-- docs/reference.md "Cancellation", "Timeouts", "Locks, semaphores, events, conditions":
 -- cases from CPython 3.13's own asyncio tests, translated to our API.  Each
 -- `it` names the asyncio test it mirrors (file: Class.test_name).
 local H = require "helper"

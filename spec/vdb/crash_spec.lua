@@ -8,7 +8,7 @@
 local H = require "helper"
 local async, await = H.async, H.await
 local vdb = require "vdb"
-local O = require "crash.ops"
+local O = require "vdb.crash.ops"
 
 local TRIALS, TASKS, OPS = 12, 3, 2000
 local seed = tonumber(os.getenv("CRASH_SEED") or "") or os.time()
@@ -65,7 +65,7 @@ describe("vdb file: crash testing (seed " .. seed .. ")", function()
       local path = os.tmpname()
       os.remove(path)
       local acks = path .. ".acks"
-      local p = assert(io.popen(("exec 2>/dev/null; lua5.4 spec/crash/writer.lua %s %s %d %d >/dev/null & echo $!")
+      local p = assert(io.popen(("exec 2>/dev/null; lua5.4 spec/vdb/crash/writer.lua %s %s %d %d >/dev/null & echo $!")
         :format(path, acks, TASKS, OPS)))
       local pid = p:read("n")
       p:close()

@@ -1,4 +1,4 @@
--- Stress: many tasks at once, mass cancellation with every cleanup run
+-- docs/reference.md "Tasks" and "Cancellation" under load: many tasks at once, mass cancellation with every cleanup run
 local H = require "helper"
 local async, await = H.async, H.await
 

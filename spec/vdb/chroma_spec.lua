@@ -1,4 +1,4 @@
--- vdb on a Chroma server: the same answers as the embedded store, and the
+-- README "On a Chroma server" and docs/reference.md "vdb": the same answers as the embedded store, and the
 -- faults a network brings, through a fault-injecting proxy of our own
 -- (spec/servers/fault_proxy.mjs) in front of the server the helper starts.
 local H = require "helper"

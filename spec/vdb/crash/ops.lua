@@ -1,4 +1,4 @@
--- spec/crash/ops.lua: the writes of one task of the crash spec, the same
+-- spec/vdb/crash/ops.lua: the writes of one task of the crash spec, the same
 -- sequence for the writer (which does them) and the checker (which replays
 -- them in memory): op k of task t is drawn from a generator seeded by t.
 local M = {}

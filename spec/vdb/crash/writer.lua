@@ -1,10 +1,10 @@
--- spec/crash/writer.lua PATH ACKS TASKS N: TASKS concurrent tasks each doing
--- its N ops (spec/crash/ops.lua) on PATH, writing "t k" to ACKS once op k of
+-- spec/vdb/crash/writer.lua PATH ACKS TASKS N: TASKS concurrent tasks each doing
+-- its N ops (spec/vdb/crash/ops.lua) on PATH, writing "t k" to ACKS once op k of
 -- task t is acknowledged; the crash spec kills it with -9 at a random moment.
 package.cpath = "./?.so;" .. package.cpath
 package.path = "./spec/?.lua;" .. package.path
 local async, vdb = require "async", require "vdb"
-local O = require "crash.ops"
+local O = require "vdb.crash.ops"
 local await = async.await
 local path, acks, tasks, n = arg[1], arg[2], tonumber(arg[3]), tonumber(arg[4])
 local out = assert(io.open(acks, "a"))

@@ -1,0 +1,78 @@
+-- docs/reference.md "Cancellation"
+local H = require "helper"
+local async, await = H.async, H.await
+
+describe("cancellation", function()
+  it("raises CancelledError at the await, so pcall and <close> cleanup run, and __close may await", function()
+    local log = {}
+    async.run(function()
+      local t = async.spawn(function()
+        local _ <close> = setmetatable({}, { __close = function()
+          await(async.sleep(0.01))
+          log[#log + 1] = "closed"
+        end })
+        local ok, e = pcall(await, async.sleep(10))
+        log[#log + 1] = async.CancelledError:is(e) and "caught" or "?"
+        error(e, 0)
+      end)
+      await(async.sleep(0.01))
+      assert.is_true(t:cancel("enough"))
+      local e = H.catch(await, t)
+      assert.is_true(async.CancelledError:is(e))
+      assert.is_true(t:cancelled())
+    end)
+    assert.same({ "caught", "closed" }, log)
+  end)
+
+  it("cancel returns false for a finished task, and a task may refuse by catching", function()
+    async.run(function()
+      local t = async.spawn(function() return 1 end)
+      await(t)
+      assert.is_false(t:cancel())
+      local stubborn = async.spawn(function()
+        pcall(await, async.sleep(10))
+        return "kept going"
+      end)
+      await(async.sleep(0))
+      stubborn:cancel()
+      assert.equal("kept going", await(stubborn))
+    end)
+  end)
+
+  it("a task cancelled before it starts never runs its body", function()
+    local ran = false
+    async.run(function()
+      local t = async.spawn(function() ran = true end)
+      t:cancel()
+      assert.is_true(async.CancelledError:is(H.catch(await, t)))
+    end)
+    assert.is_false(ran)
+  end)
+
+  it("cancelling a task that awaits another task cancels the inner one too", function()
+    async.run(function()
+      local inner = async.spawn(function() await(async.sleep(10)) end)
+      local outer = async.spawn(function() await(inner) end)
+      await(async.sleep(0.01))
+      outer:cancel()
+      pcall(await, outer)
+      assert.is_true(inner:cancelled())
+      assert.is_true(outer:cancelled())
+    end)
+  end)
+
+  it("<close> handlers run, and may await, when a scope exits by an error (the tutorial's finally)", function()
+    local log = {}
+    async.run(function()
+      local ok, e = pcall(await, async(function()
+        local _ <close> = setmetatable({}, { __close = function(_, err)
+          await(async.sleep(0.01))
+          log[#log + 1] = "cleanup saw: " .. tostring(err)
+        end })
+        error("failed", 0)
+      end)())
+      assert.is_false(ok); assert.equal("failed", e)
+    end)
+    assert.same({ "cleanup saw: failed" }, log)
+  end)
+end)
