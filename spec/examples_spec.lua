@@ -1,5 +1,6 @@
 -- Every tutorial twin in examples/ runs and prints what the tutorial prints,
--- with the same timing story (bounds generous, order exact).
+-- with the same timing story: order exact, times between what the delays
+-- take and what they would take one after the other.
 local function run(name, args)
   local t0 = os.time()
   local p = assert(io.popen("lua5.4 -W examples/" .. name .. " " .. (args or "") .. " 2>&1; echo \"exit=$?\""))
@@ -70,7 +71,7 @@ describe("examples", function()
     assert.is_true(ok, out)
     lines_in_order(out, { "A: start", "B: start", "B: end", "A: end" })
     local total = tonumber(out:match("total: ([%d.]+) s"))
-    assert.is_true(total >= 1.9 and total < 2.8, out)
+    assert.is_true(total >= 1.9 and total < 3, out)     -- less than the 3 s of one after the other
   end)
 
   it("6.2 warns that a coroutine was never awaited", function()
@@ -84,8 +85,8 @@ describe("examples", function()
     assert.is_true(ok, out)
     assert.matches("Executing <Task name='Task%-%d+'> took 0%.%d+ seconds", out)
     local bad, good = tonumber(out:match("bad: ([%d.]+)")), tonumber(out:match("good: ([%d.]+)"))
-    assert.is_true(bad >= 0.9, out)
-    assert.is_true(good < 0.9, out)
+    assert.is_true(bad >= 0.9, out)                     -- two blocking 0.5 s sleeps, one after the other
+    assert.is_true(good >= 0.45 and good < bad, out)    -- together
   end)
 
   it("7.1 to 7.10 (the tour) print the tutorial's output with its timings", function()
@@ -111,9 +112,9 @@ describe("examples", function()
       "=== 10. Practical patterns ===", "retry pattern:",
     })
     local gather_t = tonumber(out:match("elapsed: ([%d.]+)s %(concurrent"))
-    assert.is_true(gather_t >= 0.99 and gather_t < 1.8, "gather took " .. gather_t)
+    assert.is_true(gather_t >= 0.99 and gather_t < 2.3, "gather took " .. gather_t)   -- less than one after the other
     local sem_t = tonumber(out:match("total: ([%d.]+)s"))
-    assert.is_true(sem_t >= 0.89 and sem_t < 1.6, "semaphore demo took " .. sem_t)
+    assert.is_true(sem_t >= 0.89 and sem_t < 2.7, "semaphore demo took " .. sem_t)   -- less than one at a time
     -- 7.6: never more than three at once
     local running, peak = 0, 0
     for ev in out:gmatch("%[%d%] (%a+)") do

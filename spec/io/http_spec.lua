@@ -105,7 +105,7 @@ describe("async.http", function()
     local e, after = H.run(async.fn(function()
       local t0 = async.time()
       local _, e = pcall(await, http.get(base .. "/stall", { timeout = 0.2 }))
-      assert(async.time() - t0 < 5)
+      assert(async.time() - t0 >= 0.2)                -- not before (the server never answers)
       return e, await(http.get(base .. "/status/204")).status
     end))
     assert.is_true(async.TimeoutError:is(e))
