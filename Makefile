@@ -38,9 +38,9 @@ INCDIR    ?= $(PREFIX)/include
 
 # one folder a module (docs/layout.md): src/async the runtime, src/io its I/O
 # (async.http), src/common what both modules share, src/vdb the database
-ASYNC_SRC := lua_async.c $(addprefix src/async/,loop.c timers.c future.c coro.c await.c task.c combinators.c sync.c) \
+ASYNC_SRC := lua_async.c $(addprefix src/async/,loop.c report.c timers.c future.c coro.c await.c task.c combinators.c waiters.c sync.c queue.c) \
              src/common/json.c
-ASYNC_HDR := include/lua_async.h src/async/core.h src/common/json.h $(BUILD)/prelude.h
+ASYNC_HDR := include/lua_async.h src/async/core.h src/async/sync.h src/common/json.h $(BUILD)/prelude.h
 
 VDB_SRC   := vdb.c $(addprefix src/vdb/,store.c filter.c codec.c replay.c log.c input.c chroma/wire.c) \
              src/common/json.c

@@ -40,6 +40,7 @@ int luaopen_async(lua_State *L) {
   task_open(L, lp);
   combinators_open(L, lp);
   sync_open(L, lp);
+  queue_open(L, lp);
   lua_newtable(L);                             /* core.json */
   json_open(L);
   lua_setfield(L, -2, "json");

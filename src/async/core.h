@@ -145,7 +145,8 @@ enum { LS_PENDING = 1, LS_QUEUE, LS_KEEP, LS_UNRETRIEVED, LS_GENTHREADS,
 Loop *loop_get(lua_State *L);              /* upvalue 1 of every core function */
 int loop_is_cancelled(lua_State *L, Loop *lp, int idx);   /* a CancelledError */
 int loop_msgh(lua_State *L);               /* message handler recording tracebacks (upvalue 1: the loop) */
-int loop_c_frames(lua_State *L);
+int loop_c_frames(lua_State *L);             /* C functions on the stack (report.c) */
+int loop_call_reported(lua_State *L, Loop *lp, int nargs);  /* pcall under loop_msgh: 0 or the error on top */
 void loop_push_slot(lua_State *L, Loop *lp, int slot);
 void loop_set_slot(lua_State *L, Loop *lp, int slot);    /* pops the new value (nil: false) */
 void loop_enqueue(lua_State *L, Loop *lp, int cb, int arg);   /* stack indices */
@@ -239,6 +240,7 @@ int  task_open(lua_State *L, Loop *lp);
 
 /* sync.c */
 int  sync_open(lua_State *L, Loop *lp);
+int  queue_open(lua_State *L, Loop *lp);    /* queue.c */
 
 /* timers.c: add returns 1 if the new timer is the next due, -1 on no
  * memory; remove returns 1 if the removed one was the next due */
