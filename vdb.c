@@ -23,6 +23,7 @@
 #include "src/vdb/log.h"
 #include "src/vdb/input.h"
 #include "src/vdb/chroma/wire.h"
+#include "src/vdb/index/index.h"
 #include "vdb_prelude.h"      /* generated: const char vdb_prelude[] */
 #include "vdb_chroma.h"       /* generated: const char vdb_chroma[] */
 
@@ -55,6 +56,7 @@ static void log_unref(Log *lg) {
 static void coll_unref(Collection *c) {
   if (!c || --c->refs > 0) return;
   log_unref(c->log);
+  index_free(c->index);
   store_free(c);
 }
 
@@ -86,6 +88,7 @@ static int l_new_collection(lua_State *L) {
   if (dim < 0 || dim > STORE_MAX_DIM) return raise_vdb(L, "invalid_argument", "dim must be 1 to %d", STORE_MAX_DIM);
   Handle *h = lua_newuserdatauv(L, sizeof *h, 0);
   h->c = store_new(name, len, (int)dim, metric);
+  if (h->c && !(h->c->index = index_exact.build(h->c))) { store_free(h->c); h->c = NULL; }
   if (!h->c) return luaL_error(L, "vdb: out of memory");
   h->c->refs = 1;
   luaL_setmetatable(L, COLL_MT);
@@ -199,7 +202,7 @@ static uint64_t put_logged(Collection *c, Batch *b, int upsert) {
   int threaded = (size_t)b->n * (size_t)b->dim * sizeof(float) >= LOG_THREAD_BYTES &&
                  pthread_create(&writer, NULL, log_job, &job) == 0;
   if (!threaded) log_job(&job);
-  size_t before = c->n;
+  size_t before = c->rows;
   store_apply(c, b, NULL);                  /* both only read the batch */
   if (threaded) pthread_join(writer, NULL);
   if (job.seq == 0) store_truncate(c, before);
@@ -237,7 +240,7 @@ static void run_put(Op *op) {
 /* the indices selected by ids (existing ones) or by filter, within lock */
 static size_t select_rows(Op *op, size_t **rows) {
   Collection *c = op->c;
-  size_t n = 0, cap = op->ids ? (size_t)op->nids : c->n;
+  size_t n = 0, cap = op->ids ? (size_t)op->nids : c->count;
   *rows = malloc((cap ? cap : 1) * sizeof **rows);
   if (!*rows) return 0;
   if (op->ids) {
@@ -246,8 +249,8 @@ static size_t select_rows(Op *op, size_t **rows) {
       if (at >= 0 && (!op->filter || filter_match(op->filter, &c->recs[at].meta))) (*rows)[n++] = (size_t)at;
     }
   } else {
-    for (size_t i = 0; i < c->n; i++)
-      if (!op->filter || filter_match(op->filter, &c->recs[i].meta)) (*rows)[n++] = i;
+    for (size_t i = 0; i < c->rows; i++)
+      if (store_row_live(c, i) && (!op->filter || filter_match(op->filter, &c->recs[i].meta))) (*rows)[n++] = i;
   }
   return n;
 }
@@ -275,13 +278,29 @@ static int cmp_desc(const void *a, const void *b) {
 }
 
 /* Deleting is logged first: a delete the log refuses changes nothing. */
+/* Deletes leave tombstones; once they outweigh the live rows, the rows
+ * move down and the index is told where each went.  (With no memory for
+ * that map, an index that needs it is rebuilt instead.) */
+static void compact_rows_if_due(Collection *c) {
+  if (!store_compact_due(c)) return;
+  const IndexType *t = c->index->type;
+  size_t old_rows = c->rows, *map = t->moved ? malloc(old_rows * sizeof *map) : NULL;
+  store_compact_rows(c, map);
+  if (t->moved && map) t->moved(c->index, c, map, old_rows);
+  else if (t->moved) {
+    Index *fresh = t->build(c);
+    if (fresh) { index_free(c->index); c->index = fresh; }
+  }
+  free(map);
+}
+
 static void run_delete(Op *op) {
   Collection *c = op->c;
   size_t *rows;
   Log *lg = c->log;
   pthread_rwlock_wrlock(&c->lock);
   size_t n = select_rows(op, &rows);
-  qsort(rows, n, sizeof *rows, cmp_desc);      /* from the end: moves never disturb the rest */
+  qsort(rows, n, sizeof *rows, cmp_desc);
   size_t uniq = 0;                             /* an id given twice is one row, deleted once */
   for (size_t i = 0; i < n; i++) if (i == 0 || rows[i] != rows[uniq - 1]) rows[uniq++] = rows[i];
   n = uniq;
@@ -298,7 +317,13 @@ static void run_delete(Op *op) {
     logged = seq != 0;
   }
   size_t live = c->live_bytes;
-  if (logged) for (size_t i = 0; i < n; i++) store_delete_index(c, rows[i]);
+  if (logged) {
+    for (size_t i = 0; i < n; i++) {
+      if (c->index->type->remove) c->index->type->remove(c->index, c, rows[i]);
+      store_delete_index(c, rows[i]);
+    }
+    compact_rows_if_due(c);
+  }
   if (lg) log_account(lg, (int64_t)c->live_bytes - (int64_t)live);
   pthread_rwlock_unlock(&c->lock);
   free(rows);
@@ -310,7 +335,7 @@ static void run_delete(Op *op) {
 static void run_search(Op *op) {
   Collection *c = op->c;
   pthread_rwlock_rdlock(&c->lock);
-  size_t k = op->k < c->n ? op->k : c->n;
+  size_t k = op->k < c->count ? op->k : c->count;
   op->k = k;
   size_t slots = k ? k : 1;
   int too_big = (size_t)op->nq > SIZE_MAX / sizeof *op->out / slots || (size_t)STORE_QBLOCK > SIZE_MAX / sizeof(Hit) / slots;
@@ -339,8 +364,7 @@ static void run_search(Op *op) {
   for (int q0 = 0; q0 < op->nq && c->dim && k; q0 += STORE_QBLOCK) {     /* a block of queries a pass */
     int nb = op->nq - q0 < STORE_QBLOCK ? op->nq - q0 : STORE_QBLOCK;
     size_t nh[STORE_QBLOCK];
-    if (nb == 1) nh[0] = store_search(c, op->queries + (size_t)q0 * op->qdim, k, op->filter, hits);
-    else store_search_block(c, op->queries + (size_t)q0 * op->qdim, nb, k, op->filter, hits, nh);
+    index_search(c->index, c, op->queries + (size_t)q0 * op->qdim, nb, k, op->filter, hits, nh);
     for (int b = 0; b < nb; b++) {
       for (size_t j = 0; j < nh[b]; j++) {
         OutRec *o = &op->out[(size_t)(q0 + b) * k + j];
@@ -354,6 +378,23 @@ static void run_search(Op *op) {
   free(hits);
 }
 
+/* the collections a file held get their index, here on the pool (an index
+ * may take a while to build) */
+static void index_replayed(Op *op) {
+  Replay *rp = &op->opened.replay;
+  for (int i = 0; i < rp->ncols; i++) {
+    Collection *c = rp->cols[i];
+    if (store_compact_due(c)) store_compact_rows(c, NULL);   /* no index yet to tell */
+    if (!(c->index = index_exact.build(c))) {
+      for (int j = 0; j < i; j++) { index_free(rp->cols[j]->index); rp->cols[j]->index = NULL; }
+      log_close(op->log);
+      op->log = NULL;
+      op_fail(op, "unavailable", "out of memory for the collections' indexes");
+      return;
+    }
+  }
+}
+
 static void work(uv_work_t *req) {
   Op *op = req->data;
   switch (op->kind) {
@@ -362,7 +403,7 @@ static void work(uv_work_t *req) {
     case OP_DELETE: run_delete(op); break;
     case OP_COUNT:
       pthread_rwlock_rdlock(&op->c->lock);
-      op->result = (long)op->c->n;
+      op->result = (long)op->c->count;
       pthread_rwlock_unlock(&op->c->lock);
       break;
     case OP_SEARCH: run_search(op); break;
@@ -370,6 +411,7 @@ static void work(uv_work_t *req) {
       const char *code = NULL;
       op->log = log_open(op->path, op->recover, &op->opened, &code, op->err_msg, sizeof op->err_msg);
       if (!op->log) snprintf(op->err_code, sizeof op->err_code, "%s", code);
+      else index_replayed(op);
       break;
     }
     case OP_META: {

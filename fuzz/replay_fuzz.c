@@ -14,7 +14,7 @@
 
 static uint64_t live(const Replay *rp) {
   uint64_t n = 0;
-  for (int i = 0; i < rp->ncols; i++) n += rp->cols[i]->n;
+  for (int i = 0; i < rp->ncols; i++) n += rp->cols[i]->count;
   return n;
 }
 

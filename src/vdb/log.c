@@ -113,16 +113,19 @@ static size_t rec_write(int fd, off_t at, Rec *r) {
 }
 
 /* What a PUT record holds: a batch (ids, metadata, documents, vectors), or
- * without a batch the collection's records 0..n-1. */
+ * without a batch n of the collection's records, at the rows listed (its
+ * live ones). */
 typedef struct PutSrc {
   const Collection *c;
   const Batch *b;
   size_t n;
+  const size_t *rows;
 } PutSrc;
 
 static const void *src_row(const PutSrc *s, size_t k, const char **id, const Meta **meta, const char **doc) {
   const Collection *c = s->c;
   if (!s->b) {
+    k = s->rows[k];
     *id = c->recs[k].id; *meta = &c->recs[k].meta; *doc = c->recs[k].doc;
     return c->vecs + k * (size_t)c->dim;
   }
@@ -226,8 +229,16 @@ static int write_snapshot(int fd, Collection *const *cols, int ncols, int locked
     create_record(&r.head, c->name, c->dim, c->metric);
     rc = to_sink(&sink, &r);
     rec_free(&r);
-    PutSrc all = {c, NULL, c->n};
-    if (rc == 0 && c->n) rc = put_records(&all, 1, SNAPSHOT_BLOCK_BYTES, SNAPSHOT_BLOCK_ROWS, to_sink, &sink);
+    if (rc == 0 && c->count) {
+      size_t *live = malloc(c->count * sizeof *live), n = 0;
+      if (!live) rc = -1;
+      else {
+        for (size_t row = 0; row < c->rows; row++) if (store_row_live(c, row)) live[n++] = row;
+        PutSrc all = {c, NULL, n, live};
+        rc = put_records(&all, 1, SNAPSHOT_BLOCK_BYTES, SNAPSHOT_BLOCK_ROWS, to_sink, &sink);
+        free(live);
+      }
+    }
     if (locked) pthread_rwlock_unlock(&c->lock);
   }
   *bytes = sink.bytes;
@@ -321,7 +332,7 @@ void opened_free(Opened *o) {
 
 static uint64_t live_records(const Replay *rp) {
   uint64_t n = 0;
-  for (int i = 0; i < rp->ncols; i++) n += rp->cols[i]->n;
+  for (int i = 0; i < rp->ncols; i++) n += rp->cols[i]->count;
   return n;
 }
 
@@ -478,7 +489,7 @@ static uint64_t append_small(Log *lg, Buf *b) {
 }
 
 uint64_t log_put(Log *lg, const Collection *c, const Batch *b, int upsert) {
-  PutSrc src = {c, b, (size_t)b->n};
+  PutSrc src = {c, b, (size_t)b->n, NULL};
   pthread_mutex_lock(&lg->wm);
   uint64_t seq = appended(lg, put_records(&src, upsert, PUT_VECTOR_BYTES, SIZE_MAX, append, lg));
   pthread_mutex_unlock(&lg->wm);

@@ -79,7 +79,7 @@ static void record_free(Record *r) {
 
 void store_free(Collection *c) {
   if (!c) return;
-  for (size_t i = 0; i < c->n; i++) record_free(&c->recs[i]);
+  for (size_t i = 0; i < c->rows; i++) record_free(&c->recs[i]);
   free(c->recs); free(c->vecs); free(c->sqnorms); free(c->slots); bytes_free(c->name);
   pthread_rwlock_destroy(&c->lock);
   free(c);
@@ -128,7 +128,8 @@ static int map_rebuild(Collection *c, size_t want) {
   if (!slots) return -1;
   free(c->slots);
   c->slots = slots; c->nslots = n; c->used = 0;
-  for (size_t i = 0; i < c->n; i++) {
+  for (size_t i = 0; i < c->rows; i++) {
+    if (!store_row_live(c, i)) continue;
     size_t *s = slot_of(c, c->recs[i].id, 1);
     *s = i + 1;
     c->used++;
@@ -137,7 +138,7 @@ static int map_rebuild(Collection *c, size_t want) {
 }
 
 static int reserve(Collection *c, size_t more) {
-  size_t need = c->n + more;
+  size_t need = c->rows + more;
   if (need > c->cap) {
     size_t cap = c->cap ? c->cap : 64;
     while (cap < need) cap *= 2;
@@ -152,7 +153,7 @@ static int reserve(Collection *c, size_t more) {
     c->sqnorms = q;
     c->cap = cap;
   }
-  if ((c->used + more) * 2 > c->nslots) return map_rebuild(c, c->n + more);
+  if ((c->used + more) * 2 > c->nslots) return map_rebuild(c, c->count + more);
   return 0;
 }
 
@@ -196,7 +197,7 @@ int store_check(Collection *c, Batch *b, int upsert, int *err, int *at_out) {
   *at_out = 0;
   *err = PUT_NOMEM;
   /* a first insert into an empty collection adopts the batch's own vector buffer */
-  int adopt = c->n == 0 && b->n > 0 && !b->src && c->cap < (size_t)b->n && b->dim == c->dim;
+  int adopt = c->rows == 0 && b->n > 0 && !b->src && c->cap < (size_t)b->n && b->dim == c->dim;
   if (adopt) {
     Record *r = realloc(c->recs, (size_t)b->n * sizeof *r);
     if (!r) return -1;
@@ -225,7 +226,8 @@ void store_apply(Collection *c, const Batch *b, size_t *landed) {
       c->live_bytes -= record_bytes(c, &c->recs[at]);
       record_free(&c->recs[at]);
     } else {
-      at = c->n++;
+      at = c->rows++;
+      c->count++;
       if (*s == 0) c->used++;
       *s = at + 1;
     }
@@ -255,25 +257,57 @@ long store_put(Collection *c, Batch *b, int upsert, size_t *landed, int *err, in
 
 /* drop the records from row `from` on (the newest: nothing moves) */
 void store_truncate(Collection *c, size_t from) {
-  while (c->n > from) store_delete_index(c, c->n - 1);
+  while (c->rows > from) {
+    if (store_row_live(c, c->rows - 1)) store_delete_index(c, c->rows - 1);
+    else { c->rows--; c->dead--; }
+  }
 }
 
-/* delete record i: the last record moves into its place */
+/* delete record i: its row becomes a tombstone; tombstones at the end are
+ * given back */
 int store_delete_index(Collection *c, size_t i) {
   size_t *s = slot_of(c, c->recs[i].id, 0);
   if (s) *s = DELETED;
   c->live_bytes -= record_bytes(c, &c->recs[i]);
   record_free(&c->recs[i]);
-  size_t last = c->n - 1;
-  if (i != last) {
-    c->recs[i] = c->recs[last];
-    memcpy(c->vecs + i * (size_t)c->dim, c->vecs + last * (size_t)c->dim, (size_t)c->dim * sizeof(float));
-    c->sqnorms[i] = c->sqnorms[last];
-    size_t *m = slot_of(c, c->recs[i].id, 0);
-    if (m) *m = i + 1;
-  }
-  c->n--;
+  memset(&c->recs[i], 0, sizeof c->recs[i]);
+  c->count--;
+  c->dead++;
+  while (c->rows > 0 && !store_row_live(c, c->rows - 1)) { c->rows--; c->dead--; }
   return 0;
+}
+
+/* worth moving the live rows down: more dead rows than live ones, and
+ * enough of them to pay for a pass */
+int store_compact_due(const Collection *c) { return c->dead >= 1024 && c->dead > c->count; }
+
+/* the id map is rebuilt in place (same size: it held these ids already),
+ * so this cannot fail once the rows have moved */
+static void map_reindex(Collection *c) {
+  memset(c->slots, 0, c->nslots * sizeof *c->slots);
+  c->used = 0;
+  for (size_t i = 0; i < c->rows; i++) {
+    size_t *s = slot_of(c, c->recs[i].id, 1);
+    *s = i + 1;
+    c->used++;
+  }
+}
+
+void store_compact_rows(Collection *c, size_t *old_to_new) {
+  size_t to = 0, d = (size_t)c->dim;
+  for (size_t i = 0; i < c->rows; i++) {
+    if (!store_row_live(c, i)) { if (old_to_new) old_to_new[i] = SIZE_MAX; continue; }
+    if (old_to_new) old_to_new[i] = to;
+    if (i != to) {
+      c->recs[to] = c->recs[i];
+      memcpy(c->vecs + to * d, c->vecs + i * d, d * sizeof(float));
+      c->sqnorms[to] = c->sqnorms[i];
+    }
+    to++;
+  }
+  c->rows = to;
+  c->dead = 0;
+  if (c->nslots) map_reindex(c);
 }
 
 /* ---- distances and top-k ------------------------------------------------ */
@@ -392,10 +426,10 @@ void store_search_block(const Collection *c, const float *qs, int nq, size_t k, 
   float acc[RBLOCK][STORE_QBLOCK];
   size_t rows[RBLOCK];
   int nr = 0;
-  for (size_t i = 0; i <= c->n; i++) {
-    /* gather RBLOCK records (passing the filter), then score them together */
-    if (i < c->n) {
-      if (f && !filter_match(f, &c->recs[i].meta)) continue;
+  for (size_t i = 0; i <= c->rows; i++) {
+    /* gather RBLOCK live records (passing the filter), then score them together */
+    if (i < c->rows) {
+      if (!store_row_live(c, i) || (f && !filter_match(f, &c->recs[i].meta))) continue;
       rows[nr++] = i;
       if (nr < RBLOCK) continue;
     }
@@ -436,8 +470,8 @@ size_t store_search(const Collection *c, const float *q, size_t k, const Filter 
   int l2 = c->metric == METRIC_L2;
   float qn = l2 ? sqnorm(q, c->dim) : 0;
   if (k == 0) return 0;
-  for (size_t i = 0; i < c->n; i++) {
-    if (f && !filter_match(f, &c->recs[i].meta)) continue;
+  for (size_t i = 0; i < c->rows; i++) {
+    if (!store_row_live(c, i) || (f && !filter_match(f, &c->recs[i].meta))) continue;
     /* l2 as |x|^2 + |q|^2 - 2 x.q: one operation per dimension */
     float dp = dot(q, c->vecs + i * (size_t)c->dim, c->dim);
     float d = l2 ? c->sqnorms[i] + qn - 2.0f * dp : 1.0f - dp;

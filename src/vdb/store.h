@@ -58,10 +58,11 @@ typedef struct Collection {
   char *name;                /* a byte string */
   int dim;                   /* 0 until the first insert */
   int metric;
-  float *vecs;               /* n x dim */
-  float *sqnorms;            /* n: |x|^2, for the batched l2 kernel */
-  Record *recs;
-  size_t n, cap;
+  float *vecs;               /* rows x dim */
+  float *sqnorms;            /* rows: |x|^2, for the batched l2 kernel */
+  Record *recs;              /* rows; a deleted record's row is a tombstone (id NULL) */
+  size_t rows, cap;          /* rows in use, live or dead; room for cap */
+  size_t count, dead;        /* live records; tombstones among the rows */
   size_t live_bytes;         /* what the records take in a snapshot (the log's dead space is the rest) */
   size_t *slots;             /* hash map id -> index + 1 (0: empty, SIZE_MAX: deleted) */
   size_t nslots, used;
@@ -70,6 +71,7 @@ typedef struct Collection {
   int dim_learning;          /* inserts in flight checked against a dim no insert has fixed yet (loop thread) */
   int dim_settled;           /* dim is fixed for good (loop thread) */
   struct Log *log;           /* file: backend, or NULL (memory:) */
+  struct Index *index;       /* what answers its searches (index/index.h): made and freed above the store */
 } Collection;
 
 /* a batch of records to insert, validated on the loop thread */
@@ -114,8 +116,17 @@ long store_put(Collection *c, Batch *b, int upsert, size_t *landed, int *err, in
 int  store_check(Collection *c, Batch *b, int upsert, int *err, int *at);
 void store_apply(Collection *c, const Batch *b, size_t *landed);
 void batch_disown(Batch *b);
+/* A record's row stays where it is for as long as the record lives, so an
+ * index can name it: a delete leaves a tombstone (rows at the end are
+ * given back), and store_compact_rows moves the live rows down when the
+ * dead ones are worth it, telling the caller where each went. */
+static inline int store_row_live(const Collection *c, size_t i) { return c->recs[i].id != NULL; }
 int  store_delete_index(Collection *c, size_t i);
 void store_truncate(Collection *c, size_t from);
+int  store_compact_due(const Collection *c);
+/* old_to_new (rows entries, or NULL): each row's new index, SIZE_MAX for a
+ * tombstone */
+void store_compact_rows(Collection *c, size_t *old_to_new);
 
 /* readers (caller holds at least the read lock) */
 /* top-k by ascending distance among records passing f (NULL: all);
