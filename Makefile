@@ -38,7 +38,7 @@ INCDIR    ?= $(PREFIX)/include
 
 # one folder a module (docs/layout.md): src/async the runtime, src/io its I/O
 # (async.http), src/common what both modules share, src/vdb the database
-ASYNC_SRC := lua_async.c $(addprefix src/async/,loop.c report.c timers.c future.c coro.c await.c task.c combinators.c waiters.c sync.c queue.c) \
+ASYNC_SRC := lua_async.c $(addprefix src/async/,loop.c report.c timers.c future.c capi.c coro.c await.c task.c combinators.c waiters.c sync.c queue.c) \
              src/common/json.c
 ASYNC_HDR := include/lua_async.h src/async/core.h src/async/sync.h src/common/json.h $(BUILD)/prelude.h
 

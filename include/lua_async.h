@@ -11,6 +11,12 @@
  *     lua_State *M = api->state(f);
  *     lua_pushinteger(M, 42); api->resolve(f, 1);       // or: push err; api->reject(f)
  *
+ * Version 3 adds what an I/O module needs besides: a lazy awaitable whose
+ * work starts only when it is awaited (awaitable_new), async's error
+ * classes by name (error_new), and one life cycle for libuv handles
+ * (handle_*).  A module built against an older header still works: the
+ * table only grows at its end.
+ *
  * A pending future is pinned (it cannot be collected) until it is resolved,
  * rejected or cancelled (see on_cancel to hear of a cancellation at once).  A future that the awaiting task cancels stays
  * pinned until the C side settles it: resolve/reject on a cancelled future
@@ -22,11 +28,35 @@
 #include <lua.h>
 #include <uv.h>
 
-#define LUA_ASYNC_API_VERSION 2
+#define LUA_ASYNC_API_VERSION 3
 #define LUA_ASYNC_API_KEY "lua_async.api"   /* registry field: light userdata */
 #define LUA_ASYNC_LOOP_KEY "lua_async.loop" /* registry field set by use_loop */
 
 typedef struct lua_async_future lua_async_future;
+
+/* A libuv handle's life cycle (version 3), as luv keeps one for every
+ * handle.  handle_new gives zeroed memory for your struct, whose first
+ * member is a lua_async_handle and which holds the uv handle; after
+ * uv_*_init succeeds, handle_init(h, uv) ties them (uv->data = h: keep your
+ * own context in `ud`).  Pin the Lua value that owns the handle while the
+ * handle is active, so that it is not collected while callbacks may come;
+ * close only with handle_close, once (later calls do nothing): the pin is
+ * dropped and on_closed runs in libuv's close callback, and the memory is
+ * freed after it.  The memory is C's, not a userdata's, so a close may
+ * finish after lua_close: the runtime closes every handle still open when
+ * the state closes, and from then on handle_lua(h) is 0, and callbacks
+ * must not touch Lua. */
+typedef struct lua_async_handle lua_async_handle;
+struct lua_async_handle {
+  void *ud;                       /* yours */
+  /* the runtime's own: */
+  uv_handle_t *uv;
+  int pin;
+  unsigned char closing;
+  void (*on_closed)(lua_async_handle *h);
+  lua_async_handle *prev, *next;
+  void *rt;
+};
 
 typedef struct lua_async_api {
   int version;
@@ -47,9 +77,26 @@ typedef struct lua_async_api {
    * resolve or reject it.  Calling on_cancel again replaces the hook;
    * cb NULL removes it. */
   void (*on_cancel)(lua_async_future *f, void (*cb)(void *ud), void *ud);
+  /* version 3: push a lazy awaitable made of start and the nargs values on
+   * top of L (popped).  Nothing runs until it is awaited (or a Task runs
+   * it); then start(L) is called with those values and must push a future
+   * from future_new (or raise): the awaitable gives that future's outcome. */
+  void (*awaitable_new)(lua_State *L, lua_CFunction start, int nargs);
+  /* version 3: push an instance of async's error class `name`
+   * ("ConnectionError", "TimeoutError", "InvalidStateError", ...; an
+   * unknown name gives async.Error) with message msg */
+  void (*error_new)(lua_State *L, const char *name, const char *msg);
+  /* version 3: the handle life cycle (see lua_async_handle) */
+  lua_async_handle *(*handle_new)(lua_State *L, size_t size);      /* NULL: no memory */
+  void (*handle_init)(lua_async_handle *h, uv_handle_t *uv);
+  void (*handle_pin)(lua_State *L, lua_async_handle *h, int idx);   /* replaces an earlier pin */
+  void (*handle_unpin)(lua_async_handle *h);
+  void (*handle_close)(lua_async_handle *h, void (*on_closed)(lua_async_handle *h));
+  int (*handle_lua)(lua_async_handle *h);     /* may its callbacks still call into Lua? */
 } lua_async_api;
 
-/* Fetch the API published by `async` (NULL if async is not loaded). */
+/* Fetch the API published by `async` (NULL if async is not loaded, or
+ * older than this header). */
 static inline const lua_async_api *lua_async_get_api(lua_State *L) {
   const lua_async_api *api;
   lua_getfield(L, LUA_REGISTRYINDEX, LUA_ASYNC_API_KEY);

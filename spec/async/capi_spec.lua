@@ -56,4 +56,76 @@ describe("the C API", function()
       assert.equal(500500, sum)
     end)
   end)
+
+  it("version 3: a lazy awaitable made in C starts its work only when awaited, or when a Task runs it", function()
+    async.run(function()
+      local _, _, starts0 = capi.counts()
+      local lazy = capi.lazy(5, false, "a", "b")
+      await(async.sleep(0.02))
+      local _, _, starts1 = capi.counts()
+      assert.equal(starts0, starts1)                 -- nothing started yet
+      assert.same({ "a", "b" }, { await(lazy) })
+      local _, _, starts2 = capi.counts()
+      assert.equal(starts0 + 1, starts2)
+      assert.equal("t", await(async.create_task(capi.lazy(1, false, "t"))))
+      local err = { code = "x" }
+      assert.equal(err, H.catch(await, capi.lazy(1, true, err)))
+      assert.is_true(async.InvalidStateError:is(H.catch(await, lazy)))   -- awaited once, like any coroutine object
+      -- cancelled while its C work runs: CancelledError, and the C side settles it later without harm
+      local t = async.spawn(function() return await(capi.lazy(30, false, "late")) end)
+      await(async.sleep(0.005))
+      t:cancel()
+      assert.is_true(async.CancelledError:is(H.catch(await, t)))
+    end)
+  end)
+
+  it("version 3: error classes by name", function()
+    async.run(function()
+      local e = capi.error("ConnectionError", "refused")
+      assert.is_true(async.ConnectionError:is(e))
+      assert.equal("refused", e.message)
+      assert.is_true(async.TimeoutError:is(capi.error("TimeoutError", "slow")))
+      assert.is_true(async.ExceptionGroup:is(capi.error("ExceptionGroup", "several")))
+      assert.is_true(async.Error:is(capi.error("sleep", "not a class")))
+      local other = capi.error("NoSuchError", "what")
+      assert.is_true(async.Error:is(other))
+      assert.equal("what", other.message)
+    end)
+  end)
+
+  it("version 3: a handle is pinned while active and closed once, also when the script drops it", function()
+    local _, _, _, closes0 = capi.counts()
+    async.run(function()
+      local k = capi.ticker(1)
+      local weak = setmetatable({ capi.ticker(1) }, { __mode = "v" })   -- dropped at once, still running
+      collectgarbage(); collectgarbage()
+      assert.is_not_nil(weak[1])                     -- pinned: not collected while active
+      await(async.sleep(0.03))
+      assert.is_true(k:ticks() >= 1)
+      assert.is_true(weak[1]:ticks() >= 1)
+      k:stop()
+      k:stop()
+      weak[1]:stop()
+      await(async.sleep(0))
+    end)
+    local _, _, _, closes1 = capi.counts()
+    assert.equal(closes0 + 2, closes1)               -- each closed exactly once
+  end)
+
+  it("version 3: handles still open when the state closes are closed, and nothing calls into Lua after", function()
+    local out, ok = H.lua([[
+      package.cpath = "./build/?.so;" .. package.cpath
+      local async = require "async"
+      local capi = require "capi_test"
+      async.run(function()
+        _G.keep = capi.ticker(1)                     -- never stopped
+        local _ = require("async").http               -- its timer and sockets use the same life cycle
+        await = async.await
+        await(async.sleep(0.01))
+      end)
+      print("ended")
+    ]])
+    assert.is_true(ok, out)
+    assert.matches("ended", out)
+  end)
 end)

@@ -120,6 +120,7 @@ struct Loop {
   int mt_ref[8];            /* metatables of our userdata, by MT_* */
   const void *mt_ptr[8];
   struct CancelHook *hooks; /* C API: what to run when a pinned future is cancelled */
+  lua_async_handle *handles;   /* C API: the libuv handles open (capi.c) */
 };
 
 /* C API futures whose C side wants to hear of a cancellation (few: the
@@ -174,7 +175,16 @@ void future_add_waiter(lua_State *L, int fidx, Task *t);   /* wake t when done *
 void push_error(lua_State *L, Loop *lp, const char *cls, int msgidx);
 int  raise_error(lua_State *L, Loop *lp, const char *cls, const char *fmt, ...);
 int  future_open(lua_State *L, Loop *lp);
-extern const lua_async_api async_api;
+extern const lua_async_api async_api;   /* capi.c */
+/* the C API's futures (future.c) and the rest of it (capi.c) */
+uv_loop_t *capi_loop(lua_State *L);
+lua_async_future *capi_future_new(lua_State *L);
+lua_State *capi_state(lua_async_future *af);
+void capi_resolve(lua_async_future *af, int n);
+void capi_reject(lua_async_future *af);
+int  capi_cancelled(lua_async_future *af);
+void capi_on_cancel(lua_async_future *af, void (*cb)(void *ud), void *ud);
+void capi_close_handles(Loop *lp);             /* at lua_close: close what is open, touch no Lua after */
 
 /* ---- inside the task machinery: coro.c, await.c, task.c, combinators.c -- */
 
@@ -194,6 +204,7 @@ extern char AWAIT_MARK;     /* await.c: its address, a generator's await passing
 /* coro.c */
 Coro *coro_test(lua_State *L, Loop *lp, int idx);        /* the coroutine object at idx, or NULL */
 void coro_schedule(lua_State *L, Loop *lp, Coro *c);     /* it becomes a task's body (once) */
+void coro_push_on(lua_State *L, Loop *lp, int fidx, int nargs);   /* a library awaitable, from anywhere */
 int  coro_open(lua_State *L, Loop *lp);
 
 /* await.c */

@@ -31,9 +31,8 @@ void coro_push_shared(lua_State *L, int fidx, int nargs) {
 
 /* a coroutine object for the function at fidx (an upvalue may do) and the
  * nargs values from argidx on */
-static void coro_push_at(lua_State *L, int fidx, int argidx, int nargs, int lib) {
+static void coro_push_at(lua_State *L, Loop *lp, int fidx, int argidx, int nargs, int lib) {
   lua_Debug ar;
-  Loop *lp = loop_get(L);
   argidx = lua_absindex(L, argidx);
   Coro *c = lua_newuserdatauv(L, sizeof *c, nargs + 2);
   c->tag = TAG_CORO; c->state = CORO_CREATED; c->nargs = nargs; c->line = -1;
@@ -53,7 +52,13 @@ static void coro_push_at(lua_State *L, int fidx, int argidx, int nargs, int lib)
 
 void coro_push(lua_State *L, int fidx, int nargs, int lib) {
   fidx = lua_absindex(L, fidx);
-  coro_push_at(L, fidx, fidx + 1, nargs, lib);
+  coro_push_at(L, loop_get(L), fidx, fidx + 1, nargs, lib);
+}
+
+/* the same from anywhere (the C API): the loop given, not an upvalue */
+void coro_push_on(lua_State *L, Loop *lp, int fidx, int nargs) {
+  fidx = lua_absindex(L, fidx);
+  coro_push_at(L, lp, fidx, fidx + 1, nargs, 1);
 }
 
 Coro *coro_test(lua_State *L, Loop *lp, int idx) {
@@ -68,7 +73,7 @@ int coro_is(lua_State *L, Loop *lp, int idx) { return coro_test(L, lp, idx) != N
 
 /* async.fn(f)(...) */
 static int async_call(lua_State *L) {
-  coro_push_at(L, lua_upvalueindex(2), 1, lua_gettop(L), 0);
+  coro_push_at(L, loop_get(L), lua_upvalueindex(2), 1, lua_gettop(L), 0);
   return 1;
 }
 

@@ -364,16 +364,16 @@ static const luaL_Reg future_methods[] = {
   {NULL, NULL}
 };
 
-/* ---- the C API ---------------------------------------------------------- */
+/* ---- the C API's futures (its table is in capi.c) ------------------------ */
 
-static uv_loop_t *api_loop(lua_State *L) {
+uv_loop_t *capi_loop(lua_State *L) {
   lua_getfield(L, LUA_REGISTRYINDEX, "lua_async.loopptr");
   Loop *lp = lua_touserdata(L, -1);
   lua_pop(L, 1);
   return lp ? lp->uv : NULL;
 }
 
-static lua_async_future *api_future_new(lua_State *L) {
+lua_async_future *capi_future_new(lua_State *L) {
   lua_getfield(L, LUA_REGISTRYINDEX, "lua_async.loopptr");
   Loop *lp = lua_touserdata(L, -1);
   lua_pop(L, 1);
@@ -383,7 +383,7 @@ static lua_async_future *api_future_new(lua_State *L) {
   return (lua_async_future *)f;
 }
 
-static lua_State *api_state(lua_async_future *af) { return ((Future *)af)->loop->LL; }
+lua_State *capi_state(lua_async_future *af) { return ((Future *)af)->loop->LL; }
 
 static void api_settle(lua_async_future *af, int n, int failed) {
   Future *f = (Future *)af;
@@ -398,11 +398,11 @@ static void api_settle(lua_async_future *af, int n, int failed) {
   lua_pop(L, 1);
 }
 
-static void api_resolve(lua_async_future *af, int n) { api_settle(af, n, 0); }
-static void api_reject(lua_async_future *af) { api_settle(af, 1, 1); }
-static int api_cancelled(lua_async_future *af) { return ((Future *)af)->state == CANCELLED; }
+void capi_resolve(lua_async_future *af, int n) { api_settle(af, n, 0); }
+void capi_reject(lua_async_future *af) { api_settle(af, 1, 1); }
+int capi_cancelled(lua_async_future *af) { return ((Future *)af)->state == CANCELLED; }
 
-static void api_on_cancel(lua_async_future *af, void (*cb)(void *ud), void *ud) {
+void capi_on_cancel(lua_async_future *af, void (*cb)(void *ud), void *ud) {
   Future *f = (Future *)af;
   free(take_hook(f));
   if (!cb || f->pin_ref == LUA_NOREF) return;
@@ -413,10 +413,6 @@ static void api_on_cancel(lua_async_future *af, void (*cb)(void *ud), void *ud) 
   f->loop->hooks = h;
 }
 
-const lua_async_api async_api = {
-  LUA_ASYNC_API_VERSION, api_loop, api_future_new, api_state, api_resolve, api_reject, api_cancelled,
-  api_on_cancel
-};
 
 int future_open(lua_State *L, Loop *lp) {
   luaL_newmetatable(L, REPORTER_MT);

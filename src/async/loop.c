@@ -495,6 +495,7 @@ static void close_with_free(uv_handle_t *h) {
 
 static int loop_gc(lua_State *L) {
   Loop *lp = *(Loop **)lua_touserdata(L, 1);
+  capi_close_handles(lp);
   while (lp->hooks) {
     CancelHook *h = lp->hooks;
     lp->hooks = h->next;

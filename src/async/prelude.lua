@@ -58,7 +58,7 @@ M.class = class
 
 local CancelledError, TimeoutError, InvalidStateError = M.CancelledError, M.TimeoutError, M.InvalidStateError
 
-core.set_errors {
+local errors_by_name = {
   CancelledError = CancelledError,
   InvalidStateError = InvalidStateError,
   TimeoutError = TimeoutError,
@@ -68,6 +68,9 @@ core.set_errors {
   ConnectionError = M.ConnectionError,
   is_cancelled = function(e) return getmetatable(e) == CancelledError end,
 }
+-- the rest of the module's classes (ExceptionGroup, BrokenBarrierError,
+-- Error ...) by name too, for the C API's error_new
+core.set_errors(setmetatable(errors_by_name, { __index = M }))
 
 ---------------------------------------------------------------------------
 -- async functions, running

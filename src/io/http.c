@@ -18,6 +18,7 @@
  */
 #include <ctype.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -46,11 +47,10 @@ typedef struct Req {
 
 typedef struct Http {
   CURLM *multi;
-  uv_timer_t *timer;              /* malloc'd, closed with free: the host may run the loop after lua_close */
+  struct Timer *timer;            /* malloc'd: its close ends after http_gc (the host may run the loop after lua_close) */
   uv_loop_t *uv;
   lua_State *L;                   /* the main thread: registry refs */
   const lua_async_api *api;
-  int connection_error, timeout_error;   /* registry refs: async's error classes */
   Req *live;
   int nlive;
   CURL *spare[SPARE_MAX];
@@ -59,7 +59,15 @@ typedef struct Http {
   int nfd;
 } Http;
 
+/* the one timer curl asks for, and a socket's watcher: libuv handles with
+ * the C API's life cycle (one close path; freed in its close callback) */
+typedef struct Timer {
+  lua_async_handle lh;            /* first (the C API's handle memory); lh.ud: the Http */
+  uv_timer_t uv;
+} Timer;
+
 typedef struct Sock {
+  lua_async_handle lh;            /* first (the C API's handle memory) */
   uv_poll_t poll;
   curl_socket_t fd;
   Http *h;
@@ -69,7 +77,7 @@ typedef struct Sock {
 
 static void sock_close(Sock *s) {
   s->h->byfd[s->fd] = NULL;
-  uv_close((uv_handle_t *)&s->poll, (uv_close_cb)(void (*)(void))free);
+  s->h->api->handle_close(&s->lh, NULL);     /* freed once closed */
 }
 
 static int buf_add(Buf *b, const char *p, size_t n) {
@@ -103,7 +111,7 @@ static void req_unlink(Req *r) {
   Http *h = r->h;
   if (r->prev) r->prev->next = r->next; else h->live = r->next;
   if (r->next) r->next->prev = r->prev;
-  if (--h->nlive == 0) uv_unref((uv_handle_t *)h->timer);
+  if (--h->nlive == 0) uv_unref((uv_handle_t *)&h->timer->uv);
 }
 
 /* Remove r from the multi handle and free it; its easy handle is kept for
@@ -174,7 +182,6 @@ static void req_done(Req *r, CURLcode rc) {
   } else {
     const char *url = NULL;
     curl_easy_getinfo(r->easy, CURLINFO_EFFECTIVE_URL, &url);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, rc == CURLE_OPERATION_TIMEDOUT ? h->timeout_error : h->connection_error);
     if (r->too_big || rc == CURLE_FILESIZE_EXCEEDED)
       lua_pushfstring(L, "the response body is larger than max_body (%I bytes) (%s)", (lua_Integer)r->max_body, url ? url : "?");
     else if (rc == CURLE_TOO_MANY_REDIRECTS)
@@ -183,7 +190,8 @@ static void req_done(Req *r, CURLcode rc) {
       lua_pushfstring(L, "only http:// and https:// URLs are followed (%s)", url ? url : "?");
     else
       lua_pushfstring(L, "%s (%s)", r->err[0] ? r->err : curl_easy_strerror(rc), url ? url : "?");
-    lua_call(L, 1, 1);              /* the error object */
+    api->error_new(L, rc == CURLE_OPERATION_TIMEDOUT ? "TimeoutError" : "ConnectionError", lua_tostring(L, -1));
+    lua_remove(L, -2);              /* the message: the error object holds it */
     api->reject(r->fut);
   }
   req_free(r, rc == CURLE_OK);
@@ -211,7 +219,7 @@ static void req_cancelled(void *ud) {
 /* ---- curl <-> libuv ------------------------------------------------------ */
 
 static void on_poll(uv_poll_t *p, int status, int events) {
-  Sock *s = (Sock *)p;
+  Sock *s = p->data;                /* (its lua_async_handle, the Sock's first member) */
   int flags = 0, running;
   if (!s->wanted) {               /* an idle kept-alive connection woke (closed by the peer) */
     uv_poll_stop(&s->poll);
@@ -230,7 +238,7 @@ static void on_poll(uv_poll_t *p, int status, int events) {
 }
 
 static void on_timer(uv_timer_t *t) {
-  Http *h = t->data;
+  Http *h = ((lua_async_handle *)t->data)->ud;
   int running;
   curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
   check_done(h);
@@ -248,8 +256,10 @@ static Sock *sock_for(Http *h, curl_socket_t fd) {
   }
   Sock *s = h->byfd[fd];
   if (s) return s;
-  s = malloc(sizeof *s);
-  if (!s || uv_poll_init_socket(h->uv, &s->poll, fd) != 0) { free(s); return NULL; }
+  s = (Sock *)h->api->handle_new(h->L, sizeof *s);
+  if (!s) return NULL;
+  if (uv_poll_init_socket(h->uv, &s->poll, fd) != 0) { h->api->handle_close(&s->lh, NULL); return NULL; }
+  h->api->handle_init(&s->lh, (uv_handle_t *)&s->poll);
   s->fd = fd; s->h = h; s->events = 0; s->wanted = 0;
   return h->byfd[fd] = s;
 }
@@ -292,8 +302,8 @@ static int close_socket(void *ud, curl_socket_t fd) {
 static int timer_cb(CURLM *multi, long ms, void *ud) {
   (void)multi;
   Http *h = ud;
-  if (ms < 0) uv_timer_stop(h->timer);
-  else uv_timer_start(h->timer, on_timer, (uint64_t)ms, 0);
+  if (ms < 0) uv_timer_stop(&h->timer->uv);
+  else uv_timer_start(&h->timer->uv, on_timer, (uint64_t)ms, 0);
   return 0;
 }
 
@@ -312,16 +322,14 @@ static int http_gc(lua_State *L) {
   for (int fd = 0; fd < h->nfd; fd++)
     if (h->byfd[fd]) sock_close(h->byfd[fd]);
   free(h->byfd);
-  uv_close((uv_handle_t *)h->timer, (uv_close_cb)(void (*)(void))free);
-  luaL_unref(L, LUA_REGISTRYINDEX, h->connection_error);
-  luaL_unref(L, LUA_REGISTRYINDEX, h->timeout_error);
+  h->api->handle_close(&h->timer->lh, NULL);
   free(h);
   *(Http **)lua_touserdata(L, 1) = NULL;
   return 0;
 }
 
 /* the engine, owned by a userdata (left on the stack) whose __gc closes it */
-static Http *http_new(lua_State *L, const lua_async_api *api, int async_idx) {
+static Http *http_new(lua_State *L, const lua_async_api *api) {
   Http **box = lua_newuserdatauv(L, sizeof *box, 0);
   *box = NULL;
   lua_newtable(L);
@@ -329,21 +337,23 @@ static Http *http_new(lua_State *L, const lua_async_api *api, int async_idx) {
   lua_setfield(L, -2, "__gc");
   lua_setmetatable(L, -2);
   Http *h = calloc(1, sizeof *h);
-  uv_timer_t *t = malloc(sizeof *t);
+  Timer *t = (Timer *)api->handle_new(L, sizeof *t);
   CURLM *m = curl_multi_init();
-  if (!h || !t || !m) { free(h); free(t); if (m) curl_multi_cleanup(m); luaL_error(L, "async.http: out of memory"); }
+  if (!h || !t || !m) {
+    free(h);
+    if (t) api->handle_close(&t->lh, NULL);
+    if (m) curl_multi_cleanup(m);
+    luaL_error(L, "async.http: out of memory");
+  }
   h->uv = api->loop(L);
-  uv_timer_init(h->uv, t);
-  uv_unref((uv_handle_t *)t);      /* only transfers in flight keep the loop alive */
-  t->data = h;
+  uv_timer_init(h->uv, &t->uv);
+  uv_unref((uv_handle_t *)&t->uv);   /* only transfers in flight keep the loop alive */
   h->timer = t; h->multi = m; h->api = api;
   lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
   h->L = lua_tothread(L, -1);
   lua_pop(L, 1);
-  lua_getfield(L, async_idx, "ConnectionError");
-  h->connection_error = luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_getfield(L, async_idx, "TimeoutError");
-  h->timeout_error = luaL_ref(L, LUA_REGISTRYINDEX);
+  api->handle_init(&t->lh, (uv_handle_t *)&t->uv);
+  t->lh.ud = h;
   curl_multi_setopt(m, CURLMOPT_SOCKETFUNCTION, socket_cb);
   curl_multi_setopt(m, CURLMOPT_SOCKETDATA, h);
   curl_multi_setopt(m, CURLMOPT_TIMERFUNCTION, timer_cb);
@@ -448,14 +458,12 @@ static int l_http_request(lua_State *L) {
   r->next = h->live;
   if (h->live) h->live->prev = r;
   h->live = r;
-  if (h->nlive++ == 0) uv_ref((uv_handle_t *)h->timer);
+  if (h->nlive++ == 0) uv_ref((uv_handle_t *)&h->timer->uv);
   api->on_cancel(r->fut, req_cancelled, r);
   CURLMcode mc = curl_multi_add_handle(h->multi, e);
   if (mc != CURLM_OK) {
     lua_State *S = api->state(r->fut);
-    lua_rawgeti(S, LUA_REGISTRYINDEX, h->connection_error);
-    lua_pushfstring(S, "async.http: %s", curl_multi_strerror(mc));
-    lua_call(S, 1, 1);
+    api->error_new(S, "ConnectionError", curl_multi_strerror(mc));
     api->reject(r->fut);
     req_unlink(r);
     req_free(r, 0);
@@ -469,11 +477,11 @@ int luaopen_async_http(lua_State *L) {
   lua_call(L, 1, 1);
   int async_idx = lua_gettop(L);
   const lua_async_api *api = lua_async_get_api(L);
-  if (!api || api->version < 2) return luaL_error(L, "async.http: needs the async module's C API version 2");
+  if (!api) return luaL_error(L, "async.http: needs the async module's C API version %d", LUA_ASYNC_API_VERSION);
   curl_global_init(CURL_GLOBAL_DEFAULT);
   if (luaL_loadbuffer(L, http_prelude, sizeof http_prelude - 1, "@async/http.lua") != LUA_OK)
     return lua_error(L);
-  http_new(L, api, async_idx);                 /* the engine's owner: an upvalue of raw_request */
+  http_new(L, api);                 /* the engine's owner: an upvalue of raw_request */
   lua_pushcclosure(L, l_http_request, 1);
   lua_pushvalue(L, async_idx);
   luaL_newmetatable(L, RESPONSE_MT);           /* responses' metatable, filled by http.lua */
