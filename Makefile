@@ -42,9 +42,9 @@ ASYNC_SRC := lua_async.c $(addprefix src/async/,loop.c report.c timers.c future.
              src/common/json.c
 ASYNC_HDR := include/lua_async.h src/async/core.h src/async/sync.h src/common/json.h $(BUILD)/prelude.h
 
-VDB_SRC   := vdb.c $(addprefix src/vdb/,store.c filter.c codec.c replay.c log.c input.c index/exact.c chroma/wire.c) \
+VDB_SRC   := vdb.c $(addprefix src/vdb/,store.c filter.c codec.c replay.c log.c input.c ops.c commit.c index/exact.c chroma/wire.c) \
              src/common/json.c
-VDB_HDR   := include/lua_async.h $(addprefix src/vdb/,store.h filter.h codec.h replay.h log.h input.h index/index.h chroma/wire.h) \
+VDB_HDR   := include/lua_async.h $(addprefix src/vdb/,store.h filter.h codec.h replay.h log.h input.h ops.h index/index.h chroma/wire.h) \
              src/common/json.h \
              $(BUILD)/vdb_prelude.h $(BUILD)/vdb_chroma.h
 

@@ -1,11 +1,13 @@
 /*
  * vdb.c - luaopen_vdb: the embedded vector store's Lua bindings.
  *
- * Arguments are parsed and validated here, on the loop thread, into plain C
- * data (src/vdb/store.h); the work then runs on libuv's thread pool under
- * the collection's lock, and its future (from the C API that `async`
- * publishes) is settled in the after-work callback.  src/vdb/prelude.lua
- * builds the Lua-facing objects (databases, collections, errors) on top.
+ * Arguments are read and checked here, on the loop thread, into an Op of
+ * plain C data (src/vdb/input.c, src/vdb/ops.h); the work then runs on
+ * libuv's thread pool (src/vdb/ops.c), a file: store's writes wait for
+ * their fsync (src/vdb/commit.c), and the call's future (from the C API
+ * that `async` publishes) is settled here from the Op.
+ * src/vdb/prelude.lua builds the Lua-facing objects (databases,
+ * collections, errors) on top.
  */
 #define _GNU_SOURCE      /* dladdr, RTLD_NODELETE */
 #include <dlfcn.h>
@@ -24,18 +26,12 @@
 #include "src/vdb/input.h"
 #include "src/vdb/chroma/wire.h"
 #include "src/vdb/index/index.h"
+#include "src/vdb/ops.h"
 #include "vdb_prelude.h"      /* generated: const char vdb_prelude[] */
 #include "vdb_chroma.h"       /* generated: const char vdb_chroma[] */
 
 #define COLL_MT "vdb.collection"
 #define MODULE_MT "vdb.module"
-
-/* One per Lua state, shared by its operations.  When the state closes with
- * operations still in flight (a host that owns the loop, or lua_close
- * without async.run), their completions may run later: they then free
- * their C data and touch neither Lua nor async (closing), and the library
- * is pinned in memory so that their code is still there. */
-typedef struct Module { int closing; int refs; } Module;
 
 static void module_unref(Module *m) { if (m && --m->refs == 0) free(m); }
 
@@ -48,10 +44,6 @@ static Collection *check_coll(lua_State *L, int idx) {
 
 #define LOG_MT "vdb.log"
 typedef struct LogHandle { Log *lg; } LogHandle;
-
-static void log_unref(Log *lg) {
-  if (lg && --lg->refs == 0) log_close(lg);
-}
 
 static void coll_unref(Collection *c) {
   if (!c || --c->refs > 0) return;
@@ -100,337 +92,6 @@ static int l_dim(lua_State *L) {
   return 1;
 }
 
-/* ---- reading vectors and records from Lua ------------------------------- */
-
-/* ---- operations on the thread pool -------------------------------------- */
-
-enum { OP_PUT, OP_GET, OP_DELETE, OP_COUNT, OP_SEARCH, OP_OPEN, OP_META, OP_COMPACT };
-
-typedef struct OutRec {
-  char *id;
-  float *vec;
-  Meta meta;
-  char *doc;
-  float distance;
-} OutRec;
-
-typedef struct Op {
-  uv_work_t req;
-  int kind;
-  Module *mod;
-  uv_loop_t *loop;
-  Collection *c;
-  const lua_async_api *api;
-  lua_async_future *fut;
-  Batch *batch;
-  int anchor;                        /* put: registry ref keeping the batch's borrowed strings */
-  int upsert, learnt_dim;
-  char **ids; int nids;              /* get/delete by ids */
-  Filter *filter;
-  long limit, offset;
-  int inc_vec, inc_meta, inc_doc;
-  float *queries; int nq, qdim; size_t k;   /* search */
-  long result;
-  Log *log;                          /* open, meta, compact */
-  char *path;                        /* open: the file */
-  char *name;                        /* meta: the collection's name (a byte string) */
-  int recover;                       /* open */
-  Opened opened;                     /* open */
-  int meta_kind, meta_dim, meta_metric;   /* meta: a create or drop record */
-  uint64_t seq;                      /* file: the log record to wait for */
-  struct Op *next;                   /* in the log's list of waiters */
-  Collection **cols; int ncols;      /* compact */
-  uint64_t epoch; int skip, closing;  /* compact: the log's epoch when cols were taken; a creation or drop in flight */
-  OutRec *out; size_t nout;          /* get, search (nq * k slots) */
-  size_t *nhits;                     /* search: hits per query */
-  char err_code[32], err_msg[700];
-} Op;
-
-static void outrec_fill(Op *op, OutRec *o, size_t i) {
-  const Record *r = &op->c->recs[i];
-  o->id = bytes_dup(r->id);
-  if (op->inc_meta) meta_copy(&o->meta, &r->meta);
-  if (op->inc_doc && r->doc) o->doc = bytes_dup(r->doc);
-  if (op->inc_vec) {
-    o->vec = malloc((size_t)op->c->dim * sizeof(float));
-    if (o->vec) memcpy(o->vec, op->c->vecs + i * (size_t)op->c->dim, (size_t)op->c->dim * sizeof(float));
-  }
-}
-
-static void op_fail(Op *op, const char *code, const char *msg) {
-  snprintf(op->err_code, sizeof op->err_code, "%s", code);
-  snprintf(op->err_msg, sizeof op->err_msg, "%s", msg);
-}
-
-/* file: backend: the op completes once its log sequence is durable */
-static void wait_durable(Op *op, Log *lg, uint64_t seq) {
-  if (lg && seq == 0)
-    op_fail(op, "unavailable", "writing the log failed (out of memory or I/O error): the store now refuses writes");
-  op->seq = seq;
-}
-
-/* the log record of a batch, written while the batch is applied */
-typedef struct LogJob { Log *lg; const Collection *c; const Batch *b; int upsert; uint64_t seq; } LogJob;
-
-static void *log_job(void *arg) {
-  LogJob *j = arg;
-  j->seq = log_put(j->lg, j->c, j->b, j->upsert);
-  return NULL;
-}
-
-#define LOG_THREAD_BYTES ((size_t)1 << 20)   /* a batch this big writes its log on a second thread */
-
-static int replaces_any(const Collection *c, const Batch *b) {
-  for (int i = 0; i < b->n; i++) if (store_find(c, b->ids[i], bytes_len(b->ids[i])) >= 0) return 1;
-  return 0;
-}
-
-/* A batch of new records is logged while it is applied, and taken back out
- * (they are the newest rows) if the log refuses it.  A batch that replaces
- * records is logged first and applied only once the log has it, so that a
- * refused write leaves memory exactly as it was.  Either way the batch
- * gives up what the collection took (or freed). */
-static uint64_t put_logged(Collection *c, Batch *b, int upsert) {
-  Log *lg = c->log;
-  LogJob job = {lg, c, b, upsert, 0};
-  if (upsert && replaces_any(c, b)) {
-    log_job(&job);
-    if (job.seq) { store_apply(c, b, NULL); batch_disown(b); }
-    return job.seq;
-  }
-  pthread_t writer;
-  int threaded = (size_t)b->n * (size_t)b->dim * sizeof(float) >= LOG_THREAD_BYTES &&
-                 pthread_create(&writer, NULL, log_job, &job) == 0;
-  if (!threaded) log_job(&job);
-  size_t before = c->rows;
-  store_apply(c, b, NULL);                  /* both only read the batch */
-  if (threaded) pthread_join(writer, NULL);
-  if (job.seq == 0) store_truncate(c, before);
-  batch_disown(b);
-  return job.seq;
-}
-
-static void run_put(Op *op) {
-  Collection *c = op->c;
-  Batch *b = op->batch;
-  int err = 0, at = 0;
-  pthread_rwlock_wrlock(&c->lock);
-  int rc = store_check(c, b, op->upsert, &err, &at);
-  if (rc == 0) {
-    if (c->log) {
-      size_t live = c->live_bytes;
-      wait_durable(op, c->log, put_logged(c, b, op->upsert));
-      log_account(c->log, (int64_t)c->live_bytes - (int64_t)live);
-    } else {
-      store_apply(c, b, NULL);
-      batch_disown(b);
-    }
-    op->result = b->n;
-  }
-  pthread_rwlock_unlock(&c->lock);
-  if (rc == 0) return;
-  char msg[256];
-  if (err == PUT_NOMEM) { op_fail(op, "invalid_argument", "out of memory"); return; }
-  snprintf(msg, sizeof msg, err == PUT_TWICE ? "record %d: id '%.100s' is given twice in the batch (nothing was inserted)"
-                                             : "record %d: id '%.100s' already exists (nothing was inserted)",
-           at + 1, b->ids[at]);
-  op_fail(op, err == PUT_TWICE ? "invalid_argument" : "conflict", msg);
-}
-
-/* the indices selected by ids (existing ones) or by filter, within lock */
-static size_t select_rows(Op *op, size_t **rows) {
-  Collection *c = op->c;
-  size_t n = 0, cap = op->ids ? (size_t)op->nids : c->count;
-  *rows = malloc((cap ? cap : 1) * sizeof **rows);
-  if (!*rows) return 0;
-  if (op->ids) {
-    for (int i = 0; i < op->nids; i++) {
-      long at = store_find(c, op->ids[i], bytes_len(op->ids[i]));
-      if (at >= 0 && (!op->filter || filter_match(op->filter, &c->recs[at].meta))) (*rows)[n++] = (size_t)at;
-    }
-  } else {
-    for (size_t i = 0; i < c->rows; i++)
-      if (store_row_live(c, i) && (!op->filter || filter_match(op->filter, &c->recs[i].meta))) (*rows)[n++] = i;
-  }
-  return n;
-}
-
-static void run_get(Op *op) {
-  Collection *c = op->c;
-  size_t *rows;
-  pthread_rwlock_rdlock(&c->lock);
-  size_t n = select_rows(op, &rows);
-  size_t from = op->offset > 0 ? (size_t)op->offset : 0;
-  size_t count = from < n ? n - from : 0;
-  if (op->limit >= 0 && (size_t)op->limit < count) count = (size_t)op->limit;
-  op->out = calloc(count ? count : 1, sizeof *op->out);
-  if (op->out) {
-    for (size_t i = 0; i < count; i++) outrec_fill(op, &op->out[i], rows[from + i]);
-    op->nout = count;
-  }
-  pthread_rwlock_unlock(&c->lock);
-  free(rows);
-}
-
-static int cmp_desc(const void *a, const void *b) {
-  size_t x = *(const size_t *)a, y = *(const size_t *)b;
-  return x < y ? 1 : x > y ? -1 : 0;
-}
-
-/* Deleting is logged first: a delete the log refuses changes nothing. */
-/* Deletes leave tombstones; once they outweigh the live rows, the rows
- * move down and the index is told where each went.  (With no memory for
- * that map, an index that needs it is rebuilt instead.) */
-static void compact_rows_if_due(Collection *c) {
-  if (!store_compact_due(c)) return;
-  const IndexType *t = c->index->type;
-  size_t old_rows = c->rows, *map = t->moved ? malloc(old_rows * sizeof *map) : NULL;
-  store_compact_rows(c, map);
-  if (t->moved && map) t->moved(c->index, c, map, old_rows);
-  else if (t->moved) {
-    Index *fresh = t->build(c);
-    if (fresh) { index_free(c->index); c->index = fresh; }
-  }
-  free(map);
-}
-
-static void run_delete(Op *op) {
-  Collection *c = op->c;
-  size_t *rows;
-  Log *lg = c->log;
-  pthread_rwlock_wrlock(&c->lock);
-  size_t n = select_rows(op, &rows);
-  qsort(rows, n, sizeof *rows, cmp_desc);
-  size_t uniq = 0;                             /* an id given twice is one row, deleted once */
-  for (size_t i = 0; i < n; i++) if (i == 0 || rows[i] != rows[uniq - 1]) rows[uniq++] = rows[i];
-  n = uniq;
-  int logged = 1;
-  if (lg && n) {
-    uint64_t seq = 0;
-    char **ids = malloc(n * sizeof *ids);
-    if (ids) {
-      for (size_t i = 0; i < n; i++) ids[i] = c->recs[rows[i]].id;
-      seq = log_delete(lg, c->name, ids, n);
-      free(ids);
-    }
-    wait_durable(op, lg, seq);
-    logged = seq != 0;
-  }
-  size_t live = c->live_bytes;
-  if (logged) {
-    for (size_t i = 0; i < n; i++) {
-      if (c->index->type->remove) c->index->type->remove(c->index, c, rows[i]);
-      store_delete_index(c, rows[i]);
-    }
-    compact_rows_if_due(c);
-  }
-  if (lg) log_account(lg, (int64_t)c->live_bytes - (int64_t)live);
-  pthread_rwlock_unlock(&c->lock);
-  free(rows);
-  op->result = (long)n;
-}
-
-/* top_k is cut to the collection's size under the lock, before anything
- * is sized by it: a top_k above the size gives every record */
-static void run_search(Op *op) {
-  Collection *c = op->c;
-  pthread_rwlock_rdlock(&c->lock);
-  size_t k = op->k < c->count ? op->k : c->count;
-  op->k = k;
-  size_t slots = k ? k : 1;
-  int too_big = (size_t)op->nq > SIZE_MAX / sizeof *op->out / slots || (size_t)STORE_QBLOCK > SIZE_MAX / sizeof(Hit) / slots;
-  Hit *hits = NULL;
-  if (!too_big) {
-    op->out = calloc((size_t)op->nq * slots, sizeof *op->out);
-    op->nhits = calloc((size_t)(op->nq ? op->nq : 1), sizeof *op->nhits);
-    hits = malloc((size_t)STORE_QBLOCK * slots * sizeof *hits);
-  }
-  if (!op->out || !op->nhits || !hits) {
-    pthread_rwlock_unlock(&c->lock);
-    free(hits);
-    op->nq = 0;
-    op_fail(op, "invalid_argument", too_big ? "top_k times the number of queries is too large"
-                                            : "out of memory (top_k too large?)");
-    return;
-  }
-  if (c->dim && op->qdim != c->dim) {
-    char msg[128];
-    snprintf(msg, sizeof msg, "query has %d dimensions, the collection %d", op->qdim, c->dim);
-    op_fail(op, "dimension_mismatch", msg);
-    op->nq = 0;
-  }
-  if (c->metric == METRIC_COSINE)
-    for (int q = 0; q < op->nq; q++) store_normalize(op->queries + (size_t)q * op->qdim, op->qdim);
-  for (int q0 = 0; q0 < op->nq && c->dim && k; q0 += STORE_QBLOCK) {     /* a block of queries a pass */
-    int nb = op->nq - q0 < STORE_QBLOCK ? op->nq - q0 : STORE_QBLOCK;
-    size_t nh[STORE_QBLOCK];
-    index_search(c->index, c, op->queries + (size_t)q0 * op->qdim, nb, k, op->filter, hits, nh);
-    for (int b = 0; b < nb; b++) {
-      for (size_t j = 0; j < nh[b]; j++) {
-        OutRec *o = &op->out[(size_t)(q0 + b) * k + j];
-        outrec_fill(op, o, hits[(size_t)b * k + j].index);
-        o->distance = hits[(size_t)b * k + j].distance;
-      }
-      op->nhits[q0 + b] = nh[b];
-    }
-  }
-  pthread_rwlock_unlock(&c->lock);
-  free(hits);
-}
-
-/* the collections a file held get their index, here on the pool (an index
- * may take a while to build) */
-static void index_replayed(Op *op) {
-  Replay *rp = &op->opened.replay;
-  for (int i = 0; i < rp->ncols; i++) {
-    Collection *c = rp->cols[i];
-    if (store_compact_due(c)) store_compact_rows(c, NULL);   /* no index yet to tell */
-    if (!(c->index = index_exact.build(c))) {
-      for (int j = 0; j < i; j++) { index_free(rp->cols[j]->index); rp->cols[j]->index = NULL; }
-      log_close(op->log);
-      op->log = NULL;
-      op_fail(op, "unavailable", "out of memory for the collections' indexes");
-      return;
-    }
-  }
-}
-
-static void work(uv_work_t *req) {
-  Op *op = req->data;
-  switch (op->kind) {
-    case OP_PUT: run_put(op); break;
-    case OP_GET: run_get(op); break;
-    case OP_DELETE: run_delete(op); break;
-    case OP_COUNT:
-      pthread_rwlock_rdlock(&op->c->lock);
-      op->result = (long)op->c->count;
-      pthread_rwlock_unlock(&op->c->lock);
-      break;
-    case OP_SEARCH: run_search(op); break;
-    case OP_OPEN: {
-      const char *code = NULL;
-      op->log = log_open(op->path, op->recover, &op->opened, &code, op->err_msg, sizeof op->err_msg);
-      if (!op->log) snprintf(op->err_code, sizeof op->err_code, "%s", code);
-      else index_replayed(op);
-      break;
-    }
-    case OP_META: {
-      uint64_t seq = op->meta_kind == LOG_CREATE
-        ? log_create(op->log, op->name, op->meta_dim, op->meta_metric) : log_drop(op->log, op->name);
-      wait_durable(op, op->log, seq);
-      break;
-    }
-    case OP_COMPACT: {                       /* only when the dead space is worth it */
-      op->result = 0;
-      if (!op->skip && log_compact_due(op->log, op->closing ? COMPACT_MIN_DEAD_CLOSING : COMPACT_MIN_DEAD)) {
-        int rc = log_compact(op->log, op->cols, op->ncols, op->epoch);
-        if (rc < 0) op_fail(op, "unavailable", "compaction failed (the file is as it was)");
-        else op->result = rc == 0;
-      }
-      break;
-    }
-  }
-}
 
 static void push_bytes(lua_State *L, const char *b) { lua_pushlstring(L, b, bytes_len(b)); }
 
@@ -521,7 +182,6 @@ static void push_opened(lua_State *L, Op *op) {
 }
 
 static void finish_op(Op *op);
-static void wait_for_flush(Op *op, Log *lg);
 
 static void after_work(uv_work_t *req, int status) {
   Op *op = req->data;
@@ -531,63 +191,13 @@ static void after_work(uv_work_t *req, int status) {
   if (!op->err_code[0] && op->seq && lg) {
     int d = log_durable(lg, op->seq);
     if (d < 0) op_fail(op, "unavailable", "writing the log failed (disk full or I/O error): the store now refuses writes");
-    else if (d == 0) { wait_for_flush(op, lg); return; }
+    else if (d == 0) { commit_wait(op, lg); return; }
   }
   finish_op(op);
 }
 
 /* ---- group commit: one flush job at a time, for every waiting op -------- */
 
-typedef struct Flush { uv_work_t req; Log *lg; uv_loop_t *loop; } Flush;
-
-static void flush_work(uv_work_t *req) {
-  Flush *f = req->data;
-  log_flush(f->lg);
-}
-
-static void start_flush(Log *lg, uv_loop_t *loop);
-
-static void flush_done(uv_work_t *req, int status) {
-  Flush *f = req->data;
-  Log *lg = f->lg;
-  (void)status;
-  lg->flush_running = 0;
-  Op *keep = NULL, *op = lg->waiters;
-  lg->waiters = NULL;
-  while (op) {
-    Op *next = op->next;
-    int d = log_durable(lg, op->seq);
-    if (d == 0) { op->next = keep; keep = op; }
-    else {
-      if (d < 0) op_fail(op, "unavailable", "writing the log failed (disk full or I/O error): the store now refuses writes");
-      finish_op(op);
-    }
-    op = next;
-  }
-  lg->waiters = keep;
-  if (keep) start_flush(lg, f->loop);
-  log_unref(lg);
-  free(f);
-}
-
-static void start_flush(Log *lg, uv_loop_t *loop) {
-  if (lg->flush_running) return;
-  Flush *f = calloc(1, sizeof *f);
-  if (!f) return;                             /* retried by the next write */
-  f->lg = lg; f->loop = loop;
-  f->req.data = f;
-  lg->refs++;
-  lg->flush_running = 1;
-  if (uv_queue_work(loop, &f->req, flush_work, flush_done) != 0) {
-    lg->flush_running = 0; lg->refs--; free(f);
-  }
-}
-
-static void wait_for_flush(Op *op, Log *lg) {
-  op->next = lg->waiters;
-  lg->waiters = op;
-  start_flush(lg, op->loop);
-}
 
 /* A collection's dimension is fixed by the first insert that succeeds.
  * Until then the dimension of the first insert accepted is held for it and
@@ -647,6 +257,7 @@ static Op *op_new(lua_State *L, int kind, Collection *c) {
   op->loop = api->loop(L);
   op->kind = kind; op->c = c; op->api = api; op->limit = -1; op->anchor = LUA_NOREF;
   op->inc_meta = op->inc_doc = 1;
+  op->finish = finish_op;
   if (c) c->refs++;
   op->req.data = op;
   return op;
@@ -655,7 +266,7 @@ static Op *op_new(lua_State *L, int kind, Collection *c) {
 /* queue the op and push its future */
 static int op_start(lua_State *L, Op *op) {
   op->fut = op->api->future_new(L);
-  int rc = uv_queue_work(op->loop, &op->req, work, after_work);
+  int rc = uv_queue_work(op->loop, &op->req, op_work, after_work);
   if (rc != 0) {
     lua_pop(L, 1);
     op_free(L, op);
