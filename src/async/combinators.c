@@ -111,89 +111,111 @@ void gather_child_eager(lua_State *L, Loop *lp, int gidx, int oidx, int ridx, in
 }
 
 /* core.gather(list, n, return_exceptions) -> outer future, children list */
+/* the stack places of one gather's call (see l_gather) */
+typedef struct Places { int gidx, oidx, cidx, ridx, thidx, eager; } Places;
+
+/* push the Gather, its outer future, its children's and results' lists */
+static void gather_new(lua_State *L, Loop *lp, int n, int return_exceptions, Places *at) {
+  Gather *g = lua_newuserdatauv(L, sizeof *g, G_NUV);
+  g->hook.tag = TAG_DONE_HOOK; g->hook.done = gather_child_done;
+  g->n = n; g->remaining = n; g->return_exceptions = return_exceptions;
+  at->gidx = lua_gettop(L);
+  future_new(L, lp);
+  at->oidx = lua_gettop(L);
+  lua_pushvalue(L, at->oidx);
+  lua_setiuservalue(L, at->gidx, G_OUTER);
+  lua_createtable(L, n, 0);
+  at->cidx = lua_gettop(L);
+  lua_pushvalue(L, at->cidx);
+  lua_setiuservalue(L, at->gidx, G_CHILDREN);
+  lua_createtable(L, n, 1);
+  at->ridx = lua_gettop(L);
+  lua_pushvalue(L, at->ridx);
+  lua_setiuservalue(L, at->gidx, G_RESULTS);
+}
+
+/* the child future (or Task) on top is child i: keep it, hear of its end */
+static void keep_child(lua_State *L, const Places *at, int i) {
+  lua_pushvalue(L, -1);
+  lua_rawseti(L, at->cidx, i);
+  future_add_callback(L, -1, at->gidx);
+}
+
+/* Start child i, not a fresh coroutine object run in a batch: a future is
+ * kept as it is; a coroutine object runs at once (eager), or becomes a
+ * Task.  Returns 1 if it finished at once with no Task (a batch may
+ * follow), else 0. */
+static int start_child(lua_State *L, Loop *lp, const Places *at, int i) {
+  lua_rawgeti(L, 1, i);
+  Task *t = NULL;
+  if (!future_test(L, -1)) {
+    if (at->eager && !lp->debug && coro_is(L, lp, -1)) {
+      lp->eager_depth++;
+      int done = task_run_eager(L, lp, -1, at->thidx);
+      lp->eager_depth--;
+      if (done) {                             /* children[i] stays nil */
+        gather_child_eager(L, lp, at->gidx, at->oidx, at->ridx, i);
+        lua_pop(L, 1);
+        return 1;
+      }
+      lua_remove(L, -2);                      /* its Task, past its first step, took over */
+    } else {
+      if (!(t = task_new_ex(L, lp, -1, 0, !at->eager)))
+        return luaL_error(L, "bad argument #%d to 'gather' (awaitable expected, got %s)",
+                          i, luaL_typename(L, -1));
+      lua_remove(L, -2);
+    }
+  }
+  keep_child(L, at, i);
+  if (t && at->eager) {
+    lua_pushnil(L);
+    lp->eager_depth++;
+    task_step(L, lp, lua_gettop(L) - 1, lua_gettop(L));
+    lp->eager_depth--;
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return 0;
+}
+
+/* core.gather(list, n, return_exceptions): the outer future and the children */
 static int l_gather(lua_State *L) {
   Loop *lp = loop_get(L);
   luaL_checktype(L, 1, LUA_TTABLE);
   int n = (int)luaL_checkinteger(L, 2);
-  Gather *g = lua_newuserdatauv(L, sizeof *g, G_NUV);
-  g->hook.tag = TAG_DONE_HOOK; g->hook.done = gather_child_done; g->n = n; g->remaining = n; g->return_exceptions = lua_toboolean(L, 3);
-  int gidx = lua_gettop(L);
-  future_new(L, lp);
-  int oidx = lua_gettop(L);
-  lua_pushvalue(L, oidx);
-  lua_setiuservalue(L, gidx, G_OUTER);
-  lua_createtable(L, n, 0);
-  int cidx = lua_gettop(L);
-  lua_pushvalue(L, cidx);
-  lua_setiuservalue(L, gidx, G_CHILDREN);
-  lua_createtable(L, n, 1);
-  int ridx = lua_gettop(L);
-  lua_pushvalue(L, ridx);
-  lua_setiuservalue(L, gidx, G_RESULTS);
-  if (n == 0) gather_finish(L, lp, gidx, oidx);   /* gather() of nothing: {} at once */
+  Places at;
+  gather_new(L, lp, n, lua_toboolean(L, 3), &at);
+  if (n == 0) gather_finish(L, lp, at.gidx, at.oidx);   /* gather() of nothing: {} at once */
   /* Coroutine objects start at once, in argument order (Python 3.12's
    * eager tasks), and one that finishes without waiting gets no Task at
    * all (task_run_eager).  Nested gathers fall back to scheduling past a
    * small depth, to bound the C stack; debug mode gives every child a
    * Task, so that each is timed and named. */
-  int eager = lp->eager_depth < 8;
+  at.eager = lp->eager_depth < 8;
   lua_pushnil(L);                            /* the thread children finishing at once share */
-  int thidx = lua_gettop(L);
+  at.thidx = lua_gettop(L);
   task_push_mains(L, lp);                    /* at thidx + 1 and + 2 */
   /* Children that finish at once run a batch at a time, in one thread
    * (task_run_batch); while children keep suspending, each runs alone
    * (task_run_eager), which costs less to restart. */
-  int batch = eager && !lp->debug;
+  int batch = at.eager && !lp->debug;
   for (int i = 1; i <= n; i++) {
     if (batch) {
       int made, first = i;
-      i = task_run_batch(L, lp, 1, gidx, oidx, ridx, i, n, thidx, &made);
+      i = task_run_batch(L, lp, 1, at.gidx, at.oidx, at.ridx, i, n, at.thidx, &made);
       if (made) {                            /* child i needed its Task (pushed) */
         batch = i > first;
-        lua_pushvalue(L, -1);
-        lua_rawseti(L, cidx, i);
-        future_add_callback(L, -1, gidx);
+        keep_child(L, &at, i);
         lua_pop(L, 1);
         continue;
       }
       if (i > n) break;
     }
-    lua_rawgeti(L, 1, i);
-    Task *t = NULL;
-    if (!future_test(L, -1)) {
-      if (eager && !lp->debug && coro_is(L, lp, -1)) {
-        lp->eager_depth++;
-        int done = task_run_eager(L, lp, -1, thidx);
-        lp->eager_depth--;
-        if (done) {                           /* children[i] stays nil */
-          gather_child_eager(L, lp, gidx, oidx, ridx, i);
-          lua_pop(L, 1);
-          batch = 1;
-          continue;
-        }
-        lua_remove(L, -2);                    /* its Task, past its first step, took over */
-      } else {
-        if (!(t = task_new_ex(L, lp, -1, 0, !eager)))
-          return luaL_error(L, "bad argument #%d to 'gather' (awaitable expected, got %s)",
-                            i, luaL_typename(L, -1));
-        lua_remove(L, -2);
-      }
-    }
-    lua_pushvalue(L, -1);
-    lua_rawseti(L, cidx, i);
-    future_add_callback(L, -1, gidx);
-    if (t && eager) {
-      lua_pushnil(L);
-      lp->eager_depth++;
-      task_step(L, lp, lua_gettop(L) - 1, lua_gettop(L));
-      lp->eager_depth--;
-      lua_pop(L, 1);
-    }
-    lua_pop(L, 1);
+    if (start_child(L, lp, &at, i)) batch = 1;
   }
-  task_pool_thread(L, lp, thidx);
-  lua_pushvalue(L, oidx);
-  lua_pushvalue(L, cidx);
+  task_pool_thread(L, lp, at.thidx);
+  lua_pushvalue(L, at.oidx);
+  lua_pushvalue(L, at.cidx);
   return 2;
 }
 

@@ -189,9 +189,12 @@ static void interrupt_wait(lua_State *L, Loop *lp, int tidx, Task *t);
 
 /* Resume the task at tidx: first run, or wake after a wait.  argidx holds
  * the future it was waiting for, or nil (a sleep, a cancel, the start). */
+static int push_wake(lua_State *L, Loop *lp, int tidx, int argidx, Future *f);
+static void resume(lua_State *L, Loop *lp, int tidx, Task *t, int nargs);
+
 void task_step(lua_State *L, Loop *lp, int tidx, int argidx) {
   Task *t = lua_touserdata(L, tidx);
-  int nargs, nres;
+  int nargs;
   if (t->f.state != PENDING) return;
   if (!t->started) {
     t->started = 1;
@@ -207,42 +210,42 @@ void task_step(lua_State *L, Loop *lp, int tidx, int argidx) {
     Future *f = lua_isnil(L, argidx) ? NULL : lua_touserdata(L, argidx);
     if (f && f != t->waiter) return;         /* a stale wake-up */
     t->waiter = NULL;
-    if (t->must_cancel) {
-      t->must_cancel = 0;
-      lua_pushboolean(L, 0);
-      lua_getiuservalue(L, tidx, UV_CANCELMSG);
-      push_error(L, lp, "CancelledError", -1);
-      lua_remove(L, -2);
-      nargs = 2;
-    } else if (f && f->state == CANCELLED) {
-      lua_pushboolean(L, 0);
-      lua_getiuservalue(L, argidx, UV_CANCELMSG);
-      push_error(L, lp, "CancelledError", -1);
-      lua_remove(L, -2);
-      nargs = 2;
-    } else if (f && f->failed) {
-      f->retrieved = 1;
-      lua_pushboolean(L, 0);
-      lua_getiuservalue(L, argidx, UV_RESULT);
-      nargs = 2;
-    } else if (f) {
-      lua_pushboolean(L, 1);
-      lua_getiuservalue(L, argidx, UV_RESULT);
-      if (f->nres == 0) { lua_pop(L, 1); nargs = 1; }
-      else if (f->nres == 1) nargs = 2;
-      else {
-        int r = lua_gettop(L);
-        luaL_checkstack(L, f->nres, "too many results");
-        for (int i = 1; i <= f->nres; i++) lua_rawgeti(L, r, i);
-        lua_remove(L, r);
-        nargs = f->nres + 1;
-      }
-    } else {
-      lua_pushboolean(L, 1);
-      nargs = 1;
-    }
+    nargs = push_wake(L, lp, tidx, argidx, f);
     lua_xmove(L, t->T, nargs);
   }
+  resume(L, lp, tidx, t, nargs);
+}
+
+/* What a woken task's await returns to it, pushed: (false, CancelledError)
+ * if a cancellation is pending or what it waited for was cancelled,
+ * (false, err) if that failed, (true, results...) otherwise; the count. */
+static int push_wake(lua_State *L, Loop *lp, int tidx, int argidx, Future *f) {
+  Task *t = lua_touserdata(L, tidx);
+  int cancelled_by = t->must_cancel ? tidx : f && f->state == CANCELLED ? argidx : 0;
+  if (cancelled_by) {
+    t->must_cancel = 0;
+    lua_pushboolean(L, 0);
+    lua_getiuservalue(L, cancelled_by, UV_CANCELMSG);
+    push_error(L, lp, "CancelledError", -1);
+    lua_remove(L, -2);
+    return 2;
+  }
+  if (!f) { lua_pushboolean(L, 1); return 1; }  /* a sleep, a ring's turn, the start */
+  lua_pushboolean(L, !f->failed);
+  lua_getiuservalue(L, argidx, UV_RESULT);
+  if (f->failed) { f->retrieved = 1; return 2; }
+  if (f->nres == 0) { lua_pop(L, 1); return 1; }
+  if (f->nres == 1) return 2;
+  int r = lua_gettop(L);
+  luaL_checkstack(L, f->nres, "too many results");
+  for (int i = 1; i <= f->nres; i++) lua_rawgeti(L, r, i);
+  lua_remove(L, r);
+  return f->nres + 1;
+}
+
+/* run the task's thread from where it stopped, nargs values given */
+static void resume(lua_State *L, Loop *lp, int tidx, Task *t, int nargs) {
+  int nres;
   lua_State *T = t->T;
   lua_getiuservalue(L, tidx, UV_THREAD);     /* keep T reachable while it runs */
   Task *prev = lp->current;
