@@ -391,6 +391,50 @@ static struct curl_slist *read_headers(lua_State *L, int idx) {
   return l;
 }
 
+/* a request's transfer: where to, its callbacks, its limits */
+static void set_transfer(Req *r, const char *url, long redirects, curl_off_t max_body, int insecure, double timeout) {
+  CURL *e = r->easy;
+  curl_easy_setopt(e, CURLOPT_URL, url);
+  curl_easy_setopt(e, CURLOPT_PRIVATE, r);
+  curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->err);
+  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, close_socket);
+  curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, r->h);
+  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+  curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
+  curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+  curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
+  curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->hdrs);
+  curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, redirects > 0 ? 1L : 0L);
+  if (redirects > 0) curl_easy_setopt(e, CURLOPT_MAXREDIRS, redirects);
+  if (max_body) curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, max_body);
+  curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, insecure ? 0L : 1L);
+  curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, insecure ? 0L : 2L);
+  if (timeout > 0) {                         /* at least 1 ms (0 would mean none); at most ~24 days */
+    double ms = ceil(timeout * 1000);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, ms >= 2147483647.0 ? 2147483647L : ms < 1 ? 1L : (long)ms);
+  }
+}
+
+/* the method, and the body (kept alive by a registry ref until the end) */
+static void set_method(lua_State *L, Req *r, const char *method, const char *body, size_t blen) {
+  CURL *e = r->easy;
+  if (strcmp(method, "GET") == 0 && !body) {
+    curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+  } else if (strcmp(method, "HEAD") == 0) {
+    curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+  } else {
+    if (strcmp(method, "POST") != 0) curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
+    if (body || strcmp(method, "POST") == 0) {
+      curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen);
+      curl_easy_setopt(e, CURLOPT_POSTFIELDS, body ? body : "");
+      if (body) { lua_pushvalue(L, 4); r->body_ref = luaL_ref(L, LUA_REGISTRYINDEX); }
+    }
+  }
+}
+
 static int l_http_request(lua_State *L) {
   Http *h = *(Http **)lua_touserdata(L, lua_upvalueindex(1));
   if (!h) return luaL_error(L, "async.http: closed");
@@ -419,40 +463,8 @@ static int l_http_request(lua_State *L) {
   r->easy = e;
   r->h = h;
   r->hdrs = hdrs;
-  curl_easy_setopt(e, CURLOPT_URL, url);
-  curl_easy_setopt(e, CURLOPT_PRIVATE, r);
-  curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->err);
-  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, close_socket);
-  curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, h);
-  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
-  curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
-  curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
-  curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
-  curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->hdrs);
-  curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, redirects > 0 ? 1L : 0L);
-  if (redirects > 0) curl_easy_setopt(e, CURLOPT_MAXREDIRS, redirects);
-  if (max_body) curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, max_body);
-  curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, insecure ? 0L : 1L);
-  curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, insecure ? 0L : 2L);
-  if (timeout > 0) {                         /* at least 1 ms (0 would mean none); at most ~24 days */
-    double ms = ceil(timeout * 1000);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, ms >= 2147483647.0 ? 2147483647L : ms < 1 ? 1L : (long)ms);
-  }
-  if (strcmp(method, "GET") == 0 && !body) {
-    curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
-  } else if (strcmp(method, "HEAD") == 0) {
-    curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
-  } else {
-    if (strcmp(method, "POST") != 0) curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
-    if (body || strcmp(method, "POST") == 0) {
-      curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen);
-      curl_easy_setopt(e, CURLOPT_POSTFIELDS, body ? body : "");
-      if (body) { lua_pushvalue(L, 4); r->body_ref = luaL_ref(L, LUA_REGISTRYINDEX); }
-    }
-  }
+  set_transfer(r, url, redirects, max_body, insecure, timeout);
+  set_method(L, r, method, body, blen);
 
   r->fut = api->future_new(L);      /* pushed: the awaitable */
   r->next = h->live;

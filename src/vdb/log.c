@@ -347,23 +347,73 @@ static void describe_damage(const Replay *rp, const char *path, char *err, size_
            (unsigned long long)rp->damaged_bytes, (unsigned long long)rp->records, path);
 }
 
-Log *log_open(const char *path, int recover, Opened *out, const char **code, char *err, size_t errlen) {
-  memset(out, 0, sizeof *out);
-  *code = "unavailable";
+/* open the file, take its lock and read it whole: 0, or -1 with err */
+static int open_and_read(const char *path, int *fd_out, unsigned char **data, size_t *len, char *err, size_t errlen) {
   int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (fd < 0) { snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno)); return NULL; }
+  if (fd < 0) { snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno)); return -1; }
   if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
     snprintf(err, errlen, "%s is in use by another connection or process (locked)", path);
     close(fd);
-    return NULL;
+    return -1;
   }
-  unsigned char *data;
-  size_t len;
-  if (read_all(fd, &data, &len) != 0) {
+  if (read_all(fd, data, len) != 0) {
     snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
     close(fd);
-    return NULL;
+    return -1;
   }
+  *fd_out = fd;
+  return 0;
+}
+
+/* Rewrite what was read as a format-1 snapshot, the original kept beside
+ * it (a damaged file opened with recover, or format 0): 0 with *fd the new
+ * file's, or -1 with err. */
+static int rewrite_kept(const char *path, Opened *out, int *fd, size_t *bytes, char *err, size_t errlen) {
+  Replay *rp = &out->replay;
+  out->kept = keep_original(path, rp->damaged ? ".damaged" : ".format0");
+  int nfd = out->kept ? replace_file(path, rp->cols, rp->ncols, bytes) : -1;
+  if (nfd < 0) {
+    if (out->kept) { unlink(out->kept); free(out->kept); out->kept = NULL; }
+    snprintf(err, errlen, "cannot rewrite %s: %s", path, strerror(errno));
+    return -1;
+  }
+  close(*fd);
+  *fd = nfd;
+  if (rp->damaged)
+    snprintf(out->report, sizeof out->report,
+             "%s: recovered %llu records; skipped %llu damaged records (%llu bytes, the first at offset %llu: %s)%s%s; "
+             "the original is kept as %s",
+             path, (unsigned long long)live_records(rp), (unsigned long long)rp->damaged,
+             (unsigned long long)rp->damaged_bytes, (unsigned long long)rp->first_offset, rp->first_why,
+             rp->notes[0] ? "; " : "", rp->notes, out->kept);
+  else
+    snprintf(out->report, sizeof out->report, "%s: rewritten in format %d; the file as it was is kept as %s",
+             path, VDB_FORMAT, out->kept);
+  return 0;
+}
+
+/* the Log over an opened file, or NULL (no memory) */
+static Log *log_new(const char *path, int fd, size_t bytes, const Replay *rp) {
+  Log *lg = calloc(1, sizeof *lg);
+  if (lg && !(lg->path = strdup(path))) { free(lg); lg = NULL; }
+  if (!lg) return NULL;
+  lg->fd = fd;
+  lg->bytes = bytes;
+  lg->records = rp->records;
+  for (int i = 0; i < rp->ncols; i++) lg->live += rp->cols[i]->live_bytes;
+  pthread_mutex_init(&lg->m, NULL);
+  pthread_mutex_init(&lg->wm, NULL);
+  pthread_cond_init(&lg->flushed, NULL);
+  return lg;
+}
+
+Log *log_open(const char *path, int recover, Opened *out, const char **code, char *err, size_t errlen) {
+  memset(out, 0, sizeof *out);
+  *code = "unavailable";
+  int fd;
+  unsigned char *data;
+  size_t len;
+  if (open_and_read(path, &fd, &data, &len, err, errlen) != 0) return NULL;
   Replay *rp = &out->replay;
   int kind = replay_image(data, len, recover, rp);
   free(data);
@@ -378,6 +428,7 @@ Log *log_open(const char *path, int recover, Opened *out, const char **code, cha
     header_write(h);
     failed = pwrite_all(fd, (const char *)h, sizeof h, 0) != 0 || ftruncate(fd, sizeof h) != 0 || fsync(fd) != 0;
     bytes = sizeof h;
+    if (failed) snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
   } else if (kind == REPLAY_FOREIGN) {
     *code = "corrupt";
     snprintf(err, errlen, "%s is not a vdb store (it does not start with vdb's header); nothing was changed", path);
@@ -391,27 +442,7 @@ Log *log_open(const char *path, int recover, Opened *out, const char **code, cha
     *code = "corrupt";
     describe_damage(rp, path, err, errlen);
   } else if (rp->damaged || rp->format == 0) {
-    /* rewrite what was read as a format-1 snapshot, the original kept */
-    out->kept = keep_original(path, rp->damaged ? ".damaged" : ".format0");
-    int nfd = out->kept ? replace_file(path, rp->cols, rp->ncols, &bytes) : -1;
-    if (nfd < 0) {
-      if (out->kept) { unlink(out->kept); free(out->kept); out->kept = NULL; }
-      snprintf(err, errlen, "cannot rewrite %s: %s", path, strerror(errno));
-    } else {
-      close(fd);
-      fd = nfd;
-      if (rp->damaged)
-        snprintf(out->report, sizeof out->report,
-                 "%s: recovered %llu records; skipped %llu damaged records (%llu bytes, the first at offset %llu: %s)%s%s; "
-                 "the original is kept as %s",
-                 path, (unsigned long long)live_records(rp), (unsigned long long)rp->damaged,
-                 (unsigned long long)rp->damaged_bytes, (unsigned long long)rp->first_offset, rp->first_why,
-                 rp->notes[0] ? "; " : "", rp->notes, out->kept);
-      else
-        snprintf(out->report, sizeof out->report, "%s: rewritten in format %d; the file as it was is kept as %s",
-                 path, VDB_FORMAT, out->kept);
-    }
-    failed = nfd < 0;
+    failed = rewrite_kept(path, out, &fd, &bytes, err, errlen) != 0;
   } else if (rp->torn) {                    /* only an incomplete last record is ever cut */
     snprintf(out->report, sizeof out->report,
              "%s: an incomplete last record (%llu bytes at offset %llu: a write cut by a crash, never acknowledged) was dropped",
@@ -419,21 +450,12 @@ Log *log_open(const char *path, int recover, Opened *out, const char **code, cha
     failed = ftruncate(fd, (off_t)rp->end) != 0 || fsync(fd) != 0;
     if (failed) snprintf(err, errlen, "cannot truncate %s: %s", path, strerror(errno));
   }
-  if (kind == REPLAY_NEW && failed) snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
   Log *lg = NULL;
   if (!failed && (kind == REPLAY_NEW || (kind == REPLAY_STORE && !(rp->damaged && !recover)))) {
-    lg = calloc(1, sizeof *lg);
-    if (lg && !(lg->path = strdup(path))) { free(lg); lg = NULL; }
+    lg = log_new(path, fd, bytes, rp);
     if (!lg) snprintf(err, errlen, "out of memory");
   }
   if (!lg) { opened_free(out); close(fd); return NULL; }
-  lg->fd = fd;
-  lg->bytes = bytes;
-  lg->records = rp->records;
-  for (int i = 0; i < rp->ncols; i++) lg->live += rp->cols[i]->live_bytes;
-  pthread_mutex_init(&lg->m, NULL);
-  pthread_mutex_init(&lg->wm, NULL);
-  pthread_cond_init(&lg->flushed, NULL);
   return lg;
 }
 
