@@ -35,15 +35,15 @@
 
 static void module_unref(Module *m) { if (m && --m->refs == 0) free(m); }
 
-typedef struct Handle { Collection *c; } Handle;
+typedef struct CollRef { Collection *c; } CollRef;
 
 static Collection *check_coll(lua_State *L, int idx) {
-  Handle *h = luaL_checkudata(L, idx, COLL_MT);
+  CollRef *h = luaL_checkudata(L, idx, COLL_MT);
   return h->c;
 }
 
 #define LOG_MT "vdb.log"
-typedef struct LogHandle { Log *lg; } LogHandle;
+typedef struct LogRef { Log *lg; } LogRef;
 
 static void coll_unref(Collection *c) {
   if (!c || --c->refs > 0) return;
@@ -53,20 +53,20 @@ static void coll_unref(Collection *c) {
 }
 
 static Log *check_log(lua_State *L, int idx) {
-  LogHandle *h = luaL_checkudata(L, idx, LOG_MT);
+  LogRef *h = luaL_checkudata(L, idx, LOG_MT);
   if (!h->lg) luaL_error(L, "vdb: the log is closed");
   return h->lg;
 }
 
 static int log_gc(lua_State *L) {
-  LogHandle *h = luaL_checkudata(L, 1, LOG_MT);
+  LogRef *h = luaL_checkudata(L, 1, LOG_MT);
   log_unref(h->lg);
   h->lg = NULL;
   return 0;
 }
 
 static int coll_gc(lua_State *L) {
-  Handle *h = luaL_checkudata(L, 1, COLL_MT);
+  CollRef *h = luaL_checkudata(L, 1, COLL_MT);
   if (h->c) { coll_unref(h->c); h->c = NULL; }
   return 0;
 }
@@ -78,7 +78,7 @@ static int l_new_collection(lua_State *L) {
   lua_Integer dim = luaL_optinteger(L, 2, 0);
   int metric = (int)luaL_checkinteger(L, 3);
   if (dim < 0 || dim > STORE_MAX_DIM) return raise_vdb(L, "invalid_argument", "dim must be 1 to %d", STORE_MAX_DIM);
-  Handle *h = lua_newuserdatauv(L, sizeof *h, 0);
+  CollRef *h = lua_newuserdatauv(L, sizeof *h, 0);
   h->c = store_new(name, len, (int)dim, metric);
   if (h->c && !(h->c->index = index_exact.build(h->c))) { store_free(h->c); h->c = NULL; }
   if (!h->c) return luaL_error(L, "vdb: out of memory");
@@ -156,7 +156,7 @@ static void push_report(lua_State *L, const Opened *o) {
 /* OP_OPEN done: the log handle, the collections found, the report */
 static void push_opened(lua_State *L, Op *op) {
   Replay *rp = &op->opened.replay;
-  LogHandle *h = lua_newuserdatauv(L, sizeof *h, 0);
+  LogRef *h = lua_newuserdatauv(L, sizeof *h, 0);
   h->lg = op->log;
   op->log->refs = 1;
   op->log = NULL;                             /* the handle owns it now */
@@ -168,7 +168,7 @@ static void push_opened(lua_State *L, Op *op) {
     push_bytes(L, c->name); lua_setfield(L, -2, "name");
     lua_pushinteger(L, c->dim); lua_setfield(L, -2, "dim");
     lua_pushinteger(L, c->metric); lua_setfield(L, -2, "metric");
-    Handle *ch = lua_newuserdatauv(L, sizeof *ch, 0);
+    CollRef *ch = lua_newuserdatauv(L, sizeof *ch, 0);
     ch->c = c;
     c->refs = 1;
     c->log = h->lg;
@@ -437,7 +437,7 @@ static int l_meta_mark(lua_State *L) {
 
 /* core.close_log(log, {collection handles}): detach and release the file */
 static int l_close_log(lua_State *L) {
-  LogHandle *h = luaL_checkudata(L, 1, LOG_MT);
+  LogRef *h = luaL_checkudata(L, 1, LOG_MT);
   if (!h->lg) return 0;
   if (lua_istable(L, 2)) {
     for (int i = 1; i <= (int)lua_rawlen(L, 2); i++) {

@@ -17,7 +17,7 @@
 char AWAIT_MARK;            /* its address: a generator's await passing up */
 
 static int is_gen_thread(lua_State *L, Loop *lp) {
-  loop_push_slot(L, lp, LS_GENTHREADS);
+  loop_push_ref(L, lp, LS_GENTHREADS);
   lua_pushthread(L);
   lua_rawget(L, -2);
   int r = lua_toboolean(L, -1);
@@ -69,8 +69,8 @@ Task *task_ring_wait(lua_State *L, const void *owner) {
   return t;
 }
 
-int task_still_waits(Loop *lp, int slot, Task *t, uint64_t wait_id, const void *owner) {
-  return slot < lp->slot_task_cap && lp->slot_task[slot] == t &&
+int task_still_waits(Loop *lp, int pending_id, Task *t, uint64_t wait_id, const void *owner) {
+  return pending_id < lp->pending_cap && lp->pending_task[pending_id] == t &&
          t->wait_id == wait_id && t->ring_owner == owner && t->f.state == PENDING;
 }
 
@@ -146,7 +146,7 @@ int await_future_k(lua_State *L, int fidx, lua_KContext ctx, lua_KFunction k) {
   future_add_waiter(L, fidx, t);
   push_task(L, lp, t);
   lua_pushvalue(L, fidx);
-  lua_setiuservalue(L, -2, UV_WAITER);
+  lua_setiuservalue(L, -2, UVAL_WAITER);
   lua_pop(L, 1);
   t->waiter = f;
   return suspend_yield(L, t, is_gen, ctx, k);
@@ -271,7 +271,7 @@ static int l_gen_thread(lua_State *L) {
   lua_State *G = lua_newthread(L);
   lua_pushvalue(L, 1);
   lua_xmove(L, G, 1);
-  loop_push_slot(L, lp, LS_GENTHREADS);
+  loop_push_ref(L, lp, LS_GENTHREADS);
   lua_pushvalue(L, -2); lua_pushboolean(L, 1); lua_rawset(L, -3);
   lua_pop(L, 1);
   return 1;

@@ -59,7 +59,7 @@ static void capi_awaitable_new(lua_State *L, lua_CFunction start, int nargs) {
 static void capi_error_new(lua_State *L, const char *name, const char *msg) {
   Loop *lp = registry_loop(L);
   lua_pushstring(L, msg);
-  loop_push_slot(L, lp, LS_ERRORS);
+  loop_push_ref(L, lp, LS_ERRORS);
   if (lua_getfield(L, -1, name) != LUA_TTABLE) {   /* not a class (async.sleep is no error) */
     lua_pop(L, 1);
     lua_getfield(L, -1, "Error");

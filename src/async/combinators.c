@@ -25,13 +25,13 @@ enum { G_OUTER = 1, G_CHILDREN, G_RESULTS, G_NUV = G_RESULTS };
 static void push_outcome(lua_State *L, Loop *lp, int fidx) {
   Future *f = lua_touserdata(L, fidx);
   if (f->state == CANCELLED) {
-    lua_getiuservalue(L, fidx, UV_CANCELMSG);
+    lua_getiuservalue(L, fidx, UVAL_CANCELMSG);
     push_error(L, lp, "CancelledError", -1);
     lua_remove(L, -2);
     return;
   }
   if (f->failed) f->retrieved = 1;
-  if (lua_getiuservalue(L, fidx, UV_RESULT) == LUA_TTABLE && f->nres > 1 && !f->failed) {
+  if (lua_getiuservalue(L, fidx, UVAL_RESULT) == LUA_TTABLE && f->nres > 1 && !f->failed) {
     lua_rawgeti(L, -1, 1);
     lua_remove(L, -2);
   }
@@ -46,7 +46,7 @@ static void push_outcome(lua_State *L, Loop *lp, int fidx) {
 
 static void list_set_n(lua_State *L, Loop *lp, int listidx, int n) {
   listidx = lua_absindex(L, listidx);
-  loop_push_slot(L, lp, LS_LISTMT);
+  loop_push_ref(L, lp, LS_LISTMT);
   if (lua_rawgeti(L, -1, n) == LUA_TNIL) {
     lua_pop(L, 1);
     lua_createtable(L, 0, 1);
@@ -233,8 +233,8 @@ Task *task_materialize(lua_State *L, Loop *lp) {
   if (T != L && !lua_checkstack(T, 1)) luaL_error(L, "async: stack overflow");
   lua_pushthread(T);                         /* (L may be a generator's thread that T drives) */
   if (T != L) lua_xmove(T, L, 1);
-  lua_setiuservalue(L, -2, UV_THREAD);
-  task_take_slot(L, lp, t);
+  lua_setiuservalue(L, -2, UVAL_THREAD);
+  task_take_pending_id(L, lp, t);
   lua_pop(L, 1);
   lp->probe = NULL;
   lp->probe_task = lp->current = t;
@@ -309,10 +309,10 @@ int task_run_eager(lua_State *L, Loop *lp, int cidx, int thidx) {
  * needs a Task (it suspended, or asked for its Task).  A child that
  * suspends keeps the thread (its Task's now); the loop's frame stays below
  * it, and the pcall's continuation settles that Task alone.  In a
- * coroutine, a pcall's error also ends in the continuation: lp->batch
+ * coroutine, a pcall's error also ends in the continuation: lp->child_run
  * tells the two apart.
  * Thread stack: 1 list, 2 gather, 3 outer future, 4 results, 5 msgh. */
-struct Batch { int i, n; lua_State *T; };
+struct ChildRun { int i, n; lua_State *T; };
 
 static int batch_k(lua_State *L, int status, lua_KContext base);
 
@@ -327,7 +327,7 @@ static void batch_settle(lua_State *L, Loop *lp, Task *t, int base, int status) 
 /* the child whose function was at base + 1 ended in its first step:
  * 1 if it had made its Task (settled and pushed), else 0, its outcome
  * given to gather */
-static int batch_child_end(lua_State *L, Loop *lp, Batch *b, int base, int status) {
+static int batch_child_end(lua_State *L, Loop *lp, ChildRun *b, int base, int status) {
   if (lp->probe_task) {                      /* it asked for its Task */
     batch_settle(L, lp, lp->probe_task, base, status);
     lua_pushvalue(L, base + 1);
@@ -340,7 +340,7 @@ static int batch_child_end(lua_State *L, Loop *lp, Batch *b, int base, int statu
   return 0;
 }
 
-static int batch_run(lua_State *L, Loop *lp, Batch *b) {
+static int batch_run(lua_State *L, Loop *lp, ChildRun *b) {
   for (; b->i <= b->n; b->i++) {
     lua_rawgeti(L, 1, b->i);
     Coro *c = coro_test(L, lp, -1);
@@ -358,7 +358,7 @@ static int batch_run(lua_State *L, Loop *lp, Batch *b) {
 
 static int batch_k(lua_State *L, int status, lua_KContext base) {
   Loop *lp = lua_touserdata(L, lua_upvalueindex(1));
-  Batch *b = lp->batch;
+  ChildRun *b = lp->child_run;
   if (b && b->T == L) {                      /* an error in the child's first step */
     if (batch_child_end(L, lp, b, (int)base, status)) return 1;
     b->i++;
@@ -371,7 +371,7 @@ static int batch_k(lua_State *L, int status, lua_KContext base) {
 static int batch_main(lua_State *L) {
   lua_pushvalue(L, lua_upvalueindex(2));     /* loop_msgh, at 5 */
   Loop *lp = lua_touserdata(L, lua_upvalueindex(1));
-  return batch_run(L, lp, lp->batch);
+  return batch_run(L, lp, lp->child_run);
 }
 
 /* Run gather's children from `first` (of n, in the list at listidx) as
@@ -384,7 +384,7 @@ static int batch_main(lua_State *L) {
 int task_run_batch(lua_State *L, Loop *lp, int listidx, int gidx, int oidx, int ridx,
                    int first, int n, int thidx, int *made) {
   lua_State *T = probe_thread(L, lp, thidx);
-  Batch b = { first, n, T }, *prev_batch = lp->batch;
+  ChildRun b = { first, n, T }, *prev_run = lp->child_run;
   luaL_checkstack(L, 5, "gather");
   lua_pushvalue(L, thidx + 2);               /* batch_main, kept there by the caller */
   lua_pushvalue(L, listidx); lua_pushvalue(L, gidx); lua_pushvalue(L, oidx); lua_pushvalue(L, ridx);
@@ -392,9 +392,9 @@ int task_run_batch(lua_State *L, Loop *lp, int listidx, int gidx, int oidx, int 
   ProbeSave saved;
   probe_save(lp, &saved);
   lp->eager_depth++;
-  lp->batch = &b;
+  lp->child_run = &b;
   int nres, status = lua_resume(T, L, 4, &nres);
-  lp->batch = prev_batch;
+  lp->child_run = prev_run;
   lp->eager_depth--;
   Task *t = lp->probe_task;
   *made = 0;

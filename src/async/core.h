@@ -14,21 +14,21 @@ enum { TAG_FUTURE = 0x5a, TAG_TASK, TAG_HANDLE, TAG_DONE_HOOK, TAG_SEM, TAG_QUEU
 enum { PENDING = 0, DONE, CANCELLED };
 
 /* Future user values */
-enum { UV_RESULT = 1, UV_CALLBACKS, UV_CANCELMSG, FUTURE_NUV = UV_CANCELMSG };
+enum { UVAL_RESULT = 1, UVAL_CALLBACKS, UVAL_CANCELMSG, FUTURE_NUV = UVAL_CANCELMSG };
 /* Task user values (after the future's).  A task's first user value holds,
  * in turn, its coroutine object (until it starts), its thread (while it
- * runs) and its results (once done): three phases, one slot. */
-enum { UV_WAITER = FUTURE_NUV + 1, UV_NAME, TASK_NUV = UV_NAME };
-#define UV_CORO UV_RESULT
-#define UV_THREAD UV_RESULT
+ * runs) and its results (once done): three phases, one user value. */
+enum { UVAL_WAITER = FUTURE_NUV + 1, UVAL_NAME, TASK_NUV = UVAL_NAME };
+#define UVAL_CORO UVAL_RESULT
+#define UVAL_THREAD UVAL_RESULT
 
 typedef struct Loop Loop;
-typedef struct Batch Batch;
+typedef struct ChildRun ChildRun;
 
 /* Indices of a Lua array handed out and taken back (freed ones first). */
-typedef struct Slots { int *free; int nfree, cap, max; } Slots;
-int  slots_take(Slots *s);
-void slots_give(Slots *s, int slot);
+typedef struct IdPool { int *free; int nfree, cap, max; } IdPool;
+int  ids_take(IdPool *s);
+void ids_give(IdPool *s, int id);
 
 typedef struct Future {
   unsigned char tag;
@@ -46,13 +46,13 @@ typedef struct Future {
 typedef struct Task Task;
 struct Task {
   Future f;
-  lua_State *T;             /* the task's own thread (kept by UV_THREAD) */
+  lua_State *T;             /* the task's own thread (kept by UVAL_THREAD) */
   Future *waiter;           /* the future it awaits, or NULL */
   int timer_pos;            /* where its sleep is in the timers (timers.c), or TIMER_NONE */
   int must_cancel;          /* deliver CancelledError at the next step */
   int ncancel;              /* cancellation requests not yet uncancelled */
   int id;
-  int slot;                 /* index in the loop's table of pending tasks */
+  int pending_id;           /* its index in the loop's table of pending tasks (LS_PENDING) */
   unsigned char started, awaiting;
   const void *ring_owner;   /* the Semaphore/Queue whose ring it waits in, or NULL */
   uint64_t wait_id;         /* its current wait in a ring (unique on the loop) */
@@ -93,10 +93,10 @@ struct Loop {
   uv_check_t *check;
   uv_idle_t *idle;
   int eager_depth;          /* gathers starting children inside children */
-  int slot_ref[16];         /* registry refs of the loop's tables (LS_*, below) */
+  int refs[16];         /* registry refs of the loop's tables (LS_*, below) */
   struct Ready *rq;         /* ready queue: a ring, see loop.c */
   unsigned rq_head, rq_tail, rq_mask;
-  Slots cb_slots;           /* for Lua callbacks in LS_QUEUE */
+  IdPool cb_ids;           /* for Lua callbacks in LS_QUEUE */
   Timers timers;
   Task *current;            /* the task being resumed */
   lua_State *probe;         /* a gather child running eagerly with no Task yet (task_run_eager) */
@@ -106,15 +106,15 @@ struct Loop {
   int debug;
   int next_task_id;
   int npending;             /* tasks not yet done */
-  Slots task_slots;         /* indices of the pending table (LS_PENDING) */
-  Task **slot_task;         /* the pending task at each such index, or NULL */
-  int slot_task_cap;
+  IdPool pending_ids;         /* indices of the pending table (LS_PENDING) */
+  Task **pending_task;         /* the pending task at each such index, or NULL */
+  int pending_cap;
   uint64_t next_wait;       /* wait ids handed out (sync.c's rings) */
   double slow_threshold;    /* seconds, debug mode */
   int npool;                /* finished threads kept for reuse (LS_POOL) */
   int task_main_ref;        /* the C function every task thread starts in */
   int batch_main_ref;       /* gather's runs of children in one thread (task_run_batch) */
-  struct Batch *batch;      /* the run going on now, if any */
+  struct ChildRun *child_run;  /* gather's run of fresh children going on now, if any */
   int strtb_n;              /* entries in LS_STRTB (see loop_msgh) */
   int reraising;            /* an awaited error is raised again: keep its first traceback */
   int mt_ref[8];            /* metatables of our userdata, by MT_* */
@@ -138,7 +138,7 @@ void loop_setmetatable(lua_State *L, Loop *lp, int which);
 int  loop_hasmetatable(lua_State *L, Loop *lp, int idx, int which);
 void loop_register_mt(lua_State *L, Loop *lp, int which);  /* the table at -1 */
 
-/* the loop's tables, each held by a registry ref (slot_ref) */
+/* the loop's tables, each held by a registry ref (lp->refs) */
 enum { LS_PENDING = 1, LS_QUEUE, LS_KEEP, LS_UNRETRIEVED, LS_GENTHREADS,
        LS_TRACEBACKS, LS_STRTB, LS_ERRORS, LS_HANDLER, LS_POOL, LS_LISTMT, LS_N = LS_LISTMT };
 
@@ -148,8 +148,8 @@ int loop_is_cancelled(lua_State *L, Loop *lp, int idx);   /* a CancelledError */
 int loop_msgh(lua_State *L);               /* message handler recording tracebacks (upvalue 1: the loop) */
 int loop_c_frames(lua_State *L);             /* C functions on the stack (report.c) */
 int loop_call_reported(lua_State *L, Loop *lp, int nargs);  /* pcall under loop_msgh: 0 or the error on top */
-void loop_push_slot(lua_State *L, Loop *lp, int slot);
-void loop_set_slot(lua_State *L, Loop *lp, int slot);    /* pops the new value (nil: false) */
+void loop_push_ref(lua_State *L, Loop *lp, int which);   /* one of the loop's tables (LS_*) */
+void loop_set_ref(lua_State *L, Loop *lp, int which);    /* pops the new value (nil: false) */
 void loop_enqueue(lua_State *L, Loop *lp, int cb, int arg);   /* stack indices */
 void loop_enqueue_task(lua_State *L, Loop *lp, Task *t);
 void loop_enqueue_wake(lua_State *L, Loop *lp, Task *t, Future *f);
@@ -159,7 +159,7 @@ void loop_remove_timer(Loop *lp, int pos);
 uint64_t delay_to_due(double seconds);
 int  loop_close(lua_State *L);             /* __gc of the loop userdata */
 void loop_report(lua_State *L, Loop *lp, int errindex, const char *what, int ctxindex);
-int  loop_traceback_slot(lua_State *L, int idx);   /* LS_TRACEBACKS or LS_STRTB */
+int  loop_traceback_table(lua_State *L, int idx);   /* LS_TRACEBACKS or LS_STRTB */
 int  loop_open(lua_State *L, Loop *lp);    /* registers loop functions in table at -1 */
 
 /* future.c */
@@ -213,7 +213,7 @@ int  await_open(lua_State *L, Loop *lp);
 
 /* task.c: what the eager gather children (combinators.c) share */
 Task *task_alloc(lua_State *L, Loop *lp);                /* pushed, pending, not started */
-void task_take_slot(lua_State *L, Loop *lp, Task *t);    /* its place among the pending */
+void task_take_pending_id(lua_State *L, Loop *lp, Task *t);    /* its place among the pending */
 void task_settle(lua_State *L, Loop *lp, int tidx, int first, int status);
 void task_finished(lua_State *L, Loop *lp, int tidx, Task *t, lua_State *reusable);
 void task_after_resume(lua_State *L, Loop *lp, int tidx, Task *t, lua_State *T, int status, int nres);
@@ -239,9 +239,9 @@ int  coro_is(lua_State *L, Loop *lp, int idx);      /* a coroutine object? */
 /* wait in a ring of sync.c: the current task, given a new wait_id for the
  * ring entry; then return task_suspend(...) */
 Task *task_ring_wait(lua_State *L, const void *owner);
-/* is the task of a ring entry (slot, t, wait_id) still waiting there? (t is
+/* is the task of a ring entry (pending_id, t, wait_id) still waiting there? (t is
  * dereferenced only if it is still a pending task) */
-int  task_still_waits(Loop *lp, int slot, Task *t, uint64_t wait_id, const void *owner);
+int  task_still_waits(Loop *lp, int pending_id, Task *t, uint64_t wait_id, const void *owner);
 int  task_suspend(lua_State *L, lua_KContext ctx, lua_KFunction k);
 
 Task *task_test(lua_State *L, int idx);

@@ -3,8 +3,8 @@
  * Future), the error classes' constructors as seen from C, and the C API
  * that other modules suspend tasks through.
  *
- * Results live in the user value UV_RESULT: nothing for none, the value
- * itself for one, a table for several.  Callbacks live in UV_CALLBACKS: the
+ * Results live in the user value UVAL_RESULT: nothing for none, the value
+ * itself for one, a table for several.  Callbacks live in UVAL_CALLBACKS: the
  * value itself for one (the common case: the task that awaits), a list for
  * more.  A callback is a Task (wake it) or a function (call it with the
  * future); either way it runs from the ready queue, never inline.
@@ -39,7 +39,7 @@ Future *future_new(lua_State *L, Loop *lp) {
 /* push errors.<cls>(message at msgidx, or nil) */
 void push_error(lua_State *L, Loop *lp, const char *cls, int msgidx) {
   if (msgidx) msgidx = lua_absindex(L, msgidx);
-  loop_push_slot(L, lp, LS_ERRORS);
+  loop_push_ref(L, lp, LS_ERRORS);
   lua_getfield(L, -1, cls);
   lua_remove(L, -2);
   if (msgidx) lua_pushvalue(L, msgidx); else lua_pushnil(L);
@@ -73,9 +73,9 @@ static void schedule_callbacks(lua_State *L, Future *f, int fidx) {
     if (wt) loop_enqueue_wake(L, lp, wt, f);
     return;
   }
-  lua_getiuservalue(L, fidx, UV_CALLBACKS);
+  lua_getiuservalue(L, fidx, UVAL_CALLBACKS);
   lua_pushnil(L);
-  lua_setiuservalue(L, fidx, UV_CALLBACKS);
+  lua_setiuservalue(L, fidx, UVAL_CALLBACKS);
   f->ncb = 0;
   int t = lua_gettop(L);
   for (int i = 0; i < n; i++) {
@@ -120,7 +120,7 @@ void future_set_result(lua_State *L, int fidx, int n) {
     lua_insert(L, -n - 1);
     for (int i = n; i >= 1; i--) lua_rawseti(L, -i - 1, i);
   }
-  lua_setiuservalue(L, fidx, UV_RESULT);
+  lua_setiuservalue(L, fidx, UVAL_RESULT);
   f->nres = n;
   f->state = DONE;
   schedule_callbacks(L, f, fidx);
@@ -138,7 +138,7 @@ static int reporter_gc(lua_State *L) {
   Future *f = lua_touserdata(L, -1);
   if (f && f->failed && !f->retrieved) {
     f->retrieved = 1;
-    lua_getiuservalue(L, -1, UV_RESULT);
+    lua_getiuservalue(L, -1, UVAL_RESULT);
     loop_report(L, f->loop, -1, f->tag == TAG_TASK ? "Task exception was never retrieved"
                                                    : "Future exception was never retrieved", -2);
   }
@@ -150,17 +150,17 @@ static void attach_reporter(lua_State *L, int fidx) {
   luaL_setmetatable(L, REPORTER_MT);
   lua_pushvalue(L, fidx);
   lua_setiuservalue(L, -2, 1);
-  lua_setiuservalue(L, fidx, UV_CALLBACKS);   /* free once the future is done */
+  lua_setiuservalue(L, fidx, UVAL_CALLBACKS);   /* free once the future is done */
 }
 
 void future_set_exception(lua_State *L, int fidx) {
   Future *f = lua_touserdata(L, fidx);
   fidx = lua_absindex(L, fidx);
-  lua_setiuservalue(L, fidx, UV_RESULT);
+  lua_setiuservalue(L, fidx, UVAL_RESULT);
   f->nres = 1;
   f->failed = 1;
   f->state = DONE;
-  loop_push_slot(L, f->loop, LS_UNRETRIEVED);
+  loop_push_ref(L, f->loop, LS_UNRETRIEVED);
   lua_pushvalue(L, fidx); lua_pushboolean(L, 1); lua_rawset(L, -3);
   lua_pop(L, 1);
   schedule_callbacks(L, f, fidx);
@@ -184,7 +184,7 @@ int future_cancel(lua_State *L, int fidx, int msgidx) {
   if (f->state != PENDING) return 0;
   fidx = lua_absindex(L, fidx);
   if (msgidx) lua_pushvalue(L, msgidx); else lua_pushnil(L);
-  lua_setiuservalue(L, fidx, UV_CANCELMSG);
+  lua_setiuservalue(L, fidx, UVAL_CANCELMSG);
   f->state = CANCELLED;
   schedule_callbacks(L, f, fidx);
   /* a pinned future stays pinned until its C side settles it, unless that
@@ -205,11 +205,11 @@ int future_push_results(lua_State *L, int idx) {
   idx = lua_absindex(L, idx);
   if (f->state == PENDING) return raise_error(L, f->loop, "InvalidStateError", "Result is not set.");
   if (f->state == CANCELLED) {
-    lua_getiuservalue(L, idx, UV_CANCELMSG);
+    lua_getiuservalue(L, idx, UVAL_CANCELMSG);
     push_error(L, f->loop, "CancelledError", -1);
     return lua_error(L);
   }
-  lua_getiuservalue(L, idx, UV_RESULT);
+  lua_getiuservalue(L, idx, UVAL_RESULT);
   if (f->failed) { f->retrieved = 1; f->loop->reraising = 1; return lua_error(L); }
   if (f->nres == 0) { lua_pop(L, 1); return 0; }
   if (f->nres == 1) return 1;
@@ -226,14 +226,14 @@ void future_add_callback(lua_State *L, int fidx, int cbidx) {
   if (f->state != PENDING) { run_callback(L, f->loop, cbidx, fidx); return; }
   if (f->ncb == 0) {
     lua_pushvalue(L, cbidx);
-    lua_setiuservalue(L, fidx, UV_CALLBACKS);
+    lua_setiuservalue(L, fidx, UVAL_CALLBACKS);
   } else if (f->ncb == 1) {
     lua_createtable(L, 4, 0);
-    lua_getiuservalue(L, fidx, UV_CALLBACKS); lua_rawseti(L, -2, 1);
+    lua_getiuservalue(L, fidx, UVAL_CALLBACKS); lua_rawseti(L, -2, 1);
     lua_pushvalue(L, cbidx); lua_rawseti(L, -2, 2);
-    lua_setiuservalue(L, fidx, UV_CALLBACKS);
+    lua_setiuservalue(L, fidx, UVAL_CALLBACKS);
   } else {
-    lua_getiuservalue(L, fidx, UV_CALLBACKS);
+    lua_getiuservalue(L, fidx, UVAL_CALLBACKS);
     lua_pushvalue(L, cbidx); lua_rawseti(L, -2, f->ncb + 1);
     lua_pop(L, 1);
   }
@@ -246,10 +246,10 @@ static int remove_callback(lua_State *L, int fidx, int cbidx) {
   int removed = 0;
   fidx = lua_absindex(L, fidx); cbidx = lua_absindex(L, cbidx);
   if (f->ncb == 0) return 0;
-  lua_getiuservalue(L, fidx, UV_CALLBACKS);
+  lua_getiuservalue(L, fidx, UVAL_CALLBACKS);
   if (f->ncb == 1) {
     if (lua_rawequal(L, -1, cbidx)) {
-      lua_pushnil(L); lua_setiuservalue(L, fidx, UV_CALLBACKS);
+      lua_pushnil(L); lua_setiuservalue(L, fidx, UVAL_CALLBACKS);
       f->ncb = 0; removed = 1;
     }
   } else {
@@ -322,13 +322,13 @@ static int f_exception(lua_State *L) {
   Future *f = future_check(L, 1);
   if (f->state == PENDING) return raise_error(L, f->loop, "InvalidStateError", "Exception is not set.");
   if (f->state == CANCELLED) {
-    lua_getiuservalue(L, 1, UV_CANCELMSG);
+    lua_getiuservalue(L, 1, UVAL_CANCELMSG);
     push_error(L, f->loop, "CancelledError", -1);
     return lua_error(L);
   }
   f->retrieved = 1;
   if (!f->failed) return 0;
-  lua_getiuservalue(L, 1, UV_RESULT);
+  lua_getiuservalue(L, 1, UVAL_RESULT);
   return 1;
 }
 

@@ -2,7 +2,7 @@
  * loop.c - one event loop per Lua state.
  *
  * Ready work is a FIFO ring of C entries (Ready): a task to step, with the
- * future it waited for, or the slot of a callback whose function and
+ * future it waited for, or the id of a callback whose function and
  * argument wait in a Lua table (LS_QUEUE).  A round runs the entries that
  * were queued before it started (asyncio's rule that a callback scheduled
  * during a round runs in the next one).  A uv_check handle drains the queue
@@ -19,14 +19,14 @@
 
 Loop *loop_get(lua_State *L) { return (Loop *)lua_touserdata(L, lua_upvalueindex(1)); }
 
-void loop_push_slot(lua_State *L, Loop *lp, int slot) {
-  lua_rawgeti(L, LUA_REGISTRYINDEX, lp->slot_ref[slot]);
+void loop_push_ref(lua_State *L, Loop *lp, int which) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lp->refs[which]);
 }
 
 /* never nil in a registry ref: a nil there could let luaL_ref reuse it */
-void loop_set_slot(lua_State *L, Loop *lp, int slot) {
+void loop_set_ref(lua_State *L, Loop *lp, int which) {
   if (lua_isnil(L, -1)) { lua_pop(L, 1); lua_pushboolean(L, 0); }
-  lua_rawseti(L, LUA_REGISTRYINDEX, lp->slot_ref[slot]);
+  lua_rawseti(L, LUA_REGISTRYINDEX, lp->refs[which]);
 }
 
 
@@ -55,18 +55,18 @@ static void on_idle(uv_idle_t *h) { (void)h; }
 
 /* The ready queue is a ring of entries in C.  Waking a task (the bulk of
  * the traffic) costs no Lua call: the entry names the task (alive in the
- * pending table at its slot) and the future it waited for (alive as the
+ * pending table at its pending_id) and the future it waited for (alive as the
  * task's waiter).  Any other callback is kept, with its argument, in a Lua
- * table (LS_QUEUE) at a slot that the entry names, so FIFO order holds. */
+ * table (LS_QUEUE) at an id that the entry names, so FIFO order holds. */
 typedef struct Ready {
   Task *t;                  /* a task to step, or NULL */
   Future *f;                /* the future it waited for, or NULL */
-  int slot;                 /* the task's pending slot, or the callback's slot */
+  int id;                   /* the task's pending_id, or the callback's id in LS_QUEUE */
 } Ready;
 
 int loop_has_ready(Loop *lp) { return lp->rq_tail != lp->rq_head; }
 
-static void ready_push(lua_State *L, Loop *lp, Task *t, Future *f, int slot) {
+static void ready_push(lua_State *L, Loop *lp, Task *t, Future *f, int id) {
   if (!lp->rq || lp->rq_tail - lp->rq_head > lp->rq_mask) {   /* unallocated or full */
     unsigned cap = lp->rq ? (lp->rq_mask + 1) * 2 : 1024, n = lp->rq_tail - lp->rq_head;
     Ready *q = malloc(cap * sizeof *q);
@@ -77,45 +77,45 @@ static void ready_push(lua_State *L, Loop *lp, Task *t, Future *f, int slot) {
   }
   if (lp->rq_tail == lp->rq_head) uv_idle_start(lp->idle, on_idle);  /* don't block in poll */
   Ready *e = &lp->rq[lp->rq_tail++ & lp->rq_mask];
-  e->t = t; e->f = f; e->slot = slot;
+  e->t = t; e->f = f; e->id = id;
 }
 
-int slots_take(Slots *s) {
+int ids_take(IdPool *s) {
   return s->nfree > 0 ? s->free[--s->nfree] : ++s->max;
 }
 
-void slots_give(Slots *s, int slot) {
+void ids_give(IdPool *s, int id) {
   if (s->nfree == s->cap) {
     int cap = s->cap ? s->cap * 2 : 256;
     int *p = realloc(s->free, cap * sizeof *p);
-    if (!p) return;                                    /* the slot is lost, nothing else */
+    if (!p) return;                                    /* the id is lost, nothing else */
     s->free = p; s->cap = cap;
   }
-  s->free[s->nfree++] = slot;
+  s->free[s->nfree++] = id;
 }
 
 void loop_enqueue(lua_State *L, Loop *lp, int cb, int arg) {
   unsigned char *p = lua_touserdata(L, cb);
   if (p && *p == TAG_TASK) {                           /* a task waiting on the future arg */
     Task *t = (Task *)p;
-    ready_push(L, lp, t, lua_touserdata(L, arg), t->slot);
+    ready_push(L, lp, t, lua_touserdata(L, arg), t->pending_id);
     return;
   }
   cb = lua_absindex(L, cb); arg = lua_absindex(L, arg);
-  int slot = slots_take(&lp->cb_slots);
-  loop_push_slot(L, lp, LS_QUEUE);
-  lua_pushvalue(L, cb);  lua_rawseti(L, -2, 2 * slot - 1);
-  lua_pushvalue(L, arg); lua_rawseti(L, -2, 2 * slot);
+  int id = ids_take(&lp->cb_ids);
+  loop_push_ref(L, lp, LS_QUEUE);
+  lua_pushvalue(L, cb);  lua_rawseti(L, -2, 2 * id - 1);
+  lua_pushvalue(L, arg); lua_rawseti(L, -2, 2 * id);
   lua_pop(L, 1);
-  ready_push(L, lp, NULL, NULL, slot);
+  ready_push(L, lp, NULL, NULL, id);
 }
 
 void loop_enqueue_task(lua_State *L, Loop *lp, Task *t) {
-  ready_push(L, lp, t, NULL, t->slot);
+  ready_push(L, lp, t, NULL, t->pending_id);
 }
 
 void loop_enqueue_wake(lua_State *L, Loop *lp, Task *t, Future *f) {
-  ready_push(L, lp, t, f, t->slot);
+  ready_push(L, lp, t, f, t->pending_id);
 }
 
 /* ---- timers (timers.c) under one uv_timer -------------------------------- */
@@ -150,7 +150,7 @@ static void handle_unkeep(lua_State *L, Loop *lp, int hidx) {
   if (!h->keep) return;
   h->keep = 0;
   hidx = lua_absindex(L, hidx);
-  loop_push_slot(L, lp, LS_KEEP);
+  loop_push_ref(L, lp, LS_KEEP);
   lua_pushnil(L); lua_rawsetp(L, -2, h);
   lua_pop(L, 1);
 }
@@ -164,7 +164,7 @@ static void on_timer(uv_timer_t *th) {
     if (e.is_task) {
       loop_enqueue_task(L, lp, (Task *)e.obj);
     } else {                       /* a call_later handle: from keep to queue */
-      loop_push_slot(L, lp, LS_KEEP);
+      loop_push_ref(L, lp, LS_KEEP);
       lua_rawgetp(L, -1, e.obj);
       lua_pushnil(L);
       loop_enqueue(L, lp, -2, -1);
@@ -198,21 +198,21 @@ static void run_function(lua_State *L, Loop *lp, int fidx, int aidx) {
 /* one entry: stack 1 = pending table, 2 = LS_QUEUE table */
 static void run_entry(lua_State *L, Loop *lp, Ready e) {
   if (e.t) {
-    lua_rawgeti(L, 1, e.slot);                         /* is it still that task? */
+    lua_rawgeti(L, 1, e.id);                         /* is it still that task? */
     if (lua_touserdata(L, -1) != e.t) return;
     if (e.f) {
       if (e.f != e.t->waiter) return;                  /* a stale wake-up */
-      lua_getiuservalue(L, -1, UV_WAITER);
+      lua_getiuservalue(L, -1, UVAL_WAITER);
     } else {
       lua_pushnil(L);
     }
     task_step(L, lp, 3, 4);
     return;
   }
-  lua_rawgeti(L, 2, 2 * e.slot - 1); lua_rawgeti(L, 2, 2 * e.slot);
-  lua_pushnil(L); lua_rawseti(L, 2, 2 * e.slot - 1);
-  lua_pushnil(L); lua_rawseti(L, 2, 2 * e.slot);
-  slots_give(&lp->cb_slots, e.slot);
+  lua_rawgeti(L, 2, 2 * e.id - 1); lua_rawgeti(L, 2, 2 * e.id);
+  lua_pushnil(L); lua_rawseti(L, 2, 2 * e.id - 1);
+  lua_pushnil(L); lua_rawseti(L, 2, 2 * e.id);
+  ids_give(&lp->cb_ids, e.id);
   if (lua_type(L, 3) == LUA_TUSERDATA) {
     unsigned char tag = *(unsigned char *)lua_touserdata(L, 3);
     if (tag == TAG_HANDLE) run_handle(L, lp, 3);
@@ -226,8 +226,8 @@ static void run_entry(lua_State *L, Loop *lp, Ready e) {
  * a few rounds run before libuv polls for I/O again. */
 static void process_ready(Loop *lp) {
   lua_State *L = lp->LL;
-  loop_push_slot(L, lp, LS_PENDING);
-  loop_push_slot(L, lp, LS_QUEUE);
+  loop_push_ref(L, lp, LS_PENDING);
+  loop_push_ref(L, lp, LS_QUEUE);
   for (int round = 0; round < MAX_ROUNDS && loop_has_ready(lp); round++) {
     unsigned n = lp->rq_tail - lp->rq_head;
     while (n-- > 0) {
@@ -301,7 +301,7 @@ static int l_call_later(lua_State *L) {
   luaL_checktype(L, 2, LUA_TFUNCTION);
   Handle *h = handle_new(L, lp, 2, lua_gettop(L) - 2);
   h->keep = 1;
-  loop_push_slot(L, lp, LS_KEEP);
+  loop_push_ref(L, lp, LS_KEEP);
   lua_pushvalue(L, -2); lua_rawsetp(L, -2, h);
   lua_pop(L, 1);
   if (loop_add_timer(lp, delay_to_due(d), 0, h) != 0) return luaL_error(L, "call_later: out of memory");
@@ -357,7 +357,7 @@ static int no_requests(lua_State *L, Loop *lp, void *ud) {
 /* cancel every pending task (async.run's shutdown) */
 static void cancel_all(lua_State *L, Loop *lp) {
   int top = lua_gettop(L);
-  loop_push_slot(L, lp, LS_PENDING);
+  loop_push_ref(L, lp, LS_PENDING);
   lua_pushnil(L);
   while (lua_next(L, top + 1)) {
     task_cancel(L, lp, -1, 0);
@@ -368,14 +368,14 @@ static void cancel_all(lua_State *L, Loop *lp) {
 
 static void report_unretrieved(lua_State *L, Loop *lp) {
   int top = lua_gettop(L);
-  loop_push_slot(L, lp, LS_UNRETRIEVED);
+  loop_push_ref(L, lp, LS_UNRETRIEVED);
   lua_pushnil(L);
   while (lua_next(L, top + 1)) {
     Future *f = lua_touserdata(L, -2);
     lua_pop(L, 1);
     if (f && f->failed && !f->retrieved) {
       f->retrieved = 1;
-      lua_getiuservalue(L, -1, UV_RESULT);
+      lua_getiuservalue(L, -1, UVAL_RESULT);
       loop_report(L, lp, -1, f->tag == TAG_TASK ? "Task exception was never retrieved"
                                                : "Future exception was never retrieved", -2);
       lua_pop(L, 1);
@@ -385,7 +385,7 @@ static void report_unretrieved(lua_State *L, Loop *lp) {
   lua_newtable(L); lua_newtable(L);
   lua_pushliteral(L, "k"); lua_setfield(L, -2, "__mode");
   lua_setmetatable(L, -2);
-  loop_set_slot(L, lp, LS_UNRETRIEVED);
+  loop_set_ref(L, lp, LS_UNRETRIEVED);
   lua_settop(L, top);
 }
 
@@ -473,7 +473,7 @@ static int l_set_exception_handler(lua_State *L) {
   Loop *lp = loop_get(L);
   if (!lua_isnoneornil(L, 1)) luaL_checktype(L, 1, LUA_TFUNCTION);
   lua_settop(L, 1);
-  loop_set_slot(L, lp, LS_HANDLER);
+  loop_set_ref(L, lp, LS_HANDLER);
   return 0;
 }
 
@@ -482,7 +482,7 @@ static int l_set_errors(lua_State *L) {
   Loop *lp = loop_get(L);
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
-  loop_set_slot(L, lp, LS_ERRORS);
+  loop_set_ref(L, lp, LS_ERRORS);
   return 0;
 }
 
@@ -513,10 +513,10 @@ static int loop_gc(lua_State *L) {
     free(lp->uv);
   }
   timers_free(&lp->timers);
-  free(lp->task_slots.free);
-  free(lp->slot_task);
+  free(lp->pending_ids.free);
+  free(lp->pending_task);
   free(lp->rq);
-  free(lp->cb_slots.free);
+  free(lp->cb_ids.free);
   free(lp);
   return 0;
 }
@@ -556,11 +556,11 @@ int loop_open(lua_State *L, Loop *lp) {
   }
   lp->LL = lua_newthread(L);
   lua_setfield(L, LUA_REGISTRYINDEX, "lua_async.loopthread");
-  for (int slot = 1; slot <= LS_N; slot++) {
-    if (slot == LS_UNRETRIEVED || slot == LS_GENTHREADS || slot == LS_TRACEBACKS) new_weak_table(L, "k");
-    else if (slot == LS_HANDLER) lua_pushboolean(L, 0);
+  for (int which = 1; which <= LS_N; which++) {
+    if (which == LS_UNRETRIEVED || which == LS_GENTHREADS || which == LS_TRACEBACKS) new_weak_table(L, "k");
+    else if (which == LS_HANDLER) lua_pushboolean(L, 0);
     else lua_newtable(L);
-    lp->slot_ref[slot] = luaL_ref(L, LUA_REGISTRYINDEX);
+    lp->refs[which] = luaL_ref(L, LUA_REGISTRYINDEX);
   }
   lp->timer = malloc(sizeof *lp->timer);
   lp->check = malloc(sizeof *lp->check);

@@ -16,26 +16,26 @@
 
 typedef struct Ring { int head, tail; } Ring;   /* items at [head, tail) */
 
-static void ring_init(lua_State *L, int ud, int slot, Ring *r) {
+static void ring_init(lua_State *L, int ud, int uval, Ring *r) {
   r->head = r->tail = 1;
   lua_newtable(L);
-  lua_setiuservalue(L, ud, slot);
+  lua_setiuservalue(L, ud, uval);
 }
 
 static int ring_len(const Ring *r) { return r->tail - r->head; }
 
-static void ring_push(lua_State *L, int ud, int slot, Ring *r, int v) {
+static void ring_push(lua_State *L, int ud, int uval, Ring *r, int v) {
   v = lua_absindex(L, v);
-  lua_getiuservalue(L, ud, slot);
+  lua_getiuservalue(L, ud, uval);
   lua_pushvalue(L, v);
   lua_rawseti(L, -2, r->tail++);
   lua_pop(L, 1);
 }
 
 /* push the head (nil if empty) and remove it */
-static void ring_pop(lua_State *L, int ud, int slot, Ring *r) {
+static void ring_pop(lua_State *L, int ud, int uval, Ring *r) {
   if (r->head == r->tail) { lua_pushnil(L); return; }
-  lua_getiuservalue(L, ud, slot);
+  lua_getiuservalue(L, ud, uval);
   lua_rawgeti(L, -1, r->head);
   lua_pushnil(L);
   lua_rawseti(L, -3, r->head++);

@@ -26,7 +26,7 @@ int loop_c_frames(lua_State *L) {
  * for values the collector can free; strings, numbers and booleans never
  * leave a weak table, so theirs go to a table that is started afresh past
  * a bound (loop_msgh). */
-int loop_traceback_slot(lua_State *L, int idx) {
+int loop_traceback_table(lua_State *L, int idx) {
   switch (lua_type(L, idx)) {
     case LUA_TTABLE: case LUA_TUSERDATA: case LUA_TFUNCTION: case LUA_TTHREAD: return LS_TRACEBACKS;
     default: return LS_STRTB;
@@ -35,7 +35,7 @@ int loop_traceback_slot(lua_State *L, int idx) {
 
 int loop_is_cancelled(lua_State *L, Loop *lp, int idx) {
   idx = lua_absindex(L, idx);
-  loop_push_slot(L, lp, LS_ERRORS);
+  loop_push_ref(L, lp, LS_ERRORS);
   lua_getfield(L, -1, "is_cancelled");
   lua_remove(L, -2);
   lua_pushvalue(L, idx);
@@ -52,20 +52,20 @@ int loop_msgh(lua_State *L) {
   int reraising = lp->reraising;
   lp->reraising = 0;
   if (lua_isnil(L, 1) || loop_is_cancelled(L, lp, 1)) return 1;
-  int slot = loop_traceback_slot(L, 1);
-  loop_push_slot(L, lp, slot);
+  int table = loop_traceback_table(L, 1);
+  loop_push_ref(L, lp, table);
   lua_pushvalue(L, 1);
   int known = lua_rawget(L, -2) != LUA_TNIL;
   lua_pop(L, 1);
   /* an error passed on by await keeps where it was first raised; so does an
    * object (the same table raised again), but not a string, which may come
    * again from anywhere */
-  if (known && (reraising || slot == LS_TRACEBACKS)) { lua_settop(L, 1); return 1; }
+  if (known && (reraising || table == LS_TRACEBACKS)) { lua_settop(L, 1); return 1; }
   luaL_traceback(L, L, NULL, 1);
   lua_pushvalue(L, 1); lua_pushvalue(L, -2); lua_rawset(L, -4);
-  if (slot == LS_STRTB && ++lp->strtb_n > 1024) {   /* never collected: start afresh */
+  if (table == LS_STRTB && ++lp->strtb_n > 1024) {   /* never collected: start afresh */
     lua_newtable(L);
-    loop_set_slot(L, lp, LS_STRTB);
+    loop_set_ref(L, lp, LS_STRTB);
     lp->strtb_n = 0;
   }
   lua_settop(L, 1);
@@ -104,7 +104,7 @@ void loop_report(lua_State *L, Loop *lp, int errindex, const char *what, int ctx
   int top = lua_gettop(L);
   errindex = lua_absindex(L, errindex);
   if (ctxindex) ctxindex = lua_absindex(L, ctxindex);
-  loop_push_slot(L, lp, LS_HANDLER);
+  loop_push_ref(L, lp, LS_HANDLER);
   if (lua_toboolean(L, -1)) {
     lua_createtable(L, 0, 3);
     lua_pushstring(L, what); lua_setfield(L, -2, "message");
@@ -124,7 +124,7 @@ void loop_report(lua_State *L, Loop *lp, int errindex, const char *what, int ctx
   luaL_addstring(&b, "\n");
   push_string_of(L, errindex); luaL_addvalue(&b);
   /* the traceback recorded for this error, if any */
-  loop_push_slot(L, lp, loop_traceback_slot(L, errindex));
+  loop_push_ref(L, lp, loop_traceback_table(L, errindex));
   lua_pushvalue(L, errindex); lua_rawget(L, -2);
   if (lua_isstring(L, -1)) { lua_remove(L, -2); luaL_addstring(&b, "\n"); luaL_addvalue(&b); }
   else lua_pop(L, 2);

@@ -9,11 +9,11 @@
 
 /* Waiter rings: the waiting tasks themselves, in a C array, woken directly
  * with no future between.  An entry is stale once its task stopped waiting
- * there (cancelled, done: ring_owner cleared, its slot given up) or waits
+ * there (cancelled, done: ring_owner cleared, its pending_id given up) or waits
  * again (a newer wait_id); stale entries are dropped when they reach the
  * head.  A pending task is kept alive by the loop, so an entry is
  * dereferenced only once the loop confirms it is still pending. */
-typedef struct Waiter { Task *t; int slot; uint64_t wait_id; } Waiter;
+typedef struct Waiter { Task *t; int pending_id; uint64_t wait_id; } Waiter;
 typedef struct Waiters { Waiter *w; int head, tail, cap; } Waiters;   /* at [head, tail) */
 
 int  wring_len(const Waiters *r);
@@ -26,7 +26,7 @@ int  ring_wait_outcome(lua_State *L, int okidx, int *turn);
 
 void *test_ud(lua_State *L, int idx, int which);                   /* our userdata by metatable, or NULL */
 void *check_ud(lua_State *L, int idx, int which, const char *what);
-int  shared_awaitable(lua_State *L, int slot);                     /* acquire() and get()'s one awaitable */
+int  shared_awaitable(lua_State *L, int uval);                     /* acquire() and get()'s one awaitable */
 void set_coro_method(lua_State *L, Loop *lp, const char *name, lua_CFunction m, lua_CFunction impl);
 void new_class(lua_State *L, Loop *lp, const char *name, int which, const luaL_Reg *methods,
                lua_CFunction tostring, lua_CFunction close, lua_CFunction gc);

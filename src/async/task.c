@@ -17,11 +17,11 @@
 
 /* ---- tasks -------------------------------------------------------------- */
 
-/* Pending tasks sit in an array (LS_PENDING) at their own slot, so that
+/* Pending tasks sit in an array (LS_PENDING) at their own pending_id, so that
  * none is collected while it waits; freed slots are reused. */
 void push_task(lua_State *L, Loop *lp, Task *t) {
-  loop_push_slot(L, lp, LS_PENDING);
-  lua_rawgeti(L, -1, t->slot);
+  loop_push_ref(L, lp, LS_PENDING);
+  lua_rawgeti(L, -1, t->pending_id);
   lua_remove(L, -2);
 }
 
@@ -50,19 +50,19 @@ Task *task_alloc(lua_State *L, Loop *lp) {
 }
 
 /* a pending task's place in LS_PENDING (the task at -1), mirrored in C */
-void task_take_slot(lua_State *L, Loop *lp, Task *t) {
-  t->slot = slots_take(&lp->task_slots);
-  if (t->slot >= lp->slot_task_cap) {
-    int cap = lp->slot_task_cap ? lp->slot_task_cap * 2 : 1024;
-    while (cap <= t->slot) cap *= 2;
-    Task **p = realloc(lp->slot_task, (size_t)cap * sizeof *p);
-    if (!p) { slots_give(&lp->task_slots, t->slot); luaL_error(L, "async: out of memory"); }
-    memset(p + lp->slot_task_cap, 0, (size_t)(cap - lp->slot_task_cap) * sizeof *p);
-    lp->slot_task = p; lp->slot_task_cap = cap;
+void task_take_pending_id(lua_State *L, Loop *lp, Task *t) {
+  t->pending_id = ids_take(&lp->pending_ids);
+  if (t->pending_id >= lp->pending_cap) {
+    int cap = lp->pending_cap ? lp->pending_cap * 2 : 1024;
+    while (cap <= t->pending_id) cap *= 2;
+    Task **p = realloc(lp->pending_task, (size_t)cap * sizeof *p);
+    if (!p) { ids_give(&lp->pending_ids, t->pending_id); luaL_error(L, "async: out of memory"); }
+    memset(p + lp->pending_cap, 0, (size_t)(cap - lp->pending_cap) * sizeof *p);
+    lp->pending_task = p; lp->pending_cap = cap;
   }
-  lp->slot_task[t->slot] = t;
-  loop_push_slot(L, lp, LS_PENDING);
-  lua_pushvalue(L, -2); lua_rawseti(L, -2, t->slot);
+  lp->pending_task[t->pending_id] = t;
+  loop_push_ref(L, lp, LS_PENDING);
+  lua_pushvalue(L, -2); lua_rawseti(L, -2, t->pending_id);
   lua_pop(L, 1);
   lp->npending++;
 }
@@ -76,7 +76,7 @@ void task_settle(lua_State *L, Loop *lp, int tidx, int first, int status) {
   Task *t = lua_touserdata(L, tidx);
   if ((status == LUA_OK || status == LUA_YIELD) && t->must_cancel) {
     t->must_cancel = 0;                      /* cancelled, then returned: it ends cancelled */
-    lua_getiuservalue(L, tidx, UV_CANCELMSG);
+    lua_getiuservalue(L, tidx, UVAL_CANCELMSG);
     future_cancel(L, tidx, lua_isnil(L, -1) ? 0 : lua_gettop(L));
     lua_pop(L, 1);
   } else if (status == LUA_OK || status == LUA_YIELD) {
@@ -121,7 +121,7 @@ static int task_main(lua_State *L) {
  * and can run another task: keep a few. */
 void task_pool_put(lua_State *L, Loop *lp, lua_State *T) {
   if (lp->npool >= POOL_MAX || lua_status(T) != LUA_OK || lua_gettop(T) != 0) return;
-  loop_push_slot(L, lp, LS_POOL);
+  loop_push_ref(L, lp, LS_POOL);
   lua_pushthread(T);
   lua_xmove(T, L, 1);
   lua_rawseti(L, -2, ++lp->npool);
@@ -131,7 +131,7 @@ void task_pool_put(lua_State *L, Loop *lp, lua_State *T) {
 /* a thread for a task (pushed): a pooled one, or a new one */
 lua_State *task_pool_take(lua_State *L, Loop *lp) {
   if (lp->npool == 0) return lua_newthread(L);
-  loop_push_slot(L, lp, LS_POOL);
+  loop_push_ref(L, lp, LS_POOL);
   lua_rawgeti(L, -1, lp->npool);
   lua_pushnil(L); lua_rawseti(L, -3, lp->npool--);
   lua_remove(L, -2);
@@ -143,9 +143,9 @@ lua_State *task_pool_take(lua_State *L, Loop *lp) {
 static int task_start_thread(lua_State *L, Loop *lp, int tidx, Task *t) {
   lua_State *T = task_pool_take(L, lp);
   t->T = T;
-  lua_getiuservalue(L, tidx, UV_CORO);
+  lua_getiuservalue(L, tidx, UVAL_CORO);
   lua_insert(L, -2);
-  lua_setiuservalue(L, tidx, UV_THREAD);     /* the thread takes the coroutine's slot */
+  lua_setiuservalue(L, tidx, UVAL_THREAD);     /* the thread takes the coroutine's user value */
   Coro *c = lua_touserdata(L, -1);
   int coro = lua_gettop(L);
   luaL_checkstack(L, c->nargs + 3, "too many arguments");
@@ -162,14 +162,14 @@ void task_finished(lua_State *L, Loop *lp, int tidx, Task *t, lua_State *reusabl
   if (reusable) task_pool_put(L, lp, reusable);
   t->T = NULL;
   if (t->f.state == CANCELLED) {             /* no results: let the thread (or coroutine) go */
-    lua_pushnil(L); lua_setiuservalue(L, tidx, UV_THREAD);
+    lua_pushnil(L); lua_setiuservalue(L, tidx, UVAL_THREAD);
   }
-  lua_pushnil(L); lua_setiuservalue(L, tidx, UV_WAITER);
-  loop_push_slot(L, lp, LS_PENDING);
-  lua_pushnil(L); lua_rawseti(L, -2, t->slot);
+  lua_pushnil(L); lua_setiuservalue(L, tidx, UVAL_WAITER);
+  loop_push_ref(L, lp, LS_PENDING);
+  lua_pushnil(L); lua_rawseti(L, -2, t->pending_id);
   lua_pop(L, 1);
-  lp->slot_task[t->slot] = NULL;
-  slots_give(&lp->task_slots, t->slot);
+  lp->pending_task[t->pending_id] = NULL;
+  ids_give(&lp->pending_ids, t->pending_id);
   lp->npending--;
 }
 
@@ -177,7 +177,7 @@ void task_finished(lua_State *L, Loop *lp, int tidx, Task *t, lua_State *reusabl
 static void warn_slow(lua_State *L, int tidx, double secs) {
   char buf[300];
   Task *t = lua_touserdata(L, tidx);
-  if (lua_getiuservalue(L, tidx, UV_NAME) == LUA_TSTRING)
+  if (lua_getiuservalue(L, tidx, UVAL_NAME) == LUA_TSTRING)
     snprintf(buf, sizeof buf, "Executing <Task name='%.200s'> took %.3f seconds", lua_tostring(L, -1), secs);
   else
     snprintf(buf, sizeof buf, "Executing <Task name='Task-%d'> took %.3f seconds", t->id, secs);
@@ -199,7 +199,7 @@ void task_step(lua_State *L, Loop *lp, int tidx, int argidx) {
   if (!t->started) {
     t->started = 1;
     if (t->must_cancel) {                    /* cancelled before it ran */
-      lua_getiuservalue(L, tidx, UV_CANCELMSG);
+      lua_getiuservalue(L, tidx, UVAL_CANCELMSG);
       future_cancel(L, tidx, -1);
       lua_pop(L, 1);
       task_finished(L, lp, tidx, t, NULL);
@@ -225,14 +225,14 @@ static int push_wake(lua_State *L, Loop *lp, int tidx, int argidx, Future *f) {
   if (cancelled_by) {
     t->must_cancel = 0;
     lua_pushboolean(L, 0);
-    lua_getiuservalue(L, cancelled_by, UV_CANCELMSG);
+    lua_getiuservalue(L, cancelled_by, UVAL_CANCELMSG);
     push_error(L, lp, "CancelledError", -1);
     lua_remove(L, -2);
     return 2;
   }
   if (!f) { lua_pushboolean(L, 1); return 1; }  /* a sleep, a ring's turn, the start */
   lua_pushboolean(L, !f->failed);
-  lua_getiuservalue(L, argidx, UV_RESULT);
+  lua_getiuservalue(L, argidx, UVAL_RESULT);
   if (f->failed) { f->retrieved = 1; return 2; }
   if (f->nres == 0) { lua_pop(L, 1); return 1; }
   if (f->nres == 1) return 2;
@@ -247,7 +247,7 @@ static int push_wake(lua_State *L, Loop *lp, int tidx, int argidx, Future *f) {
 static void resume(lua_State *L, Loop *lp, int tidx, Task *t, int nargs) {
   int nres;
   lua_State *T = t->T;
-  lua_getiuservalue(L, tidx, UV_THREAD);     /* keep T reachable while it runs */
+  lua_getiuservalue(L, tidx, UVAL_THREAD);     /* keep T reachable while it runs */
   Task *prev = lp->current;
   lp->current = t;
   uint64_t t0 = lp->debug ? uv_hrtime() : 0;
@@ -300,12 +300,12 @@ Task *task_new_ex(lua_State *L, Loop *lp, int cidx, int nameidx, int scheduled) 
   coro_schedule(L, lp, c);
   Task *t = task_alloc(L, lp);
   int tidx = lua_gettop(L);
-  if (nameidx) { lua_pushvalue(L, nameidx); lua_setiuservalue(L, tidx, UV_NAME); }
+  if (nameidx) { lua_pushvalue(L, nameidx); lua_setiuservalue(L, tidx, UVAL_NAME); }
   /* the thread comes at the first step: a task that has not started costs
    * no stack, and a finished task's thread serves the next one */
   lua_pushvalue(L, cidx);
-  lua_setiuservalue(L, tidx, UV_CORO);
-  task_take_slot(L, lp, t);
+  lua_setiuservalue(L, tidx, UVAL_CORO);
+  task_take_pending_id(L, lp, t);
   if (scheduled) loop_enqueue_task(L, lp, t);
   return t;
 }
@@ -320,7 +320,7 @@ static int l_create_task(lua_State *L) {
 
 static int task_cancel_at(lua_State *L, Loop *lp, int tidx, int msgidx);
 
-/* Make the task's await raise CancelledError (its message in UV_CANCELMSG):
+/* Make the task's await raise CancelledError (its message in UVAL_CANCELMSG):
  * at once if it sleeps or waits in a ring; through the cancellation of the
  * future or task it awaits; or, when it runs (it cancelled itself) or a
  * wake-up is already queued, at its next step (must_cancel).  A task that
@@ -336,8 +336,8 @@ static void interrupt_wait(lua_State *L, Loop *lp, int tidx, Task *t) {
   }
   if (t->waiter) {
     int done;
-    lua_getiuservalue(L, tidx, UV_WAITER);
-    int msgidx = lua_getiuservalue(L, tidx, UV_CANCELMSG) == LUA_TNIL ? 0 : lua_gettop(L);
+    lua_getiuservalue(L, tidx, UVAL_WAITER);
+    int msgidx = lua_getiuservalue(L, tidx, UVAL_CANCELMSG) == LUA_TNIL ? 0 : lua_gettop(L);
     if (t->waiter->tag == TAG_TASK) done = task_cancel_at(L, lp, -2, msgidx);
     else done = future_cancel(L, -2, msgidx);
     lua_pop(L, 2);
@@ -352,7 +352,7 @@ static int task_cancel_at(lua_State *L, Loop *lp, int tidx, int msgidx) {
   tidx = lua_absindex(L, tidx);
   t->ncancel++;
   if (msgidx) lua_pushvalue(L, msgidx); else lua_pushnil(L);
-  lua_setiuservalue(L, tidx, UV_CANCELMSG);
+  lua_setiuservalue(L, tidx, UVAL_CANCELMSG);
   interrupt_wait(L, lp, tidx, t);
   return 1;
 }
@@ -382,7 +382,7 @@ static int t_cancelling(lua_State *L) {
 
 static int t_get_name(lua_State *L) {
   Task *t = task_check(L, 1);
-  if (lua_getiuservalue(L, 1, UV_NAME) == LUA_TNIL) lua_pushfstring(L, "Task-%d", t->id);
+  if (lua_getiuservalue(L, 1, UVAL_NAME) == LUA_TNIL) lua_pushfstring(L, "Task-%d", t->id);
   return 1;
 }
 
@@ -390,7 +390,7 @@ static int t_set_name(lua_State *L) {
   task_check(L, 1);
   luaL_checkany(L, 2);
   luaL_tolstring(L, 2, NULL);
-  lua_setiuservalue(L, 1, UV_NAME);
+  lua_setiuservalue(L, 1, UVAL_NAME);
   return 0;
 }
 
@@ -415,7 +415,7 @@ static int l_all_tasks(lua_State *L) {
   Loop *lp = loop_get(L);
   current_task(L, lp);                       /* the caller is one of them */
   lua_createtable(L, lp->npending, 0);
-  loop_push_slot(L, lp, LS_PENDING);
+  loop_push_ref(L, lp, LS_PENDING);
   int n = 0;
   lua_pushnil(L);
   while (lua_next(L, -2)) { lua_rawseti(L, -4, ++n); }
@@ -441,7 +441,7 @@ static int l_traceback(lua_State *L) {
   Loop *lp = loop_get(L);
   luaL_checkany(L, 1);
   if (lua_isnil(L, 1)) return 0;
-  loop_push_slot(L, lp, loop_traceback_slot(L, 1));
+  loop_push_ref(L, lp, loop_traceback_table(L, 1));
   lua_pushvalue(L, 1);
   lua_rawget(L, -2);
   return 1;

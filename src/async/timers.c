@@ -8,7 +8,7 @@
  * timer is the earlier of the two fronts.
  *
  * Each task or handle records where its entry is (timer_pos), so that a
- * cancel finds it: >= 0 a heap index, <= -2 ring slot -2 - pos, TIMER_NONE
+ * cancel finds it: >= 0 a heap index, <= -2 the ring's place -2 - pos, TIMER_NONE
  * when it is not scheduled.  A ring entry cancelled in the middle becomes a
  * hole (obj NULL): holes at either end are dropped at once, and the ring is
  * compacted when they outnumber the live entries, so a program that keeps
@@ -81,9 +81,9 @@ static void heap_take(Timers *tm, int i) {
 
 #define RING_AT(tm, i) (&(tm)->ring[((tm)->head + (i)) & ((tm)->cap - 1)])
 
-static void ring_place(Timers *tm, unsigned slot, const TimerEntry *e) {
-  tm->ring[slot] = *e;
-  if (e->obj) *pos_of(e) = -2 - (int)slot;
+static void ring_place(Timers *tm, unsigned pos, const TimerEntry *e) {
+  tm->ring[pos] = *e;
+  if (e->obj) *pos_of(e) = -2 - (int)pos;
 }
 
 static int ring_add(Timers *tm, const TimerEntry *e) {

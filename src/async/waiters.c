@@ -25,7 +25,7 @@ void wring_add(lua_State *L, Waiters *r, const void *owner) {
     }
   }
   Task *t = task_ring_wait(L, owner);
-  r->w[r->tail++] = (Waiter){t, t->slot, t->wait_id};
+  r->w[r->tail++] = (Waiter){t, t->pending_id, t->wait_id};
 }
 
 void wring_drop_head(Waiters *r) {
@@ -36,7 +36,7 @@ void wring_drop_head(Waiters *r) {
 Task *wring_head(Loop *lp, Waiters *r, const void *owner) {
   while (r->head < r->tail) {
     Waiter *e = &r->w[r->head];
-    if (task_still_waits(lp, e->slot, e->t, e->wait_id, owner)) return e->t;
+    if (task_still_waits(lp, e->pending_id, e->t, e->wait_id, owner)) return e->t;
     wring_drop_head(r);
   }
   return NULL;
@@ -78,16 +78,16 @@ void *check_ud(lua_State *L, int idx, int which, const char *what) {
   return p;
 }
 
-int shared_awaitable(lua_State *L, int slot) {
+int shared_awaitable(lua_State *L, int uval) {
   int debug = loop_get(L)->debug;
-  if (!debug && lua_getiuservalue(L, 1, slot) == LUA_TUSERDATA) return 1;
+  if (!debug && lua_getiuservalue(L, 1, uval) == LUA_TUSERDATA) return 1;
   lua_settop(L, 1);
   lua_pushvalue(L, lua_upvalueindex(2));      /* the body */
   lua_pushvalue(L, 1);
   if (debug) { coro_push(L, 2, 1, 1); return 1; }   /* debug: warn if never awaited */
   coro_push_shared(L, 2, 1);
   lua_pushvalue(L, -1);
-  lua_setiuservalue(L, 1, slot);
+  lua_setiuservalue(L, 1, uval);
   return 1;
 }
 

@@ -80,7 +80,7 @@ static void record_free(Record *r) {
 void store_free(Collection *c) {
   if (!c) return;
   for (size_t i = 0; i < c->rows; i++) record_free(&c->recs[i]);
-  free(c->recs); free(c->vecs); free(c->sqnorms); free(c->slots); bytes_free(c->name);
+  free(c->recs); free(c->vecs); free(c->sqnorms); free(c->buckets); bytes_free(c->name);
   pthread_rwlock_destroy(&c->lock);
   free(c);
 }
@@ -99,11 +99,11 @@ void batch_free(Batch *b) {
 
 /* ---- the id map --------------------------------------------------------- */
 
-static size_t *slot_for(const Collection *c, const char *id, size_t len, int for_insert) {
-  if (c->nslots == 0) return NULL;
-  size_t mask = c->nslots - 1, i = hash_bytes(id, len) & mask, *tomb = NULL;
+static size_t *bucket_for(const Collection *c, const char *id, size_t len, int for_insert) {
+  if (c->nbuckets == 0) return NULL;
+  size_t mask = c->nbuckets - 1, i = hash_bytes(id, len) & mask, *tomb = NULL;
   for (;;) {
-    size_t *s = &c->slots[i];
+    size_t *s = &c->buckets[i];
     if (*s == 0) return for_insert && tomb ? tomb : (for_insert ? s : NULL);
     if (*s == DELETED) { if (!tomb) tomb = s; }
     else if (bytes_is(c->recs[*s - 1].id, id, len)) return s;
@@ -112,25 +112,25 @@ static size_t *slot_for(const Collection *c, const char *id, size_t len, int for
 }
 
 /* a record's own id */
-static size_t *slot_of(const Collection *c, const char *id, int for_insert) {
-  return slot_for(c, id, bytes_len(id), for_insert);
+static size_t *bucket_of(const Collection *c, const char *id, int for_insert) {
+  return bucket_for(c, id, bytes_len(id), for_insert);
 }
 
 long store_find(const Collection *c, const char *id, size_t len) {
-  size_t *s = slot_for(c, id, len, 0);
+  size_t *s = bucket_for(c, id, len, 0);
   return s ? (long)(*s - 1) : -1;
 }
 
 static int map_rebuild(Collection *c, size_t want) {
   size_t n = 16;
   while (n < want * 2) n *= 2;
-  size_t *slots = calloc(n, sizeof *slots);
-  if (!slots) return -1;
-  free(c->slots);
-  c->slots = slots; c->nslots = n; c->used = 0;
+  size_t *buckets = calloc(n, sizeof *buckets);
+  if (!buckets) return -1;
+  free(c->buckets);
+  c->buckets = buckets; c->nbuckets = n; c->used = 0;
   for (size_t i = 0; i < c->rows; i++) {
     if (!store_row_live(c, i)) continue;
-    size_t *s = slot_of(c, c->recs[i].id, 1);
+    size_t *s = bucket_of(c, c->recs[i].id, 1);
     *s = i + 1;
     c->used++;
   }
@@ -153,7 +153,7 @@ static int reserve(Collection *c, size_t more) {
     c->sqnorms = q;
     c->cap = cap;
   }
-  if ((c->used + more) * 2 > c->nslots) return map_rebuild(c, c->count + more);
+  if ((c->used + more) * 2 > c->nbuckets) return map_rebuild(c, c->count + more);
   return 0;
 }
 
@@ -219,7 +219,7 @@ int store_check(Collection *c, Batch *b, int upsert, int *err, int *at_out) {
 void store_apply(Collection *c, const Batch *b, size_t *landed) {
   size_t row = (size_t)c->dim * sizeof(float);
   for (int i = 0; i < b->n; i++) {
-    size_t *s = slot_of(c, b->ids[i], 1);
+    size_t *s = bucket_of(c, b->ids[i], 1);
     size_t at;
     if (*s != 0 && *s != DELETED) {             /* upsert of an existing id */
       at = *s - 1;
@@ -266,7 +266,7 @@ void store_truncate(Collection *c, size_t from) {
 /* delete record i: its row becomes a tombstone; tombstones at the end are
  * given back */
 int store_delete_index(Collection *c, size_t i) {
-  size_t *s = slot_of(c, c->recs[i].id, 0);
+  size_t *s = bucket_of(c, c->recs[i].id, 0);
   if (s) *s = DELETED;
   c->live_bytes -= record_bytes(c, &c->recs[i]);
   record_free(&c->recs[i]);
@@ -284,10 +284,10 @@ int store_compact_due(const Collection *c) { return c->dead >= 1024 && c->dead >
 /* the id map is rebuilt in place (same size: it held these ids already),
  * so this cannot fail once the rows have moved */
 static void map_reindex(Collection *c) {
-  memset(c->slots, 0, c->nslots * sizeof *c->slots);
+  memset(c->buckets, 0, c->nbuckets * sizeof *c->buckets);
   c->used = 0;
   for (size_t i = 0; i < c->rows; i++) {
-    size_t *s = slot_of(c, c->recs[i].id, 1);
+    size_t *s = bucket_of(c, c->recs[i].id, 1);
     *s = i + 1;
     c->used++;
   }
@@ -307,7 +307,7 @@ void store_compact_rows(Collection *c, size_t *old_to_new) {
   }
   c->rows = to;
   c->dead = 0;
-  if (c->nslots) map_reindex(c);
+  if (c->nbuckets) map_reindex(c);
 }
 
 /* ---- distances and top-k ------------------------------------------------ */

@@ -64,8 +64,8 @@ typedef struct Collection {
   size_t rows, cap;          /* rows in use, live or dead; room for cap */
   size_t count, dead;        /* live records; tombstones among the rows */
   size_t live_bytes;         /* what the records take in a snapshot (the log's dead space is the rest) */
-  size_t *slots;             /* hash map id -> index + 1 (0: empty, SIZE_MAX: deleted) */
-  size_t nslots, used;
+  size_t *buckets;           /* the id map: open addressing, row + 1 (0: empty, SIZE_MAX: deleted) */
+  size_t nbuckets, used;
   pthread_rwlock_t lock;
   int refs;                  /* Lua handles and operations in flight (loop thread only) */
   int dim_learning;          /* inserts in flight checked against a dim no insert has fixed yet (loop thread) */
