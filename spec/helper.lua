@@ -49,6 +49,13 @@ end
 -- run an async body on a fresh loop and return its results
 function H.run(fn, ...) return async.run(fn, ...) end
 
+-- seconds f took on async.time()'s clock, then f's results
+function H.elapsed(f)
+  local t0 = async.time()
+  local r = table.pack(f())
+  return async.time() - t0, table.unpack(r, 1, r.n)
+end
+
 -- pcall that returns the error value
 function H.catch(f, ...)
   local ok, e = pcall(f, ...)

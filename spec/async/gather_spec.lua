@@ -2,11 +2,7 @@
 local H = require "helper"
 local async, await = H.async, H.await
 
-local function elapsed(f)
-  local t0 = async.time()
-  local r = table.pack(f())
-  return async.time() - t0, table.unpack(r, 1, r.n)
-end
+local elapsed = H.elapsed
 
 local task = async(function(name, delay, log)
   log[#log + 1] = name .. " start"

@@ -440,10 +440,6 @@ static const luaL_Reg funcs[] = { {"gather", l_gather}, {NULL, NULL} };
 int combinators_open(lua_State *L, Loop *lp) {
   lua_pushlightuserdata(L, lp);
   luaL_setfuncs(L, funcs, 1);
-  lua_pushlightuserdata(L, lp);
-  lua_pushlightuserdata(L, lp);
-  lua_pushcclosure(L, loop_msgh, 1);
-  lua_pushcclosure(L, batch_main, 2);
-  lp->batch_main_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lp->batch_main_ref = loop_ref_thread_main(L, lp, batch_main);
   return 0;
 }

@@ -146,7 +146,8 @@ enum { LS_PENDING = 1, LS_QUEUE, LS_KEEP, LS_UNRETRIEVED, LS_GENTHREADS,
 Loop *loop_get(lua_State *L);              /* upvalue 1 of every core function */
 int loop_is_cancelled(lua_State *L, Loop *lp, int idx);   /* a CancelledError */
 int loop_msgh(lua_State *L);               /* message handler recording tracebacks (upvalue 1: the loop) */
-int loop_c_frames(lua_State *L);             /* C functions on the stack (report.c) */
+int loop_c_frames(lua_State *L);
+int loop_ref_thread_main(lua_State *L, Loop *lp, lua_CFunction main);   /* (report.c) */             /* C functions on the stack (report.c) */
 int loop_call_reported(lua_State *L, Loop *lp, int nargs);  /* pcall under loop_msgh: 0 or the error on top */
 void loop_push_ref(lua_State *L, Loop *lp, int which);   /* one of the loop's tables (LS_*) */
 void loop_set_ref(lua_State *L, Loop *lp, int which);    /* pops the new value (nil: false) */

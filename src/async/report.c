@@ -72,6 +72,16 @@ int loop_msgh(lua_State *L) {
   return 1;
 }
 
+/* A registry ref to main as a closure over (the loop, loop_msgh): what a
+ * task's thread starts in, its errors' tracebacks recorded */
+int loop_ref_thread_main(lua_State *L, Loop *lp, lua_CFunction main) {
+  lua_pushlightuserdata(L, lp);
+  lua_pushlightuserdata(L, lp);
+  lua_pushcclosure(L, loop_msgh, 1);
+  lua_pushcclosure(L, main, 2);
+  return luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
 /* call the function under the nargs values on top, its traceback recorded
  * should it fail: 0, or the error on top */
 int loop_call_reported(lua_State *L, Loop *lp, int nargs) {

@@ -476,11 +476,7 @@ int task_open(lua_State *L, Loop *lp) {
   lua_pushlightuserdata(L, lp);
   luaL_setfuncs(L, task_funcs, 1);
 
-  lua_pushlightuserdata(L, lp);
-  lua_pushlightuserdata(L, lp);
-  lua_pushcclosure(L, loop_msgh, 1);
-  lua_pushcclosure(L, task_main, 2);
-  lp->task_main_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lp->task_main_ref = loop_ref_thread_main(L, lp, task_main);
   lua_pushlightuserdata(L, lp);
   lua_pushcclosure(L, l_create_task, 1);
   lua_setfield(L, mod, "create_task");
