@@ -53,7 +53,7 @@ VDB_HDR   := include/lua_async.h $(addprefix src/vdb/,store.h filter.h codec.h r
 # header that later builds take as up to date
 .DELETE_ON_ERROR:
 
-all: async.so async/http.so vdb.so
+all: async.so async/http.so async/io.so vdb.so
 
 $(BUILD)/vdb_prelude.h: src/vdb/prelude.lua tools/embed.lua
 	@mkdir -p $(BUILD)
@@ -72,6 +72,12 @@ $(BUILD)/prelude.h: src/async/prelude.lua tools/embed.lua
 
 async.so: $(ASYNC_SRC) $(ASYNC_HDR)
 	$(CC) $(CFLAGS) $(LIBFLAG) -o $@ $(ASYNC_SRC) $(LDLIBS) $(JSON_LIBS)
+
+# async.io: threads (and the streams, processes, files and signals to come)
+IO_SRC := $(addprefix src/io/,io.c thread.c copy.c)
+async/io.so: $(IO_SRC) src/io/io.h src/io/copy.h include/lua_async.h
+	@mkdir -p async
+	$(CC) $(CFLAGS) $(LIBFLAG) -o $@ $(IO_SRC) $(LDLIBS)
 
 # async.http: its own module, so that libcurl loads only when a script uses it
 $(BUILD)/http_prelude.h: src/io/http.lua tools/embed.lua
@@ -128,6 +134,7 @@ install-lib: all
 	install -m 0755 async.so $(DESTDIR)$(LUA_CDIR)/async.so
 	install -d $(DESTDIR)$(LUA_CDIR)/async
 	install -m 0755 async/http.so $(DESTDIR)$(LUA_CDIR)/async/http.so
+	install -m 0755 async/io.so $(DESTDIR)$(LUA_CDIR)/async/io.so
 	install -m 0755 vdb.so $(DESTDIR)$(LUA_CDIR)/vdb.so
 
 # a release: the rockspec (from the scm one) and the source tarball it names

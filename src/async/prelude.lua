@@ -822,7 +822,12 @@ end
 M.json = core.json
 
 -- async.http lives in its own module (async/http.so, libcurl), loaded on
--- first use: a script that makes no request never loads libcurl.
+-- first use: a script that makes no request never loads libcurl.  So does
+-- the I/O layer (async/io.so): to_thread now.
+
+function M.to_thread(...)
+  return require("async.io").to_thread(...)
+end
 
 ---------------------------------------------------------------------------
 

@@ -1,0 +1,36 @@
+/*
+ * io.c - luaopen_async_io: the async.io module (async/io.so), the I/O layer
+ * beside async.http, on the published C API (include/lua_async.h) alone.
+ * The async module loads it the first time a script reaches for one of
+ * its calls (async.to_thread now).
+ */
+#include <lauxlib.h>
+#include "lua_async.h"
+#include "io.h"
+
+/* the pool's owner: at lua_close, calls still in flight must touch no Lua */
+static int pool_box_gc(lua_State *L) {
+  Pool **box = lua_touserdata(L, 1);
+  if (*box) { io_pool_close(*box); *box = NULL; }
+  return 0;
+}
+
+int luaopen_async_io(lua_State *L) {
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "async");
+  lua_call(L, 1, 1);
+  lua_pop(L, 1);
+  if (!lua_async_get_api(L))
+    return luaL_error(L, "async.io: needs the async module's C API version %d", LUA_ASYNC_API_VERSION);
+  lua_newtable(L);
+  Pool **box = lua_newuserdatauv(L, sizeof *box, 0);
+  *box = NULL;
+  lua_newtable(L);
+  lua_pushcfunction(L, pool_box_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  if (!(*box = pool_new())) return luaL_error(L, "async.io: out of memory");
+  lua_pushcclosure(L, io_to_thread, 1);
+  lua_setfield(L, -2, "to_thread");
+  return 1;
+}

@@ -1,0 +1,14 @@
+/* io.h - the async.io module's parts (async/io.so): threads now; streams,
+ * processes, files and signals to come, each in a file of its own. */
+#ifndef ASYNC_IO_H
+#define ASYNC_IO_H
+
+#include <lua.h>
+
+typedef struct Pool Pool;       /* thread.c: worker Lua states */
+Pool *pool_new(void);
+void  pool_unref(Pool *p);
+void  io_pool_close(Pool *p);      /* the Lua state closes: calls in flight touch no Lua, then go */
+int   io_to_thread(lua_State *L);   /* upvalue 1: a box holding the Pool */
+
+#endif
