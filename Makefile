@@ -38,7 +38,7 @@ INCDIR    ?= $(PREFIX)/include
 
 # one folder a module (docs/layout.md): src/async the runtime, src/io its I/O
 # (async.http), src/common what both modules share, src/vdb the database
-ASYNC_SRC := lua_async.c $(addprefix src/async/,loop.c report.c timers.c future.c capi.c coro.c await.c task.c combinators.c waiters.c sync.c queue.c) \
+ASYNC_SRC := lua_async.c $(addprefix src/async/,loop.c report.c interrupt.c timers.c future.c capi.c coro.c await.c task.c combinators.c waiters.c sync.c queue.c) \
              src/common/json.c
 ASYNC_HDR := include/lua_async.h src/async/core.h src/async/sync.h src/common/json.h $(BUILD)/prelude.h
 
@@ -74,7 +74,7 @@ async.so: $(ASYNC_SRC) $(ASYNC_HDR)
 	$(CC) $(CFLAGS) $(LIBFLAG) -o $@ $(ASYNC_SRC) $(LDLIBS) $(JSON_LIBS)
 
 # async.io: threads (and the streams, processes, files and signals to come)
-IO_SRC := $(addprefix src/io/,io.c thread.c copy.c)
+IO_SRC := $(addprefix src/io/,io.c thread.c copy.c signal.c)
 async/io.so: $(IO_SRC) src/io/io.h src/io/copy.h include/lua_async.h
 	@mkdir -p async
 	$(CC) $(CFLAGS) $(LIBFLAG) -o $@ $(IO_SRC) $(LDLIBS)

@@ -121,6 +121,10 @@ struct Loop {
   const void *mt_ptr[8];
   struct CancelHook *hooks; /* C API: what to run when a pinned future is cancelled */
   lua_async_handle *handles;   /* C API: the libuv handles open (capi.c) */
+  uv_signal_t *sigint;      /* SIGINT while run runs (interrupt.c) */
+  Task *main_task;          /* run's main task, while it runs */
+  int interrupted;          /* SIGINTs seen during this run */
+  int sigint_taken;         /* the script handles SIGINT itself (async.on_signal) */
 };
 
 /* C API futures whose C side wants to hear of a cancellation (few: the
@@ -249,6 +253,10 @@ Task *task_test(lua_State *L, int idx);
 void task_step(lua_State *L, Loop *lp, int tidx, int argidx);
 void push_task(lua_State *L, Loop *lp, Task *t);
 int  task_open(lua_State *L, Loop *lp);
+
+/* interrupt.c: Ctrl-C during async.run */
+void interrupt_start(Loop *lp, Task *main);
+void interrupt_stop(Loop *lp);
 
 /* sync.c */
 int  sync_open(lua_State *L, Loop *lp);

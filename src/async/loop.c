@@ -399,13 +399,20 @@ static int l_run_task(lua_State *L) {
                          "use async.start and async.step");
   }
   lp->running = 1;
+  interrupt_start(lp, (Task *)f);
   int ok = run_until(L, lp, main_done, f);
   f->retrieved = 1;              /* its error goes to the caller */
   cancel_all(L, lp);
   int ok2 = run_until(L, lp, all_done, NULL);
   run_until(L, lp, no_requests, NULL);
   report_unretrieved(L, lp);
+  interrupt_stop(lp);
   lp->running = 0;
+  if (lp->interrupted) {         /* Ctrl-C: the cleanup has run; say so whatever main did */
+    lua_pushliteral(L, "interrupted by SIGINT (Ctrl-C); the tasks' cleanup ran");
+    push_error(L, lp, "Interrupted", -1);
+    return lua_error(L);
+  }
   if (!ok) {
     lua_pushliteral(L, "async.run: the main task is waiting for something that can never "
                        "happen (nothing queued, no timer, no I/O): deadlock");
@@ -417,6 +424,12 @@ static int l_run_task(lua_State *L) {
   }
   f->retrieved = 1;
   return future_push_results(L, 1);
+}
+
+/* core.sigint_taken(on): the script has (or no longer has) its own SIGINT handler */
+static int l_sigint_taken(lua_State *L) {
+  loop_get(L)->sigint_taken = lua_toboolean(L, 1);
+  return 0;
 }
 
 /* does async run this loop (or does the host: async.start and step only) */
@@ -524,6 +537,7 @@ static int loop_gc(lua_State *L) {
 static const luaL_Reg loop_funcs[] = {
   {"time", l_time}, {"call_soon", l_call_soon}, {"call_later", l_call_later},
   {"run_task", l_run_task}, {"step", l_step}, {"running", l_running}, {"owns_loop", l_owns_loop},
+  {"sigint_taken", l_sigint_taken},
   {"set_debug", l_set_debug}, {"get_debug", l_get_debug},
   {"set_exception_handler", l_set_exception_handler},
   {"set_errors", l_set_errors},

@@ -54,6 +54,7 @@ M.QueueEmpty = class("QueueEmpty", M.Error)
 M.QueueFull = class("QueueFull", M.Error)
 M.QueueShutDown = class("QueueShutDown", M.Error)
 M.ConnectionError = class("ConnectionError", M.Error)
+M.Interrupted = class("Interrupted", M.Error)      -- async.run stopped by Ctrl-C
 M.class = class
 
 local CancelledError, TimeoutError, InvalidStateError = M.CancelledError, M.TimeoutError, M.InvalidStateError
@@ -827,6 +828,81 @@ M.json = core.json
 
 function M.to_thread(...)
   return require("async.io").to_thread(...)
+end
+
+-- Signals: each signal has one watcher (async.io) and a list of handlers,
+-- run in the order they were added, each queued on the loop (call_soon),
+-- so that an error in one is reported and the others still run.  While a
+-- signal has handlers its watcher counts as something that may wake a
+-- task (run does not call waiting for it a deadlock); it never keeps run
+-- going once main has ended.  Handlers of SIGINT take Ctrl-C from
+-- async.run (core.sigint_taken).
+local signal_state = {}
+
+local function check_signal(sig, fname)
+  if type(sig) ~= "string" or not require("async.io").signal_known(sig) then
+    error(("bad argument #1 to '%s' (a signal name such as \"SIGHUP\" or \"SIGUSR1\" expected, got %s)"):format(
+      fname, type(sig) == "string" and ("%q"):format(sig) or type(sig)), 3)
+  end
+end
+
+local function signal_entry(sig)
+  local e = signal_state[sig]
+  if e then return e end
+  e = { handlers = {} }
+  e.watcher = require("async.io").watch_signal(sig, function(name)
+    local list = table.move(e.handlers, 1, #e.handlers, 1, {})
+    for _, h in ipairs(list) do core.call_soon(h, name) end
+  end)
+  signal_state[sig] = e
+  return e
+end
+
+local function signal_changed(sig, e)
+  if sig == "SIGINT" then core.sigint_taken(#e.handlers > 0) end
+  e.watcher:ref(#e.handlers > 0)
+  if #e.handlers == 0 then e.watcher:close(); signal_state[sig] = nil end
+end
+
+local function signal_remove(e, h)
+  for i, x in ipairs(e.handlers) do if x == h then table.remove(e.handlers, i); return end end
+end
+
+local SignalHandle = {}
+SignalHandle.__index = SignalHandle
+function SignalHandle:cancel()
+  if self.cancelled then return end
+  self.cancelled = true
+  local e = signal_state[self.sig]
+  if e then signal_remove(e, self.fn); signal_changed(self.sig, e) end
+end
+
+function M.on_signal(sig, fn)
+  check_signal(sig, "on_signal")
+  if type(fn) ~= "function" then
+    error(("bad argument #2 to 'on_signal' (function expected, got %s)"):format(type(fn)), 2)
+  end
+  local e = signal_entry(sig)
+  local h = function(name) return fn(name) end           -- its own identity in the list
+  e.handlers[#e.handlers + 1] = h
+  signal_changed(sig, e)
+  return setmetatable({ sig = sig, fn = h }, SignalHandle)
+end
+
+function M.signal(sig)
+  check_signal(sig, "signal")
+  return core.coro(function()
+    local e = signal_entry(sig)
+    local f = Future()
+    local h = function(name) if not f:done() then f:set_result(name) end end
+    e.handlers[#e.handlers + 1] = h
+    signal_changed(sig, e)
+    local ok, r = pcall(await, f)
+    signal_remove(e, h)
+    signal_changed(sig, e)
+    if not ok then error(r, 0) end
+    return r
+  end)
 end
 
 ---------------------------------------------------------------------------

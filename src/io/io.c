@@ -32,5 +32,11 @@ int luaopen_async_io(lua_State *L) {
   if (!(*box = pool_new())) return luaL_error(L, "async.io: out of memory");
   lua_pushcclosure(L, io_to_thread, 1);
   lua_setfield(L, -2, "to_thread");
+  io_signal_open(L);
+  lua_newthread(L);                           /* signal callbacks run here; kept as the upvalue */
+  lua_pushcclosure(L, io_watch_signal, 1);
+  lua_setfield(L, -2, "watch_signal");
+  lua_pushcfunction(L, io_signal_known);
+  lua_setfield(L, -2, "signal_known");
   return 1;
 }

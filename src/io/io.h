@@ -11,4 +11,11 @@ void  pool_unref(Pool *p);
 void  io_pool_close(Pool *p);      /* the Lua state closes: calls in flight touch no Lua, then go */
 int   io_to_thread(lua_State *L);   /* upvalue 1: a box holding the Pool */
 
+/* signal.c */
+int   io_signal_number(const char *name);   /* 0 if unknown */
+const char *io_signal_name(int num);
+int   io_watch_signal(lua_State *L);        /* upvalue 1: the thread callbacks run on */
+void  io_signal_open(lua_State *L);
+int   io_signal_known(lua_State *L);
+
 #endif
