@@ -53,7 +53,8 @@ M.InvalidStateError = class("InvalidStateError", M.Error)
 M.QueueEmpty = class("QueueEmpty", M.Error)
 M.QueueFull = class("QueueFull", M.Error)
 M.QueueShutDown = class("QueueShutDown", M.Error)
-M.ConnectionError = class("ConnectionError", M.Error)
+M.OSError = class("OSError", M.Error)              -- e.code ("ENOENT"), e.errno, e.message
+M.ConnectionError = class("ConnectionError", M.OSError)
 M.Interrupted = class("Interrupted", M.Error)      -- async.run stopped by Ctrl-C
 M.class = class
 
@@ -907,6 +908,176 @@ end
 
 ---------------------------------------------------------------------------
 
+---------------------------------------------------------------------------
+-- async.fs: file work on the thread pool (async/io.so's fs_op); file
+-- objects buffer what they read, for the io formats
+---------------------------------------------------------------------------
+
+local FS = { read_file = 0, write_file = 1, stat = 2, list = 3, mkdir = 4, remove = 5, rename = 6,
+             open = 7, read = 8, write = 9, sync = 10, close = 11 }
+local CHUNK = 65536
+
+local function make_fs()
+  local io_ = require "async.io"
+  local op, seek, close_now = io_.fs_op, io_.fs_seek, io_.fs_close_now
+  local fs = {}
+
+  local function check_path(p, fname, argn)
+    if type(p) ~= "string" or p == "" or p:find("\0", 1, true) then
+      error(("bad argument #%d to '%s' (a path expected, got %s)"):format(argn or 1, fname,
+            type(p) == "string" and ("%q"):format(p) or type(p)), 3)
+    end
+  end
+
+  function fs.read_file(path) check_path(path, "read_file"); return op(FS.read_file, path) end
+  function fs.write_file(path, data, opts)
+    check_path(path, "write_file")
+    if type(data) ~= "string" then
+      error(("bad argument #2 to 'write_file' (string expected, got %s)"):format(type(data)), 2)
+    end
+    opts = check_options(opts, { "append", "mode", "sync" }, "write_file", 3)
+    if opts.mode ~= nil and math.type(opts.mode) ~= "integer" then
+      error("bad argument #3 to 'write_file' (mode must be an integer such as 420 (0644))", 2)
+    end
+    return op(FS.write_file, path, data, opts.append == true, opts.mode or 420, opts.sync == true)
+  end
+  function fs.stat(path) check_path(path, "stat"); return op(FS.stat, path) end
+  function fs.list(path) check_path(path, "list"); return op(FS.list, path) end
+  function fs.mkdir(path, opts)
+    check_path(path, "mkdir")
+    opts = check_options(opts, { "parents", "mode" }, "mkdir", 2)
+    return op(FS.mkdir, path, opts.parents == true, opts.mode or 511)
+  end
+  function fs.remove(path, opts)
+    check_path(path, "remove")
+    opts = check_options(opts, { "recursive" }, "remove", 2)
+    return op(FS.remove, path, opts.recursive == true)
+  end
+  function fs.rename(from, to)
+    check_path(from, "rename"); check_path(to, "rename", 2)
+    return op(FS.rename, from, to)
+  end
+
+  local File = {}
+  File.__index = File
+  local function check_open(self, what)
+    if self.fd == nil then error(("%s: the file is closed"):format(what), 3) end
+  end
+
+  -- more bytes into the buffer; false at the end of the file
+  local function fill(self)
+    local chunk = await(op(FS.read, self.fd, CHUNK, self.path))
+    if chunk == "" then self.eof = true; return false end
+    self.buf = self.buf .. chunk
+    return true
+  end
+
+  local function take(self, n)
+    local s = self.buf:sub(1, n)
+    self.buf = self.buf:sub(n + 1)
+    return s
+  end
+
+  local function read_one(self, fmt)
+    if math.type(fmt) == "integer" and fmt >= 0 then
+      while #self.buf < fmt and not self.eof and fill(self) do end
+      if #self.buf == 0 and fmt > 0 then return nil end
+      return take(self, fmt)
+    end
+    fmt = type(fmt) == "string" and fmt:gsub("^%*", "") or fmt
+    if fmt == "a" then
+      while not self.eof and fill(self) do end
+      return take(self, #self.buf)
+    elseif fmt == "l" or fmt == "L" then
+      local nl = self.buf:find("\n", 1, true)
+      while not nl and not self.eof and fill(self) do nl = self.buf:find("\n", 1, true) end
+      if nl then local line = take(self, nl); return fmt == "l" and line:sub(1, -2) or line end
+      if #self.buf == 0 then return nil end
+      return take(self, #self.buf)
+    end
+    error(("bad argument to 'read' (a byte count, \"l\", \"L\" or \"a\" expected, got %s)"):format(tostring(fmt)), 3)
+  end
+
+  File.read = fn(function(self, ...)
+    check_open(self, "read")
+    local fmts = select("#", ...) > 0 and pack(...) or { "l", n = 1 }
+    local out = {}
+    for i = 1, fmts.n do
+      out[i] = read_one(self, fmts[i])
+      if out[i] == nil then return unpack(out, 1, i) end
+    end
+    return unpack(out, 1, fmts.n)
+  end)
+
+  -- the file's position is ahead of the reader by what the buffer holds
+  local function drop_buffer(self)
+    if #self.buf > 0 then seek(self.fd, "cur", -#self.buf) end
+    self.buf, self.eof = "", false
+  end
+
+  File.write = fn(function(self, ...)
+    check_open(self, "write")
+    local parts = pack(...)
+    for i = 1, parts.n do
+      local v = parts[i]
+      if type(v) ~= "string" and type(v) ~= "number" then
+        error(("bad argument #%d to 'write' (string or number expected, got %s)"):format(i, type(v)), 0)
+      end
+      parts[i] = tostring(v)
+    end
+    drop_buffer(self)
+    await(op(FS.write, self.fd, table.concat(parts, "", 1, parts.n), self.path))
+    return self
+  end)
+
+  function File:seek(whence, offset)
+    check_open(self, "seek")
+    whence = whence or "cur"
+    if whence ~= "set" and whence ~= "cur" and whence ~= "end" then
+      error(("bad argument #1 to 'seek' (\"set\", \"cur\" or \"end\" expected, got %s)"):format(tostring(whence)), 2)
+    end
+    offset = offset or 0
+    if whence == "cur" then offset = offset - #self.buf end
+    self.buf, self.eof = "", false
+    return seek(self.fd, whence, offset)
+  end
+
+  File.sync = fn(function(self)
+    check_open(self, "sync")
+    return await(op(FS.sync, self.fd, self.path))
+  end)
+
+  File.close = fn(function(self)
+    if self.fd == nil then return true end
+    local fd = self.fd
+    self.fd = nil
+    return await(op(FS.close, fd, self.path))
+  end)
+
+  function File:lines(fmt)
+    check_open(self, "lines")
+    return function() return await(self:read(fmt or "l")) end
+  end
+
+  File.__close = function(self) if self.fd ~= nil then await(self:close()) end end
+  File.__gc = function(self) if self.fd ~= nil then close_now(self.fd); self.fd = nil end end
+  File.__tostring = function(self) return ("<file %s%s>"):format(self.path, self.fd and "" or " (closed)") end
+
+  function fs.open(path, mode)
+    check_path(path, "open")
+    mode = mode or "r"
+    if type(mode) ~= "string" or not mode:gsub("b", ""):match("^[rwa]%+?$") then
+      error(("bad argument #2 to 'open' (mode \"r\", \"w\", \"a\", \"r+\", \"w+\" or \"a+\" expected, got %s)"):format(tostring(mode)), 2)
+    end
+    return core.coro(function()
+      local fd = await(op(FS.open, path, mode:gsub("b", "")))
+      return setmetatable({ fd = fd, path = path, buf = "", eof = false }, File)
+    end)
+  end
+
+  return fs
+end
+
 return setmetatable(M, {
   __call = function(_, f) return fn(f) end,
   __index = function(t, k)
@@ -914,6 +1085,10 @@ return setmetatable(M, {
       local http = require "async.http"
       rawset(t, "http", http)
       return http
+    elseif k == "fs" then
+      local fs = make_fs()
+      rawset(t, "fs", fs)
+      return fs
     end
   end,
 })

@@ -38,5 +38,8 @@ int luaopen_async_io(lua_State *L) {
   lua_setfield(L, -2, "watch_signal");
   lua_pushcfunction(L, io_signal_known);
   lua_setfield(L, -2, "signal_known");
+  lua_pushcfunction(L, io_fs_op); lua_setfield(L, -2, "fs_op");
+  lua_pushcfunction(L, io_fs_seek); lua_setfield(L, -2, "fs_seek");
+  lua_pushcfunction(L, io_fs_close_now); lua_setfield(L, -2, "fs_close_now");
   return 1;
 }

@@ -11,6 +11,13 @@ void  pool_unref(Pool *p);
 void  io_pool_close(Pool *p);      /* the Lua state closes: calls in flight touch no Lua, then go */
 int   io_to_thread(lua_State *L);   /* upvalue 1: a box holding the Pool */
 
+/* fs.c */
+int   io_fs_op(lua_State *L);
+int   io_fs_seek(lua_State *L);
+int   io_fs_close_now(lua_State *L);
+struct lua_async_api;
+void  io_push_oserror(lua_State *L, const struct lua_async_api *api, int err, const char *op, const char *what);
+
 /* signal.c */
 int   io_signal_number(const char *name);   /* 0 if unknown */
 const char *io_signal_name(int num);
