@@ -56,6 +56,8 @@ M.QueueShutDown = class("QueueShutDown", M.Error)
 M.OSError = class("OSError", M.Error)              -- e.code ("ENOENT"), e.errno, e.message
 M.ConnectionError = class("ConnectionError", M.OSError)
 M.Interrupted = class("Interrupted", M.Error)      -- async.run stopped by Ctrl-C
+M.IncompleteReadError = class("IncompleteReadError", M.Error)   -- e.partial, e.expected
+M.LimitOverrunError = class("LimitOverrunError", M.Error)
 M.class = class
 
 local CancelledError, TimeoutError, InvalidStateError = M.CancelledError, M.TimeoutError, M.InvalidStateError
@@ -1076,6 +1078,165 @@ local function make_fs()
   end
 
   return fs
+end
+
+---------------------------------------------------------------------------
+-- Streams and servers (TCP): the buffer, the waits and the sockets are C's
+-- (async/io.so: stream.c, tcp.c); here are the formats and the tasks
+---------------------------------------------------------------------------
+
+local streams_ready = false
+local server_handlers = setmetatable({}, { __mode = "k" })   -- server -> its handler tasks (weak)
+local function streams()
+  local io_ = require "async.io"
+  if streams_ready then return io_ end
+  streams_ready = true
+  local S = io_.stream_methods
+
+  local function read_one(s, fmt)
+    if fmt == nil then return await(s:_read("n", 65536)) end
+    if math.type(fmt) == "integer" then
+      if fmt < 0 then error("bad argument #1 to 'read' (a byte count must not be negative)", 3) end
+      if fmt == 0 then return "" end
+      return await(s:_read("n", fmt))
+    end
+    if type(fmt) == "string" then fmt = fmt:gsub("^%*", "") end
+    if fmt == "l" or fmt == "L" or fmt == "a" then return await(s:_read(fmt)) end
+    error(("bad argument #1 to 'read' (a byte count, \"l\", \"L\" or \"a\" expected, got %s)"):format(tostring(fmt)), 3)
+  end
+  S.read = fn(function(s, fmt) return read_one(s, fmt) end)
+  S.read_exactly = fn(function(s, n)
+    if math.type(n) ~= "integer" or n < 0 then
+      error(("bad argument #1 to 'read_exactly' (a byte count expected, got %s)"):format(tostring(n)), 0)
+    end
+    if n == 0 then return "" end
+    return await(s:_read("x", n))
+  end)
+  S.read_until = fn(function(s, sep)
+    if type(sep) ~= "string" or sep == "" then
+      error("bad argument #1 to 'read_until' (a non-empty separator expected)", 0)
+    end
+    return await(s:_read("u", sep))
+  end)
+  function S:lines(fmt)
+    return function() return read_one(self, fmt or "l") end
+  end
+  S.write = fn(function(s, ...)
+    local parts = pack(...)
+    for i = 1, parts.n do
+      if type(parts[i]) ~= "string" and type(parts[i]) ~= "number" then
+        error(("bad argument #%d to 'write' (string expected, got %s)"):format(i, type(parts[i])), 0)
+      end
+    end
+    return await(s:_write(table.concat(parts, "", 1, parts.n)))
+  end)
+  S.drain = fn(function(s) return await(s:_write("")) end)
+  S.close = fn(function(s) return await(s:_close("close")) end)
+  S.abort = function(s) return s:_close("abort") end   -- at once: an awaitable, already going
+  S.close_write = fn(function(s) return await(s:_close("write")) end)
+  getmetatable(io_.new_tcp()).__close = function(s) await(s:_close("close")) end
+
+  local Sv = io_.server_methods
+  Sv.close = fn(function(sv)
+    sv:_close()
+    await(core.sleep(0))                         -- the close callback comes at the next step
+    return true
+  end)
+  Sv.wait_closed = fn(function(sv)
+    while not sv:_closed() do await(core.sleep(0.01)) end
+    for t in pairs(server_handlers[sv] or {}) do   -- waited for, not retrieved: their errors are still reported
+      if not t:done() then
+        local f = Future()
+        t:add_done_callback(function() f:set_result() end)
+        await(f)
+      end
+    end
+    return true
+  end)
+  Sv.serve_forever = fn(function(sv)
+    local ok, e = pcall(function() while not sv:_closed() do await(core.sleep(0.05)) end end)
+    if not ok then sv:_close(); error(e, 0) end
+    return true
+  end)
+  return io_
+end
+
+local function check_port(port, fname, argn)
+  if math.type(port) ~= "integer" or port < 0 or port > 65535 then
+    error(("bad argument #%d to '%s' (port must be an integer 0-65535, got %s)"):format(argn, fname,
+          type(port) == "string" and ("%q"):format(port) or tostring(port)), 3)
+  end
+end
+
+function M.getaddrinfo(host, port, opts)
+  if type(host) ~= "string" then
+    error(("bad argument #1 to 'getaddrinfo' (a host name or address expected, got %s)"):format(type(host)), 2)
+  end
+  if port ~= nil then check_port(port, "getaddrinfo", 2) end
+  opts = check_options(opts, { "family" }, "getaddrinfo", 3)
+  if opts.family ~= nil and opts.family ~= "inet" and opts.family ~= "inet6" then
+    error("bad argument #3 to 'getaddrinfo' (family must be \"inet\" or \"inet6\")", 2)
+  end
+  return streams().getaddrinfo(host, port or 0, opts.family)
+end
+
+function M.connect(host, port, opts)
+  if type(host) ~= "string" then
+    error(("bad argument #1 to 'connect' (a host name or address expected, got %s)"):format(type(host)), 2)
+  end
+  check_port(port, "connect", 2)
+  opts = check_options(opts, { "timeout", "limit", "nodelay" }, "connect", 3)
+  local io_ = streams()
+  local body = function()
+    local addrs = await(io_.getaddrinfo(host, port))
+    local last
+    for _, a in ipairs(addrs) do                   -- each address in turn
+      local s = io_.new_tcp(opts.limit)
+      local ok, e = pcall(await, io_.connect_addr(s, a.address, port))
+      if ok then
+        if opts.nodelay ~= false then s:set_nodelay(true) end
+        return s
+      end
+      s:abort()
+      last = e
+      if CancelledError:is(e) then error(e, 0) end
+    end
+    if last then
+      last.message = ("%s:%d: %s"):format(host, port, last.message)
+      error(last, 0)
+    end
+    error(M.OSError(("connect %s:%d: no address"):format(host, port)), 0)
+  end
+  if opts.timeout then return M.wait_for(core.coro(body), opts.timeout) end
+  return core.coro(body)
+end
+
+function M.serve(handler, host, port, opts)
+  if type(handler) ~= "function" then
+    error(("bad argument #1 to 'serve' (function expected, got %s)"):format(type(handler)), 2)
+  end
+  if type(host) ~= "string" then
+    error(("bad argument #2 to 'serve' (a host address expected, got %s)"):format(type(host)), 2)
+  end
+  check_port(port, "serve", 3)
+  opts = check_options(opts, { "backlog", "limit", "reuse_port" }, "serve", 4)
+  local io_ = streams()
+  return core.coro(function()
+    local addrs = await(io_.getaddrinfo(host, port))
+    if #addrs == 0 then error(M.OSError(("serve %s:%d: no address"):format(host, port)), 0) end
+    local handlers = setmetatable({}, { __mode = "k" })
+    local sv
+    local function on_conn(s)
+      local t = M.spawn(function()
+        local stream <close> = s
+        return handler(s)
+      end)
+      handlers[t] = true
+    end
+    sv = io_.listen_tcp(addrs[1].address, port, opts.backlog, on_conn, opts.limit)
+    server_handlers[sv] = handlers
+    return sv
+  end)
 end
 
 return setmetatable(M, {

@@ -4,6 +4,7 @@
  * The async module loads it the first time a script reaches for one of
  * its calls (async.to_thread now).
  */
+#include <signal.h>
 #include <lauxlib.h>
 #include "lua_async.h"
 #include "io.h"
@@ -39,6 +40,15 @@ int luaopen_async_io(lua_State *L) {
   lua_pushcfunction(L, io_signal_known);
   lua_setfield(L, -2, "signal_known");
   lua_pushcfunction(L, io_fs_op); lua_setfield(L, -2, "fs_op");
+  io_tcp_open(L);
+  lua_pushcfunction(L, io_getaddrinfo); lua_setfield(L, -2, "getaddrinfo");
+  lua_pushcfunction(L, io_connect_addr); lua_setfield(L, -2, "connect_addr");
+  lua_pushcfunction(L, io_new_tcp); lua_setfield(L, -2, "new_tcp");
+  lua_newthread(L);                           /* servers' on_conn runs here */
+  lua_pushcclosure(L, io_listen_tcp, 1); lua_setfield(L, -2, "listen_tcp");
+  /* a write to a peer that closed must be a ConnectionError, not a SIGPIPE death */
+  struct sigaction sa;
+  if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL) signal(SIGPIPE, SIG_IGN);
   lua_pushcfunction(L, io_fs_seek); lua_setfield(L, -2, "fs_seek");
   lua_pushcfunction(L, io_fs_close_now); lua_setfield(L, -2, "fs_close_now");
   return 1;

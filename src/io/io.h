@@ -18,6 +18,15 @@ int   io_fs_close_now(lua_State *L);
 struct lua_async_api;
 void  io_push_oserror(lua_State *L, const struct lua_async_api *api, int err, const char *op, const char *what);
 
+/* tcp.c, stream.c */
+struct sockaddr_storage;
+int   io_push_sockaddr(lua_State *L, const struct sockaddr_storage *ss);   /* host, port */
+int   io_getaddrinfo(lua_State *L);
+int   io_connect_addr(lua_State *L);
+int   io_new_tcp(lua_State *L);
+int   io_listen_tcp(lua_State *L);      /* upvalue 1: the thread on_conn runs on */
+void  io_tcp_open(lua_State *L);
+
 /* signal.c */
 int   io_signal_number(const char *name);   /* 0 if unknown */
 const char *io_signal_name(int num);

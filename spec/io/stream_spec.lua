@@ -1,0 +1,189 @@
+-- docs/reference.md "Streams": TCP clients and servers on the loop, the read
+-- formats, cancellation, closing, back-pressure and errors
+local H = require "helper"
+local async, await = H.async, H.await
+
+-- a server on a free port whose connections run handler; its port
+local function server(handler)
+  local sv = await(async.serve(handler, "127.0.0.1", 0))
+  local _, port = sv:sockname()
+  return sv, port
+end
+
+describe("streams", function()
+  it("talk both ways: lines, byte counts, everything, and lines()", function()
+    async.run(function()
+      local sv, port = server(function(s)
+        for line in s:lines() do await(s:write("echo: ", line, "\n")) end
+        await(s:write("bye"))
+      end)
+      local c = await(async.connect("127.0.0.1", port))
+      local host, p = c:peername()
+      assert.equal("127.0.0.1", host); assert.equal(port, p)
+      await(c:write("one\ntwo\n"))
+      assert.equal("echo: one", await(c:read("l")))
+      assert.equal("echo: two\n", await(c:read("L")))
+      await(c:write("three"))
+      await(c:close_write())                        -- the server reads the end: its last line has no "\n"
+      assert.equal("echo: three\nbye", await(c:read("a")))
+      assert.is_nil(await(c:read("l")))
+      assert.is_nil(await(c:read(10)))
+      await(c:close())
+      await(c:close())                               -- idempotent
+      await(sv:close())
+    end)
+  end)
+
+  it("read_exactly and read_until, with IncompleteReadError and LimitOverrunError", function()
+    async.run(function()
+      local sv, port = server(function(s)
+        await(s:write("12345|rest-of-it"))
+        await(s:close())
+      end)
+      local c = await(async.connect("127.0.0.1", port, { limit = 8 }))
+      assert.equal("123", await(c:read_exactly(3)))
+      assert.equal("45|", await(c:read_until("|")))
+      local e = H.catch(await, c:read_until("#"))      -- not within the limit: the data stays
+      assert.is_true(async.LimitOverrunError:is(e))
+      assert.equal("rest", await(c:read(4)))
+      e = H.catch(await, c:read_exactly(100))
+      assert.is_true(async.IncompleteReadError:is(e))
+      assert.equal("-of-it", e.partial)
+      assert.equal(100, e.expected)
+      await(c:close()); await(sv:close())
+    end)
+  end)
+
+  it("a cancelled read loses no byte and clears its wait; two readers at once is InvalidStateError", function()
+    async.run(function()
+      local go = async.Event()
+      local sv, port = server(function(s)
+        await(s:write("ab"))
+        await(go:wait())
+        await(s:write("c\n"))
+        await(async.sleep(0.2))
+      end)
+      local c = await(async.connect("127.0.0.1", port))
+      assert.is_true(async.TimeoutError:is(H.catch(await, async.wait_for(c:read("l"), 0.05))))   -- "ab" arrived, no "\n"
+      local reader = async.spawn(function() return await(c:read("l")) end)   -- may start at once
+      await(async.sleep(0.01))
+      assert.is_true(async.InvalidStateError:is(H.catch(await, c:read(1))))
+      go:set()
+      assert.equal("abc", await(reader))            -- nothing lost
+      await(c:close()); await(sv:close())
+    end)
+  end)
+
+  it("close wakes a blocked reader (end of stream) and writes after it fail with ConnectionError", function()
+    async.run(function()
+      local sv, port = server(function(s) await(async.sleep(1)) end)
+      local c = await(async.connect("127.0.0.1", port))
+      local reader = async.spawn(function() return await(c:read("l")) end)
+      await(async.sleep(0.01))
+      await(c:close())
+      assert.is_nil(await(reader))
+      assert.is_true(async.ConnectionError:is(H.catch(await, c:write("x"))))
+      assert.is_true(async.InvalidStateError:is(H.catch(await, c:read(1))))
+      await(sv:close())
+    end)
+  end)
+
+  it("writing to a peer that closed is a ConnectionError, never a SIGPIPE death", function()
+    async.run(function()
+      local sv, port = server(function(s) s:abort() end)
+      local c = await(async.connect("127.0.0.1", port))
+      assert.is_nil(await(c:read(1)))                -- the peer is gone
+      local e
+      for _ = 1, 50 do                               -- the kernel takes a write or two first
+        local ok, err = pcall(await, c:write(("x"):rep(65536)))
+        if not ok then e = err; break end
+        await(async.sleep(0.01))
+      end
+      assert.is_true(async.ConnectionError:is(e), tostring(e))
+      await(c:close()); await(sv:close())
+    end)
+  end)
+
+  it("a writer that outruns its peer waits in write (bounded memory), and goes on when the peer reads", function()
+    async.run(function()
+      local release = async.Event()
+      local got = 0
+      local sv, port = server(function(s)
+        await(release:wait())
+        while true do local d = await(s:read(65536)); if not d then break end got = got + #d end
+      end)
+      local c = await(async.connect("127.0.0.1", port))
+      local written, chunk = 0, ("y"):rep(65536)
+      local writer = async.spawn(function()
+        for _ = 1, 200 do await(c:write(chunk)); written = written + #chunk end   -- 12.5 MiB
+        await(c:close())
+      end)
+      await(async.sleep(0.3))
+      assert.is_false(writer:done())                 -- held back: the peer reads nothing yet
+      assert.is_true(written < 200 * 65536)
+      release:set()
+      await(writer)
+      await(async.sleep(0.05))
+      for _ = 1, 100 do if got == 200 * 65536 then break end await(async.sleep(0.02)) end
+      assert.equal(200 * 65536, got)
+      await(sv:close())
+    end)
+  end)
+
+  it("a handler's error is reported and never stops the server", function()
+    local reported
+    async.run(function()
+      async.set_exception_handler(function(ctx) reported = ctx.exception end)
+      local n = 0
+      local sv, port = server(function(s)
+        n = n + 1
+        if n == 1 then error("handler broke", 0) end
+        await(s:write("ok\n"))
+      end)
+      local c1 = await(async.connect("127.0.0.1", port))
+      assert.is_nil(await(c1:read("l")))             -- closed by the failed handler
+      local c2 = await(async.connect("127.0.0.1", port))
+      assert.equal("ok", await(c2:read("l")))
+      await(c1:close()); await(c2:close())
+      await(sv:close()); await(sv:wait_closed())
+    end)
+    async.set_exception_handler(nil)                 -- (the report comes as run ends, at the latest)
+    assert.equal("handler broke", reported)
+  end)
+
+  it("system failures are OSError with the code; bad arguments name themselves", function()
+    async.run(function()
+      local sv, port = server(function() end)
+      local e = H.catch(await, async.serve(function() end, "127.0.0.1", port))
+      assert.is_true(async.OSError:is(e))
+      assert.equal("EADDRINUSE", e.code)
+      e = H.catch(await, async.connect("127.0.0.1", 1))
+      assert.is_true(async.ConnectionError:is(e))
+      assert.equal("ECONNREFUSED", e.code)
+      e = H.catch(await, async.getaddrinfo("no-such-host.invalid"))
+      assert.is_true(async.OSError:is(e))
+      assert.matches("^EAI_", e.code)
+      assert.matches("port must be an integer 0%-65535, got \"http\"", H.catch(async.connect, "127.0.0.1", "http"))
+      assert.matches("unknown option limt", H.catch(async.connect, "127.0.0.1", 80, { limt = 1 }))
+      assert.matches("bad argument #1 to 'serve' %(function expected", H.catch(async.serve, 1, "127.0.0.1", 0))
+      local found = await(async.getaddrinfo("127.0.0.1", 80, { family = "inet" }))
+      assert.same({ family = "inet", address = "127.0.0.1", port = 80 }, found[1])
+      await(sv:close())
+    end)
+  end)
+
+  it("talks to a peer nobody here wrote (Python's socket server)", function()
+    local port, stop = H.server("/usr/bin/python3 -c 'import socket,os,sys\n"
+      .. "s=socket.socket(); s.bind((\"127.0.0.1\",0)); s.listen()\n"
+      .. "print(s.getsockname()[1], os.getpid(), flush=True)\n"
+      .. "c,_=s.accept(); f=c.makefile(\"rb\"); line=f.readline(); c.sendall(line.upper()); c.close()'")
+    async.run(function()
+      local c = await(async.connect("127.0.0.1", port))
+      await(c:write("from lua\n"))
+      assert.equal("FROM LUA", await(c:read("l")))
+      assert.is_nil(await(c:read("l")))
+      await(c:close())
+    end)
+    stop()
+  end)
+end)

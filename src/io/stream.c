@@ -1,0 +1,509 @@
+/*
+ * stream.c - the stream type: a libuv stream, a read buffer, a write queue.
+ *
+ * Reading.  Bytes land in one buffer, [start, end).  A read names what it
+ * wants (up to n bytes, a line, everything, exactly n, up to a separator);
+ * it is answered from the buffer at once when it can be, else it waits as
+ * the stream's one pending read and is answered by the read callback.
+ * Nothing is taken from the buffer until a read is answered, so a read
+ * that is cancelled loses nothing, and its wait is cleared at once (the C
+ * API's on_cancel).  libuv reads only while the buffer holds less than the
+ * stream's limit (or what a read needs): a fast peer is pushed back.
+ *
+ * Writing.  write copies its bytes once into a libuv write request and
+ * completes when the queued bytes are under the high-water mark; else it
+ * waits for them to drain.  A write error (the peer closed: EPIPE,
+ * ECONNRESET) fails the waiting writers and every later write with
+ * ConnectionError; SIGPIPE is ignored (io.c), so it never kills us.
+ *
+ * Closing.  close flushes what is queued (uv_shutdown), then closes; abort
+ * closes at once.  Either wakes a pending read (as at the end of the
+ * stream) and fails waiting writers.  The uv handle is a C API handle:
+ * one close path, freed after its close callback, no Lua after lua_close.
+ */
+#define _GNU_SOURCE          /* memmem */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <lauxlib.h>
+#include "stream.h"
+#include "io.h"
+
+/* tasks waiting on the stream (writers, closers): each wait knows its list,
+ * so that a cancelled one leaves it at once (on_cancel) */
+typedef struct Wait Wait;
+typedef struct Waiters { Wait **w; int n, cap; } Waiters;
+struct Wait { Waiters *in; lua_async_future *f; };
+
+struct Stream {
+  lua_async_handle lh;           /* first: the C API's handle memory */
+  uv_tcp_t tcp;
+  const lua_async_api *api;
+  char *buf; size_t start, end, cap;
+  size_t limit;
+  int eof, rerr, werr;           /* the peer ended; a read or write error (libuv codes) */
+  int reading, closed, connected;
+  lua_async_future *rfut;        /* the pending read, and what it wants */
+  int rkind; size_t rarg; char *sep; size_t seplen;
+  size_t queued;                 /* bytes given to libuv, not yet written */
+  Waiters writers, closers, shutters;
+  uv_shutdown_t shut;
+  int shutting, flush_then_close;
+  struct Box *box;               /* the Lua side's hold, or NULL once collected */
+};
+
+typedef struct Box { Stream *s; } Box;   /* s NULL once the stream is closed */
+
+static lua_State *S(Stream *s, lua_async_future *f) { return s->api->state(f); }
+
+/* ---- waiting futures ---------------------------------------------------- */
+
+static void wait_cancelled(void *ud) {
+  Wait *w = ud;
+  Waiters *in = w->in;
+  for (int i = 0; i < in->n; i++) if (in->w[i] == w) { in->w[i] = in->w[--in->n]; break; }
+  free(w);
+}
+
+static int waiters_add(const lua_async_api *api, Waiters *in, lua_async_future *f) {
+  if (in->n == in->cap) {
+    int cap = in->cap ? in->cap * 2 : 4;
+    Wait **p = realloc(in->w, (size_t)cap * sizeof *p);
+    if (!p) return -1;
+    in->w = p; in->cap = cap;
+  }
+  Wait *w = malloc(sizeof *w);
+  if (!w) return -1;
+  w->in = in; w->f = f;
+  in->w[in->n++] = w;
+  api->on_cancel(f, wait_cancelled, w);
+  return 0;
+}
+
+/* settle them all: an error of class cls (or, cls NULL, success) */
+static void waiters_settle(Stream *s, Waiters *in, const char *cls, const char *msg) {
+  while (in->n > 0) {
+    Wait *w = in->w[--in->n];
+    lua_async_future *f = w->f;
+    free(w);
+    if (!s->api->handle_lua(&s->lh)) continue;   /* the state closed: its futures went with it */
+    s->api->on_cancel(f, NULL, NULL);
+    if (cls) { s->api->error_new(S(s, f), cls, msg); s->api->reject(f); }
+    else s->api->resolve(f, 0);
+  }
+}
+
+/* ---- reading ------------------------------------------------------------ */
+
+enum { R_SOME = 'n', R_LINE = 'l', R_LINE_NL = 'L', R_ALL = 'a', R_EXACTLY = 'x', R_UNTIL = 'u' };
+
+static size_t avail(const Stream *s) { return s->end - s->start; }
+
+static void take(lua_State *L, Stream *s, size_t n) {
+  lua_pushlstring(L, s->buf + s->start, n);
+  s->start += n;
+  if (s->start == s->end) s->start = s->end = 0;
+}
+
+static void incomplete(lua_State *L, Stream *s, lua_Integer expected) {
+  size_t n = avail(s);
+  char msg[120];
+  if (expected >= 0) snprintf(msg, sizeof msg, "%zu bytes read on a total of %lld expected", n, (long long)expected);
+  else snprintf(msg, sizeof msg, "the stream ended after %zu bytes, before the separator", n);
+  s->api->error_new(L, "IncompleteReadError", msg);
+  take(L, s, n);
+  lua_setfield(L, -2, "partial");
+  if (expected >= 0) { lua_pushinteger(L, expected); lua_setfield(L, -2, "expected"); }
+}
+
+static const char *find(const Stream *s, const char *sep, size_t n) {
+  if (n == 0 || avail(s) < n) return NULL;
+  return memmem(s->buf + s->start, avail(s), sep, n);
+}
+
+/* Answer the pending read from the buffer if it can be: 0 not yet; 1 with
+ * the values pushed (count in *n); 2 with an error pushed. */
+static int answer(Stream *s, lua_State *L, int *n) {
+  int ended = s->eof || s->closed || s->rerr;
+  *n = 1;
+  if (s->rerr && avail(s) == 0 && s->rkind != R_ALL) {
+    char msg[200];
+    snprintf(msg, sizeof msg, "the connection was lost: %s", uv_strerror(s->rerr));
+    s->api->error_new(L, "ConnectionError", msg);
+    return 2;
+  }
+  switch (s->rkind) {
+    case R_SOME:
+      if (avail(s) > 0) { take(L, s, avail(s) < s->rarg ? avail(s) : s->rarg); return 1; }
+      if (ended) { lua_pushnil(L); return 1; }
+      return 0;
+    case R_ALL:
+      if (!ended) return 0;
+      take(L, s, avail(s));
+      return 1;
+    case R_EXACTLY:
+      if (avail(s) >= s->rarg) { take(L, s, s->rarg); return 1; }
+      if (ended) { incomplete(L, s, (lua_Integer)s->rarg); return 2; }
+      return 0;
+    case R_LINE: case R_LINE_NL: case R_UNTIL: {
+      const char *sep = s->rkind == R_UNTIL ? s->sep : "\n";
+      size_t seplen = s->rkind == R_UNTIL ? s->seplen : 1;
+      const char *at = find(s, sep, seplen);
+      if (at) {
+        size_t len = (size_t)(at - (s->buf + s->start)) + seplen;
+        if (s->rkind == R_LINE) {              /* the line without its "\n" */
+          lua_pushlstring(L, s->buf + s->start, len - 1);
+          s->start += len;
+          if (s->start == s->end) s->start = s->end = 0;
+        } else {
+          take(L, s, len);
+        }
+        return 1;
+      }
+      if (avail(s) >= s->limit) {              /* the data stays for another kind of read */
+        char msg[160];
+        snprintf(msg, sizeof msg, "the separator is not within the first %zu bytes (the stream's limit)", s->limit);
+        s->api->error_new(L, "LimitOverrunError", msg);
+        return 2;
+      }
+      if (!ended) return 0;
+      if (s->rkind == R_UNTIL) { incomplete(L, s, -1); return 2; }
+      if (avail(s) == 0) { lua_pushnil(L); return 1; }
+      take(L, s, avail(s));                    /* a last line without "\n" */
+      return 1;
+    }
+  }
+  return 0;
+}
+
+static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b);
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b) {
+  Stream *s = ((lua_async_handle *)h->data)->ud;
+  (void)suggested;
+  if (s->start > 0 && s->start == s->end) s->start = s->end = 0;
+  if (s->cap - s->end < 16384) {
+    if (s->start > 0) {                        /* slide the unread bytes down first */
+      memmove(s->buf, s->buf + s->start, avail(s));
+      s->end -= s->start; s->start = 0;
+    }
+    if (s->cap - s->end < 16384) {
+      size_t cap = s->cap ? s->cap * 2 : 65536;
+      char *p = realloc(s->buf, cap);
+      if (p) { s->buf = p; s->cap = cap; }
+    }
+  }
+  *b = uv_buf_init(s->buf + s->end, (unsigned)(s->cap - s->end));
+  if (s->cap == s->end) *b = uv_buf_init(NULL, 0);
+}
+
+/* read from the socket only while a read wants more or the buffer holds
+ * less than the limit */
+static void update_reading(Stream *s) {
+  size_t want = s->limit;
+  if (s->rfut && s->rkind == R_EXACTLY && s->rarg > want) want = s->rarg;
+  int more = s->connected && !s->eof && !s->rerr && !s->closed &&
+             ((s->rfut && s->rkind == R_ALL) || avail(s) < want);
+  if (more && !s->reading) s->reading = uv_read_start((uv_stream_t *)&s->tcp, on_alloc, on_read) == 0;
+  else if (!more && s->reading) { uv_read_stop((uv_stream_t *)&s->tcp); s->reading = 0; }
+}
+
+/* answer the pending read if the buffer (or the end) now allows it */
+static void serve_reader(Stream *s) {
+  if (!s->rfut) return;
+  lua_async_future *f = s->rfut;
+  int n, r = answer(s, S(s, f), &n);
+  if (r == 0) return;
+  s->rfut = NULL;
+  s->api->on_cancel(f, NULL, NULL);
+  if (r == 1) s->api->resolve(f, n); else s->api->reject(f);
+}
+
+static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b) {
+  Stream *s = ((lua_async_handle *)st->data)->ud;
+  (void)b;
+  if (nread > 0) s->end += (size_t)nread;
+  else if (nread == UV_EOF) s->eof = 1;
+  else if (nread < 0) s->rerr = (int)nread;
+  if (!s->api->handle_lua(&s->lh)) return;
+  serve_reader(s);
+  update_reading(s);
+}
+
+static void read_cancelled(void *ud) {
+  Stream *s = ud;
+  s->rfut = NULL;                              /* nothing was taken: the bytes stay */
+  update_reading(s);
+}
+
+static Stream *check_stream(lua_State *L, int idx) {
+  Box *b = luaL_checkudata(L, idx, STREAM_MT);
+  return b->s;
+}
+
+/* the awaitable's start: stack = box, kind, arg */
+static int start_read(lua_State *L) {
+  Stream *s = check_stream(L, 1);
+  const lua_async_api *api = lua_async_get_api(L);
+  if (!s || s->closed) { api->error_new(L, "InvalidStateError", "read: the stream is closed"); return lua_error(L); }
+  if (s->rfut) { api->error_new(L, "InvalidStateError", "read: another task is reading this stream"); return lua_error(L); }
+  const char *kind = luaL_checkstring(L, 2);
+  s->rkind = kind[0];
+  s->rarg = 0;
+  if (s->rkind == R_SOME || s->rkind == R_EXACTLY) s->rarg = (size_t)luaL_checkinteger(L, 3);
+  if (s->rkind == R_UNTIL) {
+    size_t n;
+    const char *sep = luaL_checklstring(L, 3, &n);
+    char *copy = malloc(n ? n : 1);
+    if (!copy) return luaL_error(L, "out of memory");
+    memcpy(copy, sep, n);
+    free(s->sep);
+    s->sep = copy; s->seplen = n;
+  }
+  lua_async_future *f = api->future_new(L);
+  s->rfut = f;
+  int n, r = answer(s, S(s, f), &n);
+  if (r) { s->rfut = NULL; if (r == 1) api->resolve(f, n); else api->reject(f); }
+  else api->on_cancel(f, read_cancelled, s);
+  update_reading(s);
+  return 1;
+}
+
+static int s_read_op(lua_State *L) {          /* _read(kind, arg): a lazy awaitable */
+  lua_settop(L, 3);
+  lua_async_get_api(L)->awaitable_new(L, start_read, 3);
+  return 1;
+}
+
+/* ---- writing ------------------------------------------------------------ */
+
+typedef struct WriteReq { uv_write_t req; Stream *s; size_t n; char data[]; } WriteReq;
+
+static void settle_writers(Stream *s) {
+  if (s->werr) {
+    char msg[200];
+    snprintf(msg, sizeof msg, "write: the connection was lost: %s", uv_strerror(s->werr));
+    waiters_settle(s, &s->writers, "ConnectionError", msg);
+  } else if (s->queued <= STREAM_HIGH_WATER) {
+    waiters_settle(s, &s->writers, NULL, NULL);
+  }
+}
+
+static void do_close(Stream *s);
+
+static void on_written(uv_write_t *req, int status) {
+  WriteReq *w = (WriteReq *)req;
+  Stream *s = w->s;
+  s->queued -= w->n;
+  free(w);
+  if (status < 0 && status != UV_ECANCELED && !s->werr) s->werr = status;
+  if (!s->api->handle_lua(&s->lh)) return;
+  settle_writers(s);
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status) {
+  Stream *s = req->data;
+  (void)status;
+  s->shutting = 0;
+  if (s->api->handle_lua(&s->lh)) waiters_settle(s, &s->shutters, NULL, NULL);
+  if (s->flush_then_close) do_close(s);
+}
+
+/* stack = box, data (a string; "" for drain) */
+static int start_write(lua_State *L) {
+  Stream *s = check_stream(L, 1);
+  const lua_async_api *api = lua_async_get_api(L);
+  size_t n;
+  const char *data = luaL_checklstring(L, 2, &n);
+  if (!s || s->closed || s->werr) {
+    api->error_new(L, "ConnectionError", s && s->werr ? "write: the connection was lost" : "write: the stream is closed");
+    return lua_error(L);
+  }
+  if (n > 0) {
+    WriteReq *w = malloc(sizeof *w + n);
+    if (!w) return luaL_error(L, "write: out of memory");
+    memcpy(w->data, data, n);
+    w->s = s; w->n = n;
+    uv_buf_t b = uv_buf_init(w->data, (unsigned)n);
+    int rc = uv_write(&w->req, (uv_stream_t *)&s->tcp, &b, 1, on_written);
+    if (rc < 0) { free(w); s->werr = rc; }
+    else s->queued += n;
+  }
+  lua_async_future *f = api->future_new(L);
+  if (s->werr || s->queued > STREAM_HIGH_WATER) {
+    if (waiters_add(api, &s->writers, f) != 0) return luaL_error(L, "write: out of memory");
+    settle_writers(s);
+  } else {
+    api->resolve(f, 0);
+  }
+  return 1;
+}
+
+static int s_write_op(lua_State *L) {         /* _write(data) */
+  lua_settop(L, 2);
+  lua_async_get_api(L)->awaitable_new(L, start_write, 2);
+  return 1;
+}
+
+/* ---- closing ------------------------------------------------------------ */
+
+static void on_closed(lua_async_handle *lh) {
+  Stream *s = lh->ud;
+  if (s->box) s->box->s = NULL;                /* (only while the state is open: else no box) */
+  waiters_settle(s, &s->closers, NULL, NULL);
+  waiters_settle(s, &s->shutters, NULL, NULL);
+  free(s->writers.w); free(s->closers.w); free(s->shutters.w);
+  free(s->buf); free(s->sep);
+}
+
+static void do_close(Stream *s) {
+  if (s->lh.closing) return;
+  s->api->handle_close(&s->lh, on_closed);
+}
+
+/* stop reading and wake whoever waits: the read as at the end, writers fail */
+static void end_waits(Stream *s) {
+  s->closed = 1;
+  if (s->reading) { uv_read_stop((uv_stream_t *)&s->tcp); s->reading = 0; }
+  if (!s->api->handle_lua(&s->lh)) return;
+  serve_reader(s);
+  waiters_settle(s, &s->writers, "ConnectionError", "write: the stream was closed");
+}
+
+/* stack = box, how ("close" flushes first, "abort" does not, "write" is a half-close) */
+static int start_close(lua_State *L) {
+  Box *b = luaL_checkudata(L, 1, STREAM_MT);
+  const lua_async_api *api = lua_async_get_api(L);
+  const char *how = luaL_checkstring(L, 2);
+  Stream *s = b->s;
+  lua_async_future *f = api->future_new(L);
+  if (!s) { api->resolve(f, 0); return 1; }    /* closed long ago */
+  if (how[0] == 'w') {                          /* close_write */
+    if (s->closed || s->shutting || !s->connected) { api->resolve(f, 0); return 1; }
+    s->shut.data = s;
+    if (uv_shutdown(&s->shut, (uv_stream_t *)&s->tcp, on_shutdown) != 0) { api->resolve(f, 0); return 1; }
+    s->shutting = 1;
+    if (waiters_add(api, &s->shutters, f) != 0) api->resolve(f, 0);
+    return 1;
+  }
+  if (waiters_add(api, &s->closers, f) != 0) api->resolve(f, 0);
+  if (s->lh.closing) return 1;
+  int first = !s->closed;
+  end_waits(s);
+  if (first && how[0] == 'c' && s->queued > 0 && s->connected && !s->werr && !s->shutting) {
+    s->flush_then_close = 1;
+    s->shut.data = s;
+    if (uv_shutdown(&s->shut, (uv_stream_t *)&s->tcp, on_shutdown) == 0) { s->shutting = 1; return 1; }
+  }
+  if (!s->shutting) do_close(s);
+  else s->flush_then_close = 1;
+  return 1;
+}
+
+static int s_close_op(lua_State *L) {         /* _close(how) */
+  lua_settop(L, 2);
+  lua_async_get_api(L)->awaitable_new(L, start_close, 2);
+  return 1;
+}
+
+/* the box collected with the stream open: close at once, no one to tell */
+static int box_gc(lua_State *L) {
+  Box *b = lua_touserdata(L, 1);
+  Stream *s = b->s;
+  if (!s) return 0;
+  b->s = NULL;
+  s->box = NULL;
+  s->closed = 1;
+  if (s->reading) uv_read_stop((uv_stream_t *)&s->tcp);
+  do_close(s);
+  return 0;
+}
+
+/* ---- names and options -------------------------------------------------- */
+
+int io_push_sockaddr(lua_State *L, const struct sockaddr_storage *ss) {
+  char host[64] = "";
+  int port = 0;
+  if (ss->ss_family == AF_INET) {
+    const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+    uv_ip4_name(a, host, sizeof host); port = ntohs(a->sin_port);
+  } else if (ss->ss_family == AF_INET6) {
+    const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+    uv_ip6_name(a, host, sizeof host); port = ntohs(a->sin6_port);
+  }
+  lua_pushstring(L, host);
+  lua_pushinteger(L, port);
+  return 2;
+}
+
+static int s_name(lua_State *L, int peer) {
+  Stream *s = check_stream(L, 1);
+  if (!s) return luaL_error(L, "the stream is closed");
+  struct sockaddr_storage ss;
+  int len = sizeof ss;
+  int rc = peer ? uv_tcp_getpeername(&s->tcp, (struct sockaddr *)&ss, &len)
+                : uv_tcp_getsockname(&s->tcp, (struct sockaddr *)&ss, &len);
+  if (rc != 0) { lua_pushnil(L); lua_pushstring(L, uv_strerror(rc)); return 2; }
+  return io_push_sockaddr(L, &ss);
+}
+
+static int s_peername(lua_State *L) { return s_name(L, 1); }
+static int s_sockname(lua_State *L) { return s_name(L, 0); }
+
+static int s_set_nodelay(lua_State *L) {
+  Stream *s = check_stream(L, 1);
+  if (s) uv_tcp_nodelay(&s->tcp, lua_toboolean(L, 2));
+  return 0;
+}
+
+static int s_set_keepalive(lua_State *L) {
+  Stream *s = check_stream(L, 1);
+  if (s) uv_tcp_keepalive(&s->tcp, lua_toboolean(L, 2), (unsigned)luaL_optinteger(L, 3, 60));
+  return 0;
+}
+
+static int s_limit(lua_State *L) {
+  Stream *s = check_stream(L, 1);
+  lua_pushinteger(L, s ? (lua_Integer)s->limit : 0);
+  return 1;
+}
+
+/* ---- making one ----------------------------------------------------------- */
+
+Stream *stream_new_tcp(lua_State *L, const lua_async_api *api, size_t limit) {
+  Box *b = lua_newuserdatauv(L, sizeof *b, 0);
+  b->s = NULL;
+  luaL_setmetatable(L, STREAM_MT);
+  Stream *s = (Stream *)api->handle_new(L, sizeof *s);
+  if (!s) { luaL_error(L, "out of memory"); return NULL; }
+  s->api = api;
+  s->limit = limit ? limit : STREAM_LIMIT;
+  int rc = uv_tcp_init(api->loop(L), &s->tcp);
+  if (rc != 0) { api->handle_close(&s->lh, NULL); luaL_error(L, "cannot make a TCP socket: %s", uv_strerror(rc)); }
+  api->handle_init(&s->lh, (uv_handle_t *)&s->tcp);
+  s->lh.ud = s;
+  b->s = s;
+  s->box = b;
+  return s;
+}
+
+uv_tcp_t *stream_tcp(Stream *s) { return &s->tcp; }
+
+void stream_connected(Stream *s) {
+  s->connected = 1;
+  update_reading(s);
+}
+
+void stream_open(lua_State *L) {
+  static const luaL_Reg methods[] = {
+    {"_read", s_read_op}, {"_write", s_write_op}, {"_close", s_close_op},
+    {"peername", s_peername}, {"sockname", s_sockname}, {"set_nodelay", s_set_nodelay},
+    {"set_keepalive", s_set_keepalive}, {"_limit", s_limit}, {NULL, NULL}
+  };
+  luaL_newmetatable(L, STREAM_MT);
+  luaL_newlib(L, methods);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, box_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
+}

@@ -1,0 +1,23 @@
+/* stream.h - one stream type over a libuv stream (TCP now; pipes and TTYs
+ * are uv_stream_t too), with a read buffer that serves every read format
+ * and a write queue with a high-water mark.  stream.c holds the type;
+ * tcp.c makes TCP streams (connect, accept). */
+#ifndef ASYNC_IO_STREAM_H
+#define ASYNC_IO_STREAM_H
+
+#include <lua.h>
+#include "lua_async.h"
+
+typedef struct Stream Stream;
+
+#define STREAM_MT "async.stream"
+#define STREAM_LIMIT 65536        /* the default read-ahead and line limit */
+#define STREAM_HIGH_WATER 65536   /* queued bytes above which write waits */
+
+/* a new TCP stream on the loop (not yet connected): its box is pushed */
+Stream *stream_new_tcp(lua_State *L, const lua_async_api *api, size_t limit);
+uv_tcp_t *stream_tcp(Stream *s);
+void stream_connected(Stream *s);      /* reading may start */
+void stream_open(lua_State *L);        /* the metatable */
+
+#endif

@@ -1,0 +1,289 @@
+/*
+ * tcp.c - TCP: getaddrinfo on the thread pool, connect (each address in
+ * turn), and servers (one uv_tcp_t listening; each accepted connection a
+ * stream handed to the Lua side, which runs the handler as its own Task).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <lauxlib.h>
+#include "lua_async.h"
+#include "stream.h"
+#include "io.h"
+
+#define SERVER_MT "async.server"
+
+/* ---- getaddrinfo -------------------------------------------------------- */
+
+typedef struct Lookup {
+  uv_getaddrinfo_t req;
+  const lua_async_api *api;
+  lua_async_future *fut;
+  int cancelled;
+  char host[256];
+} Lookup;
+
+static void lookup_cancelled(void *ud) {
+  Lookup *lk = ud;
+  lk->cancelled = 1;
+  uv_cancel((uv_req_t *)&lk->req);           /* if it has not started yet */
+}
+
+static void on_lookup(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
+  Lookup *lk = req->data;
+  if (!lk->cancelled) {
+    lk->api->on_cancel(lk->fut, NULL, NULL);
+    lua_State *L = lk->api->state(lk->fut);
+    if (status < 0) {
+      char msg[400];
+      snprintf(msg, sizeof msg, "getaddrinfo %s: %s", lk->host, uv_strerror(status));
+      lk->api->error_new(L, "OSError", msg);
+      lua_pushstring(L, uv_err_name(status)); lua_setfield(L, -2, "code");
+      lk->api->reject(lk->fut);
+    } else {
+      lua_newtable(L);
+      int n = 0;
+      for (struct addrinfo *a = res; a; a = a->ai_next) {
+        if (a->ai_family != AF_INET && a->ai_family != AF_INET6) continue;
+        lua_createtable(L, 0, 3);
+        lua_pushstring(L, a->ai_family == AF_INET ? "inet" : "inet6"); lua_setfield(L, -2, "family");
+        struct sockaddr_storage ss;
+        memcpy(&ss, a->ai_addr, a->ai_addrlen);
+        io_push_sockaddr(L, &ss);
+        lua_setfield(L, -3, "port");
+        lua_setfield(L, -2, "address");
+        lua_rawseti(L, -2, ++n);
+      }
+      lk->api->resolve(lk->fut, 1);
+    }
+  }
+  uv_freeaddrinfo(res);
+  free(lk);
+}
+
+/* stack = host, port (a number), family ("inet", "inet6" or nil) */
+static int start_lookup(lua_State *L) {
+  const lua_async_api *api = lua_async_get_api(L);
+  const char *host = luaL_checkstring(L, 1);
+  char port[16];
+  snprintf(port, sizeof port, "%lld", (long long)luaL_optinteger(L, 2, 0));
+  const char *fam = luaL_optstring(L, 3, NULL);
+  Lookup *lk = calloc(1, sizeof *lk);
+  if (!lk) return luaL_error(L, "out of memory");
+  snprintf(lk->host, sizeof lk->host, "%s", host);
+  lk->api = api;
+  lk->req.data = lk;
+  struct addrinfo hints = {0};
+  hints.ai_family = fam && strcmp(fam, "inet6") == 0 ? AF_INET6 : fam ? AF_INET : AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  lk->fut = api->future_new(L);
+  int rc = uv_getaddrinfo(api->loop(L), &lk->req, on_lookup, host, port, &hints);
+  if (rc != 0) {
+    free(lk);
+    lua_pop(L, 1);
+    return luaL_error(L, "getaddrinfo %s: %s", host, uv_strerror(rc));
+  }
+  api->on_cancel(lk->fut, lookup_cancelled, lk);
+  return 1;
+}
+
+int io_getaddrinfo(lua_State *L) {
+  lua_settop(L, 3);
+  lua_async_get_api(L)->awaitable_new(L, start_lookup, 3);
+  return 1;
+}
+
+/* ---- connect: one address (the prelude tries each in turn) ---------------- */
+
+typedef struct Connect {
+  uv_connect_t req;
+  const lua_async_api *api;
+  lua_async_future *fut;
+  Stream *s;
+  int cancelled;
+} Connect;
+
+static void connect_cancelled(void *ud) { ((Connect *)ud)->cancelled = 1; }
+
+static void on_connect(uv_connect_t *req, int status) {
+  Connect *c = req->data;
+  if (!c->cancelled) {
+    c->api->on_cancel(c->fut, NULL, NULL);
+    lua_State *L = c->api->state(c->fut);
+    if (status < 0) {
+      char msg[200];
+      snprintf(msg, sizeof msg, "connect: %s", uv_strerror(status));
+      c->api->error_new(L, status == UV_ECONNREFUSED || status == UV_ECONNRESET || status == UV_ETIMEDOUT
+                           ? "ConnectionError" : "OSError", msg);
+      lua_pushstring(L, uv_err_name(status)); lua_setfield(L, -2, "code");
+      c->api->reject(c->fut);
+    } else {
+      stream_connected(c->s);
+      c->api->resolve(c->fut, 0);
+    }
+  }
+  free(c);
+}
+
+/* stack = stream box (made by new_tcp), address, port */
+static int start_connect(lua_State *L) {
+  const lua_async_api *api = lua_async_get_api(L);
+  Stream *s = *(Stream **)luaL_checkudata(L, 1, STREAM_MT);
+  const char *addr = luaL_checkstring(L, 2);
+  int port = (int)luaL_checkinteger(L, 3);
+  struct sockaddr_storage ss;
+  if (uv_ip4_addr(addr, port, (struct sockaddr_in *)&ss) != 0 && uv_ip6_addr(addr, port, (struct sockaddr_in6 *)&ss) != 0)
+    return luaL_error(L, "connect: %s is not an address", addr);
+  Connect *c = calloc(1, sizeof *c);
+  if (!c || !s) { free(c); return luaL_error(L, "connect: out of memory"); }
+  c->api = api; c->s = s; c->req.data = c;
+  c->fut = api->future_new(L);
+  int rc = uv_tcp_connect(&c->req, stream_tcp(s), (struct sockaddr *)&ss, on_connect);
+  if (rc != 0) {
+    free(c);
+    char msg[200];
+    snprintf(msg, sizeof msg, "connect: %s", uv_strerror(rc));
+    api->error_new(L, "OSError", msg);
+    lua_pushstring(L, uv_err_name(rc)); lua_setfield(L, -2, "code");
+    return lua_error(L);
+  }
+  api->on_cancel(c->fut, connect_cancelled, c);
+  return 1;
+}
+
+int io_connect_addr(lua_State *L) {
+  lua_settop(L, 3);
+  lua_async_get_api(L)->awaitable_new(L, start_connect, 3);
+  return 1;
+}
+
+/* new_tcp(limit): a stream box, not connected */
+int io_new_tcp(lua_State *L) {
+  stream_new_tcp(L, lua_async_get_api(L), (size_t)luaL_optinteger(L, 1, 0));
+  return 1;
+}
+
+/* ---- servers ------------------------------------------------------------ */
+
+typedef struct Server {
+  lua_async_handle lh;           /* first: the C API's handle memory */
+  uv_tcp_t tcp;
+  const lua_async_api *api;
+  lua_State *T;                  /* where on_conn is called */
+  int on_conn;                   /* registry ref: on_conn(stream box) */
+  size_t limit;
+  struct SBox *box;
+} Server;
+
+typedef struct SBox { Server *sv; } SBox;
+
+static void on_connection(uv_stream_t *st, int status) {
+  Server *sv = ((lua_async_handle *)st->data)->ud;
+  if (status < 0 || !sv->api->handle_lua(&sv->lh)) return;   /* (EMFILE: libuv's reserve fd takes it; go on) */
+  lua_State *T = sv->T;
+  int top = lua_gettop(T);
+  lua_rawgeti(T, LUA_REGISTRYINDEX, sv->on_conn);
+  Stream *s = stream_new_tcp(T, sv->api, sv->limit);
+  if (uv_accept(st, (uv_stream_t *)stream_tcp(s)) != 0) { lua_settop(T, top); return; }   /* its box's __gc closes it */
+  stream_connected(s);
+  if (lua_pcall(T, 1, 0, 0) != LUA_OK) lua_pop(T, 1);          /* (on_conn only spawns the handler's Task) */
+  lua_settop(T, top);
+}
+
+static void server_closed(lua_async_handle *lh) {
+  Server *sv = lh->ud;
+  if (sv->box) sv->box->sv = NULL;
+  if (lh->rt) luaL_unref(sv->T, LUA_REGISTRYINDEX, sv->on_conn);
+}
+
+static int sv_close(lua_State *L) {
+  SBox *b = luaL_checkudata(L, 1, SERVER_MT);
+  Server *sv = b->sv;
+  if (!sv || sv->lh.closing) return 0;
+  sv->api->handle_close(&sv->lh, server_closed);
+  return 0;
+}
+
+static int sv_gc(lua_State *L) {
+  SBox *b = lua_touserdata(L, 1);
+  if (b->sv) { b->sv->box = NULL; if (!b->sv->lh.closing) b->sv->api->handle_close(&b->sv->lh, server_closed); }
+  b->sv = NULL;
+  return 0;
+}
+
+static int sv_sockname(lua_State *L) {
+  SBox *b = luaL_checkudata(L, 1, SERVER_MT);
+  if (!b->sv) return luaL_error(L, "the server is closed");
+  struct sockaddr_storage ss;
+  int len = sizeof ss;
+  if (uv_tcp_getsockname(&b->sv->tcp, (struct sockaddr *)&ss, &len) != 0) return 0;
+  return io_push_sockaddr(L, &ss);
+}
+
+static int sv_closed(lua_State *L) {
+  SBox *b = luaL_checkudata(L, 1, SERVER_MT);
+  lua_pushboolean(L, b->sv == NULL || b->sv->lh.closing);
+  return 1;
+}
+
+/* listen_tcp(address, port, backlog, on_conn, limit): a server box, listening
+ * (raises OSError: EADDRINUSE ...); upvalue 1: the thread on_conn runs on */
+int io_listen_tcp(lua_State *L) {
+  const lua_async_api *api = lua_async_get_api(L);
+  const char *addr = luaL_checkstring(L, 1);
+  int port = (int)luaL_checkinteger(L, 2);
+  int backlog = (int)luaL_optinteger(L, 3, 511);
+  luaL_checktype(L, 4, LUA_TFUNCTION);
+  struct sockaddr_storage ss;
+  if (uv_ip4_addr(addr, port, (struct sockaddr_in *)&ss) != 0 && uv_ip6_addr(addr, port, (struct sockaddr_in6 *)&ss) != 0)
+    return luaL_error(L, "serve: %s is not an address", addr);
+  SBox *b = lua_newuserdatauv(L, sizeof *b, 0);
+  b->sv = NULL;
+  luaL_setmetatable(L, SERVER_MT);
+  Server *sv = (Server *)api->handle_new(L, sizeof *sv);
+  if (!sv) return luaL_error(L, "serve: out of memory");
+  sv->api = api;
+  sv->T = lua_tothread(L, lua_upvalueindex(1));
+  sv->limit = (size_t)luaL_optinteger(L, 5, 0);
+  sv->on_conn = LUA_NOREF;
+  int rc = uv_tcp_init(api->loop(L), &sv->tcp);
+  if (rc != 0) { api->handle_close(&sv->lh, NULL); return luaL_error(L, "serve: %s", uv_strerror(rc)); }
+  api->handle_init(&sv->lh, (uv_handle_t *)&sv->tcp);
+  sv->lh.ud = sv;
+  b->sv = sv; sv->box = b;
+  rc = uv_tcp_bind(&sv->tcp, (struct sockaddr *)&ss, 0);
+  if (rc == 0) rc = uv_listen((uv_stream_t *)&sv->tcp, backlog, on_connection);
+  if (rc != 0) {
+    sv->box = NULL; b->sv = NULL;
+    api->handle_close(&sv->lh, NULL);
+    char msg[300];
+    snprintf(msg, sizeof msg, "serve %s:%d: %s", addr, port, uv_strerror(rc));
+    api->error_new(L, "OSError", msg);
+    lua_pushstring(L, uv_err_name(rc)); lua_setfield(L, -2, "code");
+    return lua_error(L);
+  }
+  lua_pushvalue(L, 4);
+  sv->on_conn = luaL_ref(L, LUA_REGISTRYINDEX);
+  return 1;
+}
+
+/* the metatables; their method tables go into the module (at -1) as
+ * server_methods and stream_methods, for the prelude's Lua methods */
+void io_tcp_open(lua_State *L) {
+  static const luaL_Reg methods[] = {
+    {"_close", sv_close}, {"sockname", sv_sockname}, {"_closed", sv_closed}, {NULL, NULL}
+  };
+  luaL_newmetatable(L, SERVER_MT);
+  luaL_newlib(L, methods);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -4, "server_methods");
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, sv_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
+  stream_open(L);
+  luaL_getmetatable(L, STREAM_MT);
+  lua_getfield(L, -1, "__index");
+  lua_setfield(L, -3, "stream_methods");
+  lua_pop(L, 1);
+}
