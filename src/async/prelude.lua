@@ -1211,32 +1211,77 @@ function M.connect(host, port, opts)
   return core.coro(body)
 end
 
-function M.serve(handler, host, port, opts)
-  if type(handler) ~= "function" then
-    error(("bad argument #1 to 'serve' (function expected, got %s)"):format(type(handler)), 2)
+-- each connection's handler as a Task, the stream closed when it ends;
+-- listen(on_conn) makes the server
+local function serving(handler, listen)
+  local handlers = setmetatable({}, { __mode = "k" })
+  local function on_conn(s)
+    local t = M.spawn(function()
+      local stream <close> = s
+      return handler(s)
+    end)
+    handlers[t] = true
   end
+  local sv = listen(on_conn)
+  server_handlers[sv] = handlers
+  return sv
+end
+
+local function check_handler(handler, fname)
+  if type(handler) ~= "function" then
+    error(("bad argument #1 to '%s' (function expected, got %s)"):format(fname, type(handler)), 3)
+  end
+end
+
+function M.serve(handler, host, port, opts)
+  check_handler(handler, "serve")
   if type(host) ~= "string" then
     error(("bad argument #2 to 'serve' (a host address expected, got %s)"):format(type(host)), 2)
   end
   check_port(port, "serve", 3)
-  opts = check_options(opts, { "backlog", "limit", "reuse_port" }, "serve", 4)
+  opts = check_options(opts, { "backlog", "limit" }, "serve", 4)
   local io_ = streams()
   return core.coro(function()
     local addrs = await(io_.getaddrinfo(host, port))
     if #addrs == 0 then error(M.OSError(("serve %s:%d: no address"):format(host, port)), 0) end
-    local handlers = setmetatable({}, { __mode = "k" })
-    local sv
-    local function on_conn(s)
-      local t = M.spawn(function()
-        local stream <close> = s
-        return handler(s)
-      end)
-      handlers[t] = true
-    end
-    sv = io_.listen_tcp(addrs[1].address, port, opts.backlog, on_conn, opts.limit)
-    server_handlers[sv] = handlers
-    return sv
+    return serving(handler, function(on_conn)
+      return io_.listen_tcp(addrs[1].address, port, opts.backlog, on_conn, opts.limit)
+    end)
   end)
+end
+
+local function check_socket_path(path, fname, argn)
+  if type(path) ~= "string" or path == "" or path:find("\0", 1, true) then
+    error(("bad argument #%d to '%s' (a socket path expected, got %s)"):format(argn, fname, type(path)), 3)
+  end
+end
+
+function M.serve_unix(handler, path, opts)
+  check_handler(handler, "serve_unix")
+  check_socket_path(path, "serve_unix", 2)
+  opts = check_options(opts, { "backlog", "limit" }, "serve_unix", 3)
+  local io_ = streams()
+  return core.coro(function()
+    return serving(handler, function(on_conn) return io_.listen_unix(path, opts.backlog, on_conn, opts.limit) end)
+  end)
+end
+
+function M.connect_unix(path, opts)
+  check_socket_path(path, "connect_unix", 1)
+  opts = check_options(opts, { "timeout", "limit" }, "connect_unix", 2)
+  local io_ = streams()
+  local body = function()
+    local s = io_.new_pipe(opts.limit)
+    local ok, e = pcall(await, io_.connect_unix(s, path))
+    if not ok then
+      s:abort()
+      if type(e) == "table" and e.message then e.message = path .. ": " .. e.message end
+      error(e, 0)
+    end
+    return s
+  end
+  if opts.timeout then return M.wait_for(core.coro(body), opts.timeout) end
+  return core.coro(body)
 end
 
 return setmetatable(M, {

@@ -45,7 +45,11 @@ int luaopen_async_io(lua_State *L) {
   lua_pushcfunction(L, io_connect_addr); lua_setfield(L, -2, "connect_addr");
   lua_pushcfunction(L, io_new_tcp); lua_setfield(L, -2, "new_tcp");
   lua_newthread(L);                           /* servers' on_conn runs here */
-  lua_pushcclosure(L, io_listen_tcp, 1); lua_setfield(L, -2, "listen_tcp");
+  lua_pushvalue(L, -1);
+  lua_pushcclosure(L, io_listen_tcp, 1); lua_setfield(L, -3, "listen_tcp");
+  lua_pushcclosure(L, io_listen_unix, 1); lua_setfield(L, -2, "listen_unix");
+  lua_pushcfunction(L, io_new_pipe); lua_setfield(L, -2, "new_pipe");
+  lua_pushcfunction(L, io_connect_unix); lua_setfield(L, -2, "connect_unix");
   /* a write to a peer that closed must be a ConnectionError, not a SIGPIPE death */
   struct sigaction sa;
   if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL) signal(SIGPIPE, SIG_IGN);

@@ -25,6 +25,9 @@ int   io_getaddrinfo(lua_State *L);
 int   io_connect_addr(lua_State *L);
 int   io_new_tcp(lua_State *L);
 int   io_listen_tcp(lua_State *L);      /* upvalue 1: the thread on_conn runs on */
+int   io_listen_unix(lua_State *L);     /* the same */
+int   io_new_pipe(lua_State *L);
+int   io_connect_unix(lua_State *L);
 void  io_tcp_open(lua_State *L);
 
 /* signal.c */

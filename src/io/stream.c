@@ -37,7 +37,8 @@ struct Wait { Waiters *in; lua_async_future *f; };
 
 struct Stream {
   lua_async_handle lh;           /* first: the C API's handle memory */
-  uv_tcp_t tcp;
+  union { uv_stream_t stream; uv_tcp_t tcp; uv_pipe_t pipe; } h;   /* one kind of libuv stream */
+  int is_pipe;                   /* (a Unix socket or a child's pipe: no TCP options, names are paths) */
   const lua_async_api *api;
   char *buf; size_t start, end, cap;
   size_t limit;
@@ -204,8 +205,8 @@ static void update_reading(Stream *s) {
   if (s->rfut && s->rkind == R_EXACTLY && s->rarg > want) want = s->rarg;
   int more = s->connected && !s->eof && !s->rerr && !s->closed &&
              ((s->rfut && s->rkind == R_ALL) || avail(s) < want);
-  if (more && !s->reading) s->reading = uv_read_start((uv_stream_t *)&s->tcp, on_alloc, on_read) == 0;
-  else if (!more && s->reading) { uv_read_stop((uv_stream_t *)&s->tcp); s->reading = 0; }
+  if (more && !s->reading) s->reading = uv_read_start(&s->h.stream, on_alloc, on_read) == 0;
+  else if (!more && s->reading) { uv_read_stop(&s->h.stream); s->reading = 0; }
 }
 
 /* answer the pending read if the buffer (or the end) now allows it */
@@ -325,7 +326,7 @@ static int start_write(lua_State *L) {
     memcpy(w->data, data, n);
     w->s = s; w->n = n;
     uv_buf_t b = uv_buf_init(w->data, (unsigned)n);
-    int rc = uv_write(&w->req, (uv_stream_t *)&s->tcp, &b, 1, on_written);
+    int rc = uv_write(&w->req, &s->h.stream, &b, 1, on_written);
     if (rc < 0) { free(w); s->werr = rc; }
     else s->queued += n;
   }
@@ -364,7 +365,7 @@ static void do_close(Stream *s) {
 /* stop reading and wake whoever waits: the read as at the end, writers fail */
 static void end_waits(Stream *s) {
   s->closed = 1;
-  if (s->reading) { uv_read_stop((uv_stream_t *)&s->tcp); s->reading = 0; }
+  if (s->reading) { uv_read_stop(&s->h.stream); s->reading = 0; }
   if (!s->api->handle_lua(&s->lh)) return;
   serve_reader(s);
   waiters_settle(s, &s->writers, "ConnectionError", "write: the stream was closed");
@@ -381,7 +382,7 @@ static int start_close(lua_State *L) {
   if (how[0] == 'w') {                          /* close_write */
     if (s->closed || s->shutting || !s->connected) { api->resolve(f, 0); return 1; }
     s->shut.data = s;
-    if (uv_shutdown(&s->shut, (uv_stream_t *)&s->tcp, on_shutdown) != 0) { api->resolve(f, 0); return 1; }
+    if (uv_shutdown(&s->shut, &s->h.stream, on_shutdown) != 0) { api->resolve(f, 0); return 1; }
     s->shutting = 1;
     if (waiters_add(api, &s->shutters, f) != 0) api->resolve(f, 0);
     return 1;
@@ -393,7 +394,7 @@ static int start_close(lua_State *L) {
   if (first && how[0] == 'c' && s->queued > 0 && s->connected && !s->werr && !s->shutting) {
     s->flush_then_close = 1;
     s->shut.data = s;
-    if (uv_shutdown(&s->shut, (uv_stream_t *)&s->tcp, on_shutdown) == 0) { s->shutting = 1; return 1; }
+    if (uv_shutdown(&s->shut, &s->h.stream, on_shutdown) == 0) { s->shutting = 1; return 1; }
   }
   if (!s->shutting) do_close(s);
   else s->flush_then_close = 1;
@@ -414,7 +415,7 @@ static int box_gc(lua_State *L) {
   b->s = NULL;
   s->box = NULL;
   s->closed = 1;
-  if (s->reading) uv_read_stop((uv_stream_t *)&s->tcp);
+  if (s->reading) uv_read_stop(&s->h.stream);
   do_close(s);
   return 0;
 }
@@ -441,8 +442,16 @@ static int s_name(lua_State *L, int peer) {
   if (!s) return luaL_error(L, "the stream is closed");
   struct sockaddr_storage ss;
   int len = sizeof ss;
-  int rc = peer ? uv_tcp_getpeername(&s->tcp, (struct sockaddr *)&ss, &len)
-                : uv_tcp_getsockname(&s->tcp, (struct sockaddr *)&ss, &len);
+  if (s->is_pipe) {
+    char path[1024];
+    size_t n = sizeof path;
+    int rc = peer ? uv_pipe_getpeername(&s->h.pipe, path, &n) : uv_pipe_getsockname(&s->h.pipe, path, &n);
+    if (rc != 0) { lua_pushnil(L); lua_pushstring(L, uv_strerror(rc)); return 2; }
+    lua_pushlstring(L, path, n);
+    return 1;
+  }
+  int rc = peer ? uv_tcp_getpeername(&s->h.tcp, (struct sockaddr *)&ss, &len)
+                : uv_tcp_getsockname(&s->h.tcp, (struct sockaddr *)&ss, &len);
   if (rc != 0) { lua_pushnil(L); lua_pushstring(L, uv_strerror(rc)); return 2; }
   return io_push_sockaddr(L, &ss);
 }
@@ -452,13 +461,13 @@ static int s_sockname(lua_State *L) { return s_name(L, 0); }
 
 static int s_set_nodelay(lua_State *L) {
   Stream *s = check_stream(L, 1);
-  if (s) uv_tcp_nodelay(&s->tcp, lua_toboolean(L, 2));
+  if (s && !s->is_pipe) uv_tcp_nodelay(&s->h.tcp, lua_toboolean(L, 2));
   return 0;
 }
 
 static int s_set_keepalive(lua_State *L) {
   Stream *s = check_stream(L, 1);
-  if (s) uv_tcp_keepalive(&s->tcp, lua_toboolean(L, 2), (unsigned)luaL_optinteger(L, 3, 60));
+  if (s && !s->is_pipe) uv_tcp_keepalive(&s->h.tcp, lua_toboolean(L, 2), (unsigned)luaL_optinteger(L, 3, 60));
   return 0;
 }
 
@@ -470,7 +479,8 @@ static int s_limit(lua_State *L) {
 
 /* ---- making one ----------------------------------------------------------- */
 
-Stream *stream_new_tcp(lua_State *L, const lua_async_api *api, size_t limit) {
+/* a new stream of the kind asked, its box pushed */
+static Stream *stream_new(lua_State *L, const lua_async_api *api, size_t limit, int pipe) {
   Box *b = lua_newuserdatauv(L, sizeof *b, 0);
   b->s = NULL;
   luaL_setmetatable(L, STREAM_MT);
@@ -478,16 +488,22 @@ Stream *stream_new_tcp(lua_State *L, const lua_async_api *api, size_t limit) {
   if (!s) { luaL_error(L, "out of memory"); return NULL; }
   s->api = api;
   s->limit = limit ? limit : STREAM_LIMIT;
-  int rc = uv_tcp_init(api->loop(L), &s->tcp);
-  if (rc != 0) { api->handle_close(&s->lh, NULL); luaL_error(L, "cannot make a TCP socket: %s", uv_strerror(rc)); }
-  api->handle_init(&s->lh, (uv_handle_t *)&s->tcp);
+  s->is_pipe = pipe;
+  int rc = pipe ? uv_pipe_init(api->loop(L), &s->h.pipe, 0) : uv_tcp_init(api->loop(L), &s->h.tcp);
+  if (rc != 0) { api->handle_close(&s->lh, NULL); luaL_error(L, "cannot make a stream: %s", uv_strerror(rc)); }
+  api->handle_init(&s->lh, (uv_handle_t *)&s->h.stream);
   s->lh.ud = s;
   b->s = s;
   s->box = b;
   return s;
 }
 
-uv_tcp_t *stream_tcp(Stream *s) { return &s->tcp; }
+Stream *stream_new_tcp(lua_State *L, const lua_async_api *api, size_t limit) { return stream_new(L, api, limit, 0); }
+Stream *stream_new_pipe(lua_State *L, const lua_async_api *api, size_t limit) { return stream_new(L, api, limit, 1); }
+
+uv_tcp_t *stream_tcp(Stream *s) { return &s->h.tcp; }
+uv_pipe_t *stream_pipe(Stream *s) { return &s->h.pipe; }
+uv_stream_t *stream_uv(Stream *s) { return &s->h.stream; }
 
 void stream_connected(Stream *s) {
   s->connected = 1;

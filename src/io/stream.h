@@ -1,7 +1,8 @@
-/* stream.h - one stream type over a libuv stream (TCP now; pipes and TTYs
- * are uv_stream_t too), with a read buffer that serves every read format
- * and a write queue with a high-water mark.  stream.c holds the type;
- * tcp.c makes TCP streams (connect, accept). */
+/* stream.h - one stream type over a libuv stream (a TCP socket, a Unix
+ * socket or a pipe), with a read buffer that serves every read format and
+ * a write queue with a high-water mark.  stream.c holds the type; tcp.c
+ * makes TCP and Unix-socket streams (connect, accept); process.c gives a
+ * child's pipes as streams. */
 #ifndef ASYNC_IO_STREAM_H
 #define ASYNC_IO_STREAM_H
 
@@ -16,7 +17,10 @@ typedef struct Stream Stream;
 
 /* a new TCP stream on the loop (not yet connected): its box is pushed */
 Stream *stream_new_tcp(lua_State *L, const lua_async_api *api, size_t limit);
+Stream *stream_new_pipe(lua_State *L, const lua_async_api *api, size_t limit);   /* Unix sockets, child pipes */
 uv_tcp_t *stream_tcp(Stream *s);
+uv_pipe_t *stream_pipe(Stream *s);
+uv_stream_t *stream_uv(Stream *s);
 void stream_connected(Stream *s);      /* reading may start */
 void stream_open(lua_State *L);        /* the metatable */
 

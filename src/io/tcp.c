@@ -167,7 +167,8 @@ int io_new_tcp(lua_State *L) {
 
 typedef struct Server {
   lua_async_handle lh;           /* first: the C API's handle memory */
-  uv_tcp_t tcp;
+  union { uv_stream_t stream; uv_tcp_t tcp; uv_pipe_t pipe; } h;
+  int is_pipe;                   /* a Unix socket */
   const lua_async_api *api;
   lua_State *T;                  /* where on_conn is called */
   int on_conn;                   /* registry ref: on_conn(stream box) */
@@ -183,8 +184,8 @@ static void on_connection(uv_stream_t *st, int status) {
   lua_State *T = sv->T;
   int top = lua_gettop(T);
   lua_rawgeti(T, LUA_REGISTRYINDEX, sv->on_conn);
-  Stream *s = stream_new_tcp(T, sv->api, sv->limit);
-  if (uv_accept(st, (uv_stream_t *)stream_tcp(s)) != 0) { lua_settop(T, top); return; }   /* its box's __gc closes it */
+  Stream *s = sv->is_pipe ? stream_new_pipe(T, sv->api, sv->limit) : stream_new_tcp(T, sv->api, sv->limit);
+  if (uv_accept(st, stream_uv(s)) != 0) { lua_settop(T, top); return; }   /* its box's __gc closes it */
   stream_connected(s);
   if (lua_pcall(T, 1, 0, 0) != LUA_OK) lua_pop(T, 1);          /* (on_conn only spawns the handler's Task) */
   lua_settop(T, top);
@@ -214,9 +215,16 @@ static int sv_gc(lua_State *L) {
 static int sv_sockname(lua_State *L) {
   SBox *b = luaL_checkudata(L, 1, SERVER_MT);
   if (!b->sv) return luaL_error(L, "the server is closed");
+  if (b->sv->is_pipe) {
+    char path[1024];
+    size_t n = sizeof path;
+    if (uv_pipe_getsockname(&b->sv->h.pipe, path, &n) != 0) return 0;
+    lua_pushlstring(L, path, n);
+    return 1;
+  }
   struct sockaddr_storage ss;
   int len = sizeof ss;
-  if (uv_tcp_getsockname(&b->sv->tcp, (struct sockaddr *)&ss, &len) != 0) return 0;
+  if (uv_tcp_getsockname(&b->sv->h.tcp, (struct sockaddr *)&ss, &len) != 0) return 0;
   return io_push_sockaddr(L, &ss);
 }
 
@@ -226,17 +234,13 @@ static int sv_closed(lua_State *L) {
   return 1;
 }
 
-/* listen_tcp(address, port, backlog, on_conn, limit): a server box, listening
- * (raises OSError: EADDRINUSE ...); upvalue 1: the thread on_conn runs on */
-int io_listen_tcp(lua_State *L) {
+/* A server box, listening: TCP on address:port, or (pipe) a Unix socket
+ * at path; raises OSError (EADDRINUSE ...).  Stack: where..., backlog,
+ * on_conn, limit at the indices given. */
+static int listen_on(lua_State *L, int pipe, const char *where, const struct sockaddr *sa,
+                     int backlog, int fnidx, size_t limit) {
   const lua_async_api *api = lua_async_get_api(L);
-  const char *addr = luaL_checkstring(L, 1);
-  int port = (int)luaL_checkinteger(L, 2);
-  int backlog = (int)luaL_optinteger(L, 3, 511);
-  luaL_checktype(L, 4, LUA_TFUNCTION);
-  struct sockaddr_storage ss;
-  if (uv_ip4_addr(addr, port, (struct sockaddr_in *)&ss) != 0 && uv_ip6_addr(addr, port, (struct sockaddr_in6 *)&ss) != 0)
-    return luaL_error(L, "serve: %s is not an address", addr);
+  luaL_checktype(L, fnidx, LUA_TFUNCTION);
   SBox *b = lua_newuserdatauv(L, sizeof *b, 0);
   b->sv = NULL;
   luaL_setmetatable(L, SERVER_MT);
@@ -244,26 +248,73 @@ int io_listen_tcp(lua_State *L) {
   if (!sv) return luaL_error(L, "serve: out of memory");
   sv->api = api;
   sv->T = lua_tothread(L, lua_upvalueindex(1));
-  sv->limit = (size_t)luaL_optinteger(L, 5, 0);
+  sv->limit = limit;
   sv->on_conn = LUA_NOREF;
-  int rc = uv_tcp_init(api->loop(L), &sv->tcp);
+  sv->is_pipe = pipe;
+  int rc = pipe ? uv_pipe_init(api->loop(L), &sv->h.pipe, 0) : uv_tcp_init(api->loop(L), &sv->h.tcp);
   if (rc != 0) { api->handle_close(&sv->lh, NULL); return luaL_error(L, "serve: %s", uv_strerror(rc)); }
-  api->handle_init(&sv->lh, (uv_handle_t *)&sv->tcp);
+  api->handle_init(&sv->lh, (uv_handle_t *)&sv->h.stream);
   sv->lh.ud = sv;
   b->sv = sv; sv->box = b;
-  rc = uv_tcp_bind(&sv->tcp, (struct sockaddr *)&ss, 0);
-  if (rc == 0) rc = uv_listen((uv_stream_t *)&sv->tcp, backlog, on_connection);
+  rc = pipe ? uv_pipe_bind(&sv->h.pipe, where) : uv_tcp_bind(&sv->h.tcp, sa, 0);
+  if (rc == 0) rc = uv_listen(&sv->h.stream, backlog, on_connection);
   if (rc != 0) {
     sv->box = NULL; b->sv = NULL;
     api->handle_close(&sv->lh, NULL);
-    char msg[300];
-    snprintf(msg, sizeof msg, "serve %s:%d: %s", addr, port, uv_strerror(rc));
+    char msg[1200];
+    snprintf(msg, sizeof msg, "serve %s: %s", where, uv_strerror(rc));
     api->error_new(L, "OSError", msg);
     lua_pushstring(L, uv_err_name(rc)); lua_setfield(L, -2, "code");
     return lua_error(L);
   }
-  lua_pushvalue(L, 4);
+  lua_pushvalue(L, fnidx);
   sv->on_conn = luaL_ref(L, LUA_REGISTRYINDEX);
+  return 1;
+}
+
+/* listen_tcp(address, port, backlog, on_conn, limit); upvalue 1: the thread on_conn runs on */
+int io_listen_tcp(lua_State *L) {
+  const char *addr = luaL_checkstring(L, 1);
+  int port = (int)luaL_checkinteger(L, 2);
+  struct sockaddr_storage ss;
+  if (uv_ip4_addr(addr, port, (struct sockaddr_in *)&ss) != 0 && uv_ip6_addr(addr, port, (struct sockaddr_in6 *)&ss) != 0)
+    return luaL_error(L, "serve: %s is not an address", addr);
+  char where[300];
+  snprintf(where, sizeof where, "%s:%d", addr, port);
+  return listen_on(L, 0, where, (struct sockaddr *)&ss, (int)luaL_optinteger(L, 3, 511), 4, (size_t)luaL_optinteger(L, 5, 0));
+}
+
+/* listen_unix(path, backlog, on_conn, limit); upvalue 1 as above */
+int io_listen_unix(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  return listen_on(L, 1, path, NULL, (int)luaL_optinteger(L, 2, 511), 3, (size_t)luaL_optinteger(L, 4, 0));
+}
+
+/* ---- Unix sockets: connect ------------------------------------------------ */
+
+/* new_pipe(limit): a stream box over a pipe, not connected */
+int io_new_pipe(lua_State *L) {
+  stream_new_pipe(L, lua_async_get_api(L), (size_t)luaL_optinteger(L, 1, 0));
+  return 1;
+}
+
+/* stack = stream box (new_pipe), path */
+static int start_connect_unix(lua_State *L) {
+  const lua_async_api *api = lua_async_get_api(L);
+  Stream *s = *(Stream **)luaL_checkudata(L, 1, STREAM_MT);
+  const char *path = luaL_checkstring(L, 2);
+  Connect *c = calloc(1, sizeof *c);
+  if (!c || !s) { free(c); return luaL_error(L, "connect_unix: out of memory"); }
+  c->api = api; c->s = s; c->req.data = c;
+  c->fut = api->future_new(L);
+  uv_pipe_connect(&c->req, stream_pipe(s), path, on_connect);
+  api->on_cancel(c->fut, connect_cancelled, c);
+  return 1;
+}
+
+int io_connect_unix(lua_State *L) {
+  lua_settop(L, 2);
+  lua_async_get_api(L)->awaitable_new(L, start_connect_unix, 2);
   return 1;
 }
 
