@@ -1284,6 +1284,68 @@ function M.connect_unix(path, opts)
   return core.coro(body)
 end
 
+---------------------------------------------------------------------------
+-- Child processes (async/io.so's spawn; the pipes are streams)
+---------------------------------------------------------------------------
+
+local Process = {}
+Process.__index = Process
+function Process:wait() return self._box:_wait() end
+function Process:kill(sig) return self._box:kill(sig) end
+Process.communicate = fn(function(self, input)
+  if input ~= nil and type(input) ~= "string" then
+    error(("bad argument #1 to 'communicate' (string expected, got %s)"):format(type(input)), 0)
+  end
+  local parts = {}
+  if self.stdin then
+    parts[#parts + 1] = M.spawn(function()
+      if input and #input > 0 then pcall(await, self.stdin:write(input)) end   -- a child that exits early: fine
+      await(self.stdin:close())
+    end)
+  end
+  local out = self.stdout and M.spawn(function() return await(self.stdout:read("a")) end)
+  local err = self.stderr and M.spawn(function() return await(self.stderr:read("a")) end)
+  if out then parts[#parts + 1] = out end
+  if err then parts[#parts + 1] = err end
+  await(M.gather(parts))                          -- both pipes read at once: no pipe deadlock
+  local code, sig = await(self:wait())
+  return out and out:result(), err and err:result(), code, sig
+end)
+
+local STDIO = { pipe = true, inherit = true, null = true }
+
+local function exec(argv, opts, fname)
+  opts = check_options(opts, { "stdin", "stdout", "stderr", "env", "cwd", "limit" }, fname, 2)
+  for _, k in ipairs({ "stdin", "stdout", "stderr" }) do
+    if opts[k] ~= nil and not STDIO[opts[k]] then
+      error(("bad argument #2 to '%s' (%s must be \"pipe\", \"inherit\" or \"null\", got %s)"):format(
+        fname, k, tostring(opts[k])), 3)
+    end
+  end
+  if opts.env ~= nil and type(opts.env) ~= "table" then
+    error(("bad argument #2 to '%s' (env must be a table of names to values)"):format(fname), 3)
+  end
+  local io_ = streams()
+  return core.coro(function()
+    local box, i, o, e = io_.spawn(argv, { opts.stdin, opts.stdout, opts.stderr }, opts.env, opts.cwd, opts.limit)
+    return setmetatable({ pid = box:_pid(), stdin = i, stdout = o, stderr = e, _box = box }, Process)
+  end)
+end
+
+M.process = {}
+function M.process.exec(argv, opts)
+  if type(argv) ~= "table" or type(argv[1]) ~= "string" then
+    error("bad argument #1 to 'exec' (a list: the program, then its arguments)", 2)
+  end
+  return exec(argv, opts, "exec")
+end
+function M.process.shell(cmd, opts)
+  if type(cmd) ~= "string" then
+    error(("bad argument #1 to 'shell' (string expected, got %s)"):format(type(cmd)), 2)
+  end
+  return exec({ "/bin/sh", "-c", cmd }, opts, "shell")
+end
+
 return setmetatable(M, {
   __call = function(_, f) return fn(f) end,
   __index = function(t, k)

@@ -30,6 +30,10 @@ int   io_new_pipe(lua_State *L);
 int   io_connect_unix(lua_State *L);
 void  io_tcp_open(lua_State *L);
 
+/* process.c */
+int   io_spawn(lua_State *L);
+void  io_process_open(lua_State *L);
+
 /* signal.c */
 int   io_signal_number(const char *name);   /* 0 if unknown */
 const char *io_signal_name(int num);
