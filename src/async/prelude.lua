@@ -1053,6 +1053,7 @@ local function make_fs()
     if self.fd == nil then return true end
     local fd = self.fd
     self.fd = nil
+    if self.keep_fd then return true end            -- stdio: the process's own, left open
     return await(op(FS.close, fd, self.path))
   end)
 
@@ -1062,8 +1063,13 @@ local function make_fs()
   end
 
   File.__close = function(self) if self.fd ~= nil then await(self:close()) end end
-  File.__gc = function(self) if self.fd ~= nil then close_now(self.fd); self.fd = nil end end
+  File.__gc = function(self) if self.fd ~= nil and not self.keep_fd then close_now(self.fd); self.fd = nil end end
   File.__tostring = function(self) return ("<file %s%s>"):format(self.path, self.fd and "" or " (closed)") end
+
+  -- a file object over one of this process's descriptors, left open (stdio)
+  function fs._over_fd(fd, name)
+    return setmetatable({ fd = fd, path = name, buf = "", eof = false, keep_fd = true }, File)
+  end
 
   function fs.open(path, mode)
     check_path(path, "open")
@@ -1355,6 +1361,12 @@ return setmetatable(M, {
       local fs = make_fs()
       rawset(t, "fs", fs)
       return fs
+    elseif k == "stdin" or k == "stdout" or k == "stderr" then
+      -- a stream over a terminal, pipe or socket; a file object over a file
+      local fd = k == "stdin" and 0 or k == "stdout" and 1 or 2
+      local s = streams().stdio_stream(fd) or t.fs._over_fd(fd, "<" .. k .. ">")
+      rawset(t, k, s)
+      return s
     end
   end,
 })

@@ -50,6 +50,7 @@ int luaopen_async_io(lua_State *L) {
   lua_pushcclosure(L, io_listen_unix, 1); lua_setfield(L, -2, "listen_unix");
   lua_pushcfunction(L, io_new_pipe); lua_setfield(L, -2, "new_pipe");
   lua_pushcfunction(L, io_connect_unix); lua_setfield(L, -2, "connect_unix");
+  lua_pushcfunction(L, io_stdio_stream); lua_setfield(L, -2, "stdio_stream");
   io_process_open(L);
   lua_pushcfunction(L, io_spawn); lua_setfield(L, -2, "spawn");
   /* a write to a peer that closed must be a ConnectionError, not a SIGPIPE death */

@@ -28,6 +28,7 @@ int   io_listen_tcp(lua_State *L);      /* upvalue 1: the thread on_conn runs on
 int   io_listen_unix(lua_State *L);     /* the same */
 int   io_new_pipe(lua_State *L);
 int   io_connect_unix(lua_State *L);
+int   io_stdio_stream(lua_State *L);
 void  io_tcp_open(lua_State *L);
 
 /* process.c */

@@ -37,7 +37,7 @@ struct Wait { Waiters *in; lua_async_future *f; };
 
 struct Stream {
   lua_async_handle lh;           /* first: the C API's handle memory */
-  union { uv_stream_t stream; uv_tcp_t tcp; uv_pipe_t pipe; } h;   /* one kind of libuv stream */
+  union { uv_stream_t stream; uv_tcp_t tcp; uv_pipe_t pipe; uv_tty_t tty; } h;   /* one kind of libuv stream */
   int is_pipe;                   /* (a Unix socket or a child's pipe: no TCP options, names are paths) */
   const lua_async_api *api;
   char *buf; size_t start, end, cap;
@@ -499,6 +499,37 @@ static Stream *stream_new(lua_State *L, const lua_async_api *api, size_t limit, 
 }
 
 Stream *stream_new_tcp(lua_State *L, const lua_async_api *api, size_t limit) { return stream_new(L, api, limit, 0); }
+
+/* A stream over an open descriptor of this process (0, 1, 2): a terminal
+ * or a pipe/socket; its box pushed, or nil and returns NULL when the fd is
+ * neither (a file: the caller reads it another way). */
+Stream *stream_new_fd(lua_State *L, const lua_async_api *api, int fd) {
+  uv_handle_type t = uv_guess_handle(fd);
+  if (t != UV_TTY && t != UV_NAMED_PIPE && t != UV_TCP) { lua_pushnil(L); return NULL; }
+  Box *b = lua_newuserdatauv(L, sizeof *b, 0);
+  b->s = NULL;
+  luaL_setmetatable(L, STREAM_MT);
+  Stream *s = (Stream *)api->handle_new(L, sizeof *s);
+  if (!s) { luaL_error(L, "out of memory"); return NULL; }
+  s->api = api;
+  s->limit = STREAM_LIMIT;
+  s->is_pipe = 1;
+  int rc = t == UV_TTY ? uv_tty_init(api->loop(L), &s->h.tty, fd, fd == 0) : uv_pipe_init(api->loop(L), &s->h.pipe, 0);
+  if (rc == 0) {                              /* from here the one close path is uv_close */
+    api->handle_init(&s->lh, (uv_handle_t *)&s->h.stream);
+    s->lh.ud = s;
+    if (t != UV_TTY) rc = uv_pipe_open(&s->h.pipe, fd);
+  }
+  if (rc != 0) {
+    api->handle_close(&s->lh, NULL);
+    luaL_error(L, "cannot use descriptor %d as a stream: %s", fd, uv_strerror(rc));
+    return NULL;
+  }
+  b->s = s;
+  s->box = b;
+  s->connected = 1;
+  return s;
+}
 Stream *stream_new_pipe(lua_State *L, const lua_async_api *api, size_t limit) { return stream_new(L, api, limit, 1); }
 
 uv_tcp_t *stream_tcp(Stream *s) { return &s->h.tcp; }

@@ -18,6 +18,7 @@ typedef struct Stream Stream;
 /* a new TCP stream on the loop (not yet connected): its box is pushed */
 Stream *stream_new_tcp(lua_State *L, const lua_async_api *api, size_t limit);
 Stream *stream_new_pipe(lua_State *L, const lua_async_api *api, size_t limit);   /* Unix sockets, child pipes */
+Stream *stream_new_fd(lua_State *L, const lua_async_api *api, int fd);   /* a tty or pipe; NULL (nil pushed) for a file */
 uv_tcp_t *stream_tcp(Stream *s);
 uv_pipe_t *stream_pipe(Stream *s);
 uv_stream_t *stream_uv(Stream *s);

@@ -292,6 +292,15 @@ int io_listen_unix(lua_State *L) {
 
 /* ---- Unix sockets: connect ------------------------------------------------ */
 
+/* stdio_stream(fd): a stream over this process's fd 0, 1 or 2, or nil when
+ * it is a file (the prelude reads and writes those with async.fs) */
+int io_stdio_stream(lua_State *L) {
+  int fd = (int)luaL_checkinteger(L, 1);
+  if (fd < 0 || fd > 2) return luaL_error(L, "stdio_stream: 0, 1 or 2");
+  stream_new_fd(L, lua_async_get_api(L), fd);
+  return 1;
+}
+
 /* new_pipe(limit): a stream box over a pipe, not connected */
 int io_new_pipe(lua_State *L) {
   stream_new_pipe(L, lua_async_get_api(L), (size_t)luaL_optinteger(L, 1, 0));
