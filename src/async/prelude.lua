@@ -1289,6 +1289,48 @@ function M.connect_unix(path, opts)
 end
 
 ---------------------------------------------------------------------------
+-- UDP (async/io.so's udp_open)
+---------------------------------------------------------------------------
+
+local function udp_methods(io_)
+  local U = io_.udp_methods
+  if U.send then return end
+  U.send = fn(function(u, data, host, port)
+    if type(data) ~= "string" then
+      error(("bad argument #1 to 'send' (string expected, got %s)"):format(type(data)), 0)
+    end
+    if host ~= nil then
+      local addrs = await(io_.getaddrinfo(host, port))
+      if #addrs == 0 then error(M.OSError(("send %s: no address"):format(host)), 0) end
+      host = addrs[1].address
+    end
+    return await(u:_send(data, host, port))
+  end)
+  U.close = fn(function(u) u:_close(); await(core.sleep(0)); return true end)
+end
+
+function M.udp(opts)
+  opts = check_options(opts, { "host", "port", "peer" }, "udp", 1)
+  if opts.port ~= nil then check_port(opts.port, "udp", 1) end
+  if opts.peer ~= nil and (type(opts.peer) ~= "table" or type(opts.peer[1]) ~= "string") then
+    error("bad argument #1 to 'udp' (peer must be {host, port})", 2)
+  end
+  if opts.peer then check_port(opts.peer[2], "udp", 1) end
+  local io_ = streams()
+  udp_methods(io_)
+  return core.coro(function()
+    local host = opts.host or "0.0.0.0"
+    local addrs = await(io_.getaddrinfo(host, opts.port or 0))
+    local peer
+    if opts.peer then
+      local p = await(io_.getaddrinfo(opts.peer[1], opts.peer[2]))
+      peer = p[1] and p[1].address
+    end
+    return io_.udp_open(addrs[1].address, opts.port or 0, peer, opts.peer and opts.peer[2])
+  end)
+end
+
+---------------------------------------------------------------------------
 -- Child processes (async/io.so's spawn; the pipes are streams)
 ---------------------------------------------------------------------------
 

@@ -52,6 +52,8 @@ int luaopen_async_io(lua_State *L) {
   lua_pushcfunction(L, io_connect_unix); lua_setfield(L, -2, "connect_unix");
   lua_pushcfunction(L, io_stdio_stream); lua_setfield(L, -2, "stdio_stream");
   io_process_open(L);
+  io_udp_open_mt(L);
+  lua_pushcfunction(L, io_udp_open); lua_setfield(L, -2, "udp_open");
   lua_pushcfunction(L, io_spawn); lua_setfield(L, -2, "spawn");
   /* a write to a peer that closed must be a ConnectionError, not a SIGPIPE death */
   struct sigaction sa;

@@ -31,6 +31,10 @@ int   io_connect_unix(lua_State *L);
 int   io_stdio_stream(lua_State *L);
 void  io_tcp_open(lua_State *L);
 
+/* udp.c */
+int   io_udp_open(lua_State *L);
+void  io_udp_open_mt(lua_State *L);         /* (puts udp_methods in the module at -1) */
+
 /* process.c */
 int   io_spawn(lua_State *L);
 void  io_process_open(lua_State *L);

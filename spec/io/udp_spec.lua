@@ -1,0 +1,55 @@
+-- docs/reference.md "Streams" (UDP): async.udp, send, recv
+local H = require "helper"
+local async, await = H.async, H.await
+
+describe("async.udp", function()
+  it("sends and receives datagrams, with who sent them; a peer makes send's address optional", function()
+    async.run(function()
+      local a = await(async.udp({ host = "127.0.0.1" }))
+      local host, port = a:sockname()
+      assert.equal("127.0.0.1", host)
+      assert.is_true(port > 0)
+      local b = await(async.udp({ host = "127.0.0.1", peer = { "127.0.0.1", port } }))
+      local _, bport = b:sockname()
+      await(b:send("ping\0bytes"))
+      assert.same({ "ping\0bytes", "127.0.0.1", bport }, { await(a:recv()) })
+      await(a:send("pong", "127.0.0.1", bport))
+      assert.equal("pong", (await(b:recv())))
+      -- datagrams that come before anyone waits are kept, in order
+      for i = 1, 3 do await(b:send("d" .. i)) end
+      await(async.sleep(0.05))
+      for i = 1, 3 do assert.equal("d" .. i, (await(a:recv()))) end
+      await(a:close()); await(b:close())
+    end)
+  end)
+
+  it("a cancelled recv loses nothing, a waiting recv keeps run going, and close ends it", function()
+    async.run(function()
+      local a = await(async.udp({ host = "127.0.0.1" }))
+      local _, port = a:sockname()
+      assert.is_true(async.TimeoutError:is(H.catch(await, async.wait_for(a:recv(), 0.05))))
+      local b = await(async.udp({ host = "127.0.0.1" }))
+      async.spawn(function() await(async.sleep(0.05)); await(b:send("late", "127.0.0.1", port)) end)
+      assert.equal("late", (await(a:recv())))       -- nothing else runs meanwhile: no deadlock error
+      local waiting = async.spawn(function() return await(a:recv()) end)
+      await(async.sleep(0.01))
+      await(a:close())
+      assert.is_nil(await(waiting))
+      assert.is_true(async.InvalidStateError:is(H.catch(await, a:recv())))
+      await(b:close())
+    end)
+  end)
+
+  it("refuses bad arguments and reports system failures as OSError", function()
+    async.run(function()
+      local a = await(async.udp({ host = "127.0.0.1" }))
+      local _, port = a:sockname()
+      local e = H.catch(await, async.udp({ host = "127.0.0.1", port = port }))
+      assert.is_true(async.OSError:is(e))
+      assert.equal("EADDRINUSE", e.code)
+      assert.matches("port must be an integer", H.catch(async.udp, { port = "x" }))
+      assert.matches("unknown option hots", H.catch(async.udp, { hots = "x" }))
+      await(a:close())
+    end)
+  end)
+end)
