@@ -88,3 +88,11 @@ for _, side in ipairs { "lua-async", "asyncio", "node", "cqueues", "luv", "bare"
   if m then print(("  %-10s %7.0f MB  %5.2f KiB/task"):format(side, m / 1024, m / N)) end
 end
 LUA
+
+# W5, TCP echo (issue 15): lua-async beside Node, medians of RUNS; the other
+# anchors and the C floor are still to come
+w5() { for r in $(seq "$RUNS"); do $1 | awk '$1 == "W5" { print $2 }'; done | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+ours=$(w5 "lua5.4 bench/w5_lua_async.lua")
+node=$(w5 "node bench/anchors/w5_node.mjs")
+echo
+echo "W5 TCP echo, 100 clients x 1000 round trips x 64 B (median of $RUNS): lua-async $ours s, node $node s ($(echo "$node $ours" | awk '{ printf "%.2fx", $1 / $2 }'))"

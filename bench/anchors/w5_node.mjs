@@ -1,0 +1,22 @@
+// W5, TCP echo on Node: 100 async clients x 1,000 round trips x 64 B against
+// an echo server in the same process.  Prints "W5 <seconds>".
+import net from "node:net";
+const CLIENTS = +(process.argv[2] ?? 100), TRIPS = +(process.argv[3] ?? 1000);
+const msg = Buffer.alloc(64, "x");
+const server = net.createServer((s) => s.on("data", (d) => s.write(d)));
+server.listen(0, "127.0.0.1", async () => {
+  const port = server.address().port;
+  const t0 = process.hrtime.bigint();
+  await Promise.all(Array.from({ length: CLIENTS }, () => new Promise((done) => {
+    const c = net.connect(port, "127.0.0.1");
+    c.setNoDelay(true);
+    let left = TRIPS, got = 0;
+    c.on("connect", () => c.write(msg));
+    c.on("data", (d) => {
+      got += d.length;
+      while (got >= 64) { got -= 64; if (--left === 0) { c.end(); return done(); } c.write(msg); }
+    });
+  })));
+  console.log(`W5 ${(Number(process.hrtime.bigint() - t0) / 1e9).toFixed(3)}`);
+  server.close();
+});
