@@ -207,6 +207,16 @@ void io_push_oserror(lua_State *L, const lua_async_api *api, int err, const char
   lua_setfield(L, -2, "errno");
 }
 
+/* push an error of class cls for the libuv error rc: "what: reason", code
+ * its libuv name ("ECONNREFUSED") */
+void io_push_uverror(lua_State *L, const lua_async_api *api, const char *cls, int rc, const char *what) {
+  char msg[1200];
+  snprintf(msg, sizeof msg, "%s: %s", what, uv_strerror(rc));
+  api->error_new(L, cls, msg);
+  lua_pushstring(L, uv_err_name(rc));
+  lua_setfield(L, -2, "code");
+}
+
 static int push_stat(lua_State *L, const struct stat *st) {
   lua_createtable(L, 0, 4);
   const char *type = S_ISREG(st->st_mode) ? "file" : S_ISDIR(st->st_mode) ? "directory"

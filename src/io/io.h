@@ -17,6 +17,7 @@ int   io_fs_seek(lua_State *L);
 int   io_fs_close_now(lua_State *L);
 struct lua_async_api;
 void  io_push_oserror(lua_State *L, const struct lua_async_api *api, int err, const char *op, const char *what);
+void  io_push_uverror(lua_State *L, const struct lua_async_api *api, const char *cls, int rc, const char *what);
 
 /* tcp.c, stream.c */
 struct sockaddr_storage;

@@ -187,10 +187,9 @@ int io_spawn(lua_State *L) {
   if (rc != 0) {
     api->handle_close(&p->lh, NULL);
     lua_rawgeti(L, 1, 1);
-    char msg[600];
-    snprintf(msg, sizeof msg, "exec %s: %s", lua_tostring(L, -1), uv_strerror(rc));
-    api->error_new(L, "OSError", msg);
-    lua_pushstring(L, uv_err_name(rc)); lua_setfield(L, -2, "code");
+    char what[600];
+    snprintf(what, sizeof what, "exec %s", lua_tostring(L, -1));
+    io_push_uverror(L, api, "OSError", rc, what);
     return lua_error(L);
   }
   p->box = b; b->p = p; b->pid = p->uv.pid;

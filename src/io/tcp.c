@@ -35,10 +35,9 @@ static void on_lookup(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
     lk->api->on_cancel(lk->fut, NULL, NULL);
     lua_State *L = lk->api->state(lk->fut);
     if (status < 0) {
-      char msg[400];
-      snprintf(msg, sizeof msg, "getaddrinfo %s: %s", lk->host, uv_strerror(status));
-      lk->api->error_new(L, "OSError", msg);
-      lua_pushstring(L, uv_err_name(status)); lua_setfield(L, -2, "code");
+      char what[300];
+      snprintf(what, sizeof what, "getaddrinfo %s", lk->host);
+      io_push_uverror(L, lk->api, "OSError", status, what);
       lk->api->reject(lk->fut);
     } else {
       lua_newtable(L);
@@ -111,11 +110,8 @@ static void on_connect(uv_connect_t *req, int status) {
     c->api->on_cancel(c->fut, NULL, NULL);
     lua_State *L = c->api->state(c->fut);
     if (status < 0) {
-      char msg[200];
-      snprintf(msg, sizeof msg, "connect: %s", uv_strerror(status));
-      c->api->error_new(L, status == UV_ECONNREFUSED || status == UV_ECONNRESET || status == UV_ETIMEDOUT
-                           ? "ConnectionError" : "OSError", msg);
-      lua_pushstring(L, uv_err_name(status)); lua_setfield(L, -2, "code");
+      io_push_uverror(L, c->api, status == UV_ECONNREFUSED || status == UV_ECONNRESET || status == UV_ETIMEDOUT
+                                 ? "ConnectionError" : "OSError", status, "connect");
       c->api->reject(c->fut);
     } else {
       stream_connected(c->s);
@@ -141,10 +137,7 @@ static int start_connect(lua_State *L) {
   int rc = uv_tcp_connect(&c->req, stream_tcp(s), (struct sockaddr *)&ss, on_connect);
   if (rc != 0) {
     free(c);
-    char msg[200];
-    snprintf(msg, sizeof msg, "connect: %s", uv_strerror(rc));
-    api->error_new(L, "OSError", msg);
-    lua_pushstring(L, uv_err_name(rc)); lua_setfield(L, -2, "code");
+    io_push_uverror(L, api, "OSError", rc, "connect");
     return lua_error(L);
   }
   api->on_cancel(c->fut, connect_cancelled, c);
@@ -261,10 +254,9 @@ static int listen_on(lua_State *L, int pipe, const char *where, const struct soc
   if (rc != 0) {
     sv->box = NULL; b->sv = NULL;
     api->handle_close(&sv->lh, NULL);
-    char msg[1200];
-    snprintf(msg, sizeof msg, "serve %s: %s", where, uv_strerror(rc));
-    api->error_new(L, "OSError", msg);
-    lua_pushstring(L, uv_err_name(rc)); lua_setfield(L, -2, "code");
+    char what[1100];
+    snprintf(what, sizeof what, "serve %s", where);
+    io_push_uverror(L, api, "OSError", rc, what);
     return lua_error(L);
   }
   lua_pushvalue(L, fnidx);

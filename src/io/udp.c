@@ -119,11 +119,7 @@ static void on_sent(uv_udp_send_t *req, int status) {
   if (!s->cancelled && u->api->handle_lua(&u->lh)) {
     s->api->on_cancel(s->fut, NULL, NULL);
     if (status < 0) {
-      char msg[200];
-      snprintf(msg, sizeof msg, "send: %s", uv_strerror(status));
-      s->api->error_new(s->api->state(s->fut), "OSError", msg);
-      lua_State *L = s->api->state(s->fut);
-      lua_pushstring(L, uv_err_name(status)); lua_setfield(L, -2, "code");
+      io_push_uverror(s->api->state(s->fut), s->api, "OSError", status, "send");
       s->api->reject(s->fut);
     } else {
       s->api->resolve(s->fut, 0);
@@ -157,10 +153,7 @@ static int start_send(lua_State *L) {
   if (rc != 0) {
     free(s);
     lua_pop(L, 1);
-    char msg[200];
-    snprintf(msg, sizeof msg, "send: %s", uv_strerror(rc));
-    api->error_new(L, "OSError", msg);
-    lua_pushstring(L, uv_err_name(rc)); lua_setfield(L, -2, "code");
+    io_push_uverror(L, api, "OSError", rc, "send");
     return lua_error(L);
   }
   api->on_cancel(s->fut, send_cancelled, s);
@@ -247,10 +240,9 @@ int io_udp_open(lua_State *L) {
   if (rc != 0) {
     if (b->u) { b->u = NULL; u->box = NULL; }
     api->handle_close(&u->lh, NULL);
-    char msg[300];
-    snprintf(msg, sizeof msg, "udp %s:%d: %s", addr, port, uv_strerror(rc));
-    api->error_new(L, "OSError", msg);
-    lua_pushstring(L, uv_err_name(rc)); lua_setfield(L, -2, "code");
+    char what[300];
+    snprintf(what, sizeof what, "udp %s:%d", addr, port);
+    io_push_uverror(L, api, "OSError", rc, what);
     return lua_error(L);
   }
   uv_unref((uv_handle_t *)&u->uv);            /* a socket alone does not keep run going */
