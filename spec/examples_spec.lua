@@ -141,10 +141,11 @@ describe("examples", function()
     local out, ok = run("io_1_echo.lua")
     assert.is_true(ok, out)
     lines_in_order(out, { "listening on 127.0.0.1:", "echo: hello", "echo: world" })
-    -- (its children, ls and sort, must not get the sanitizer runtime that
-    -- the sanitizer run preloads: sort's own leaks would be its exit code;
-    -- spec/io/process_spec.lua covers the Lua side under the sanitizers)
-    out, ok = run("io_2_subprocess.lua", nil, "env -u LD_PRELOAD")
+    -- (its children, ls and sort, get the sanitizer runtime the sanitizer
+    -- run preloads, and sort's own leaks would be its exit code: leak
+    -- checks are off for this one run; spec/io/process_spec.lua checks the
+    -- Lua side with them on)
+    out, ok = run("io_2_subprocess.lua", nil, os.getenv("SANITIZED") and "env ASAN_OPTIONS=detect_leaks=0" or "")
     assert.is_true(ok, out)
     lines_in_order(out, { "ls / listed", "exit code 0", "apple", "fig", "pear", "sort exited with\t0" })
     local copy = os.tmpname()
