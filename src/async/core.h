@@ -41,6 +41,7 @@ typedef struct Future {
   Loop *loop;
   struct Task *wtask;       /* the task awaiting it, kept as a pointer (it is pending) */
   int wpos;                 /* how many callbacks came before that task */
+  struct CancelHook *hook;  /* C API: its on_cancel hook, or NULL */
 } Future;
 
 typedef struct Task Task;
@@ -133,7 +134,7 @@ typedef struct CancelHook {
   Future *f;
   void (*cb)(void *ud);
   void *ud;
-  struct CancelHook *next;
+  struct CancelHook *next, *prev;   /* the loop's list (f->hook finds its own) */
 } CancelHook;
 
 enum { MT_FUTURE = 0, MT_TASK, MT_CORO, MT_LIBCORO, MT_SEM, MT_GUARD, MT_QUEUE };

@@ -170,13 +170,12 @@ void future_set_exception(lua_State *L, int fidx) {
 
 /* unlink f's cancel hook from its loop's list (the caller frees it) */
 static CancelHook *take_hook(Future *f) {
-  for (CancelHook **p = &f->loop->hooks; *p; p = &(*p)->next)
-    if ((*p)->f == f) {
-      CancelHook *h = *p;
-      *p = h->next;
-      return h;
-    }
-  return NULL;
+  CancelHook *h = f->hook;
+  if (!h) return NULL;
+  if (h->prev) h->prev->next = h->next; else f->loop->hooks = h->next;
+  if (h->next) h->next->prev = h->prev;
+  f->hook = NULL;
+  return h;
 }
 
 int future_cancel(lua_State *L, int fidx, int msgidx) {
@@ -410,7 +409,10 @@ void capi_on_cancel(lua_async_future *af, void (*cb)(void *ud), void *ud) {
   if (!h) return;                  /* then it is only polled (cancelled()) */
   h->f = f; h->cb = cb; h->ud = ud;
   h->next = f->loop->hooks;
+  h->prev = NULL;
+  if (h->next) h->next->prev = h;
   f->loop->hooks = h;
+  f->hook = h;
 }
 
 
