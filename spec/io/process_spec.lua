@@ -31,6 +31,18 @@ describe("async.process", function()
     end)
   end)
 
+  it("stderr = \"stdout\" merges the two into one pipe, in the order written", function()
+    async.run(function()
+      local p = await(async.process.shell("echo out; echo err >&2; echo out2",
+                                          { stdout = "pipe", stderr = "stdout" }))
+      assert.is_nil(p.stderr)
+      local out, err, code = await(p:communicate())
+      assert.equal("out\nerr\nout2\n", out)
+      assert.is_nil(err)
+      assert.equal(0, code)
+    end)
+  end)
+
   it("env, cwd and null stdio", function()
     local dir = H.tmpfile()
     os.execute("mkdir -p " .. dir)

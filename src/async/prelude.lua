@@ -1363,7 +1363,7 @@ local STDIO = { pipe = true, inherit = true, null = true }
 local function exec(argv, opts, fname)
   opts = check_options(opts, { "stdin", "stdout", "stderr", "env", "cwd", "limit" }, fname, 2)
   for _, k in ipairs({ "stdin", "stdout", "stderr" }) do
-    if opts[k] ~= nil and not STDIO[opts[k]] then
+    if opts[k] ~= nil and not STDIO[opts[k]] and not (k == "stderr" and opts[k] == "stdout") then
       error(("bad argument #2 to '%s' (%s must be \"pipe\", \"inherit\" or \"null\", got %s)"):format(
         fname, k, tostring(opts[k])), 3)
     end

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <lauxlib.h>
 #include "lua_async.h"
 #include "stream.h"
@@ -151,18 +152,36 @@ int io_spawn(lua_State *L) {
   char **env = string_list(L, 3, &nenv, "env", 1);
   uv_stdio_container_t stdio[3];
   Stream *pipes[3] = {NULL, NULL, NULL};
+  lua_rawgeti(L, 2, 3);
+  int merged = lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "stdout") == 0;
+  lua_pop(L, 1);
+  uv_file shared[2] = {-1, -1};
   int streams_at = lua_gettop(L);
   for (int i = 0; i < 3; i++) {
     lua_rawgeti(L, 2, i + 1);
     const char *mode = luaL_optstring(L, -1, "inherit");
     lua_pop(L, 1);
-    if (strcmp(mode, "pipe") == 0) {
+    if (strcmp(mode, "pipe") == 0 && i == 1 && merged) {
+      /* stdout and stderr into one pipe: made here, so that the child can
+       * have its write end as both fd 1 and fd 2 */
+      if (uv_pipe(shared, 0, 0) != 0) { free(args); free(env); return luaL_error(L, "exec: cannot make a pipe"); }
+      pipes[i] = stream_new_pipe(L, api, limit);
+      if (uv_pipe_open(stream_pipe(pipes[i]), shared[0]) != 0) {
+        close(shared[0]); close(shared[1]); free(args); free(env);
+        return luaL_error(L, "exec: cannot use the pipe");
+      }
+      stdio[i].flags = UV_INHERIT_FD;
+      stdio[i].data.fd = shared[1];
+    } else if (strcmp(mode, "pipe") == 0) {
       pipes[i] = stream_new_pipe(L, api, limit);
       stdio[i].flags = UV_CREATE_PIPE | (i == 0 ? UV_READABLE_PIPE : UV_WRITABLE_PIPE);
       stdio[i].data.stream = stream_uv(pipes[i]);
     } else if (strcmp(mode, "null") == 0) {
       lua_pushnil(L);
       stdio[i].flags = UV_IGNORE;
+    } else if (i == 2 && strcmp(mode, "stdout") == 0) {
+      lua_pushnil(L);                        /* merged: whatever fd 1 is (a shared pipe: below) */
+      stdio[2] = stdio[1];
     } else {
       lua_pushnil(L);
       stdio[i].flags = UV_INHERIT_FD;
@@ -182,6 +201,7 @@ int io_spawn(lua_State *L) {
   o.stdio = stdio; o.stdio_count = 3;
   int rc = uv_spawn(api->loop(L), &p->uv, &o);
   free(args); free(env);
+  if (shared[1] >= 0) close(shared[1]);      /* the child's end: ours goes, its copies stay */
   api->handle_init(&p->lh, (uv_handle_t *)&p->uv);   /* (a failed spawn's handle is initialized too) */
   p->lh.ud = p;
   if (rc != 0) {
