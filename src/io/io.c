@@ -9,6 +9,37 @@
 #include "lua_async.h"
 #include "io.h"
 
+/* ---- what the files of this module share -------------------------------- */
+
+/* a lazy awaitable (the C API's awaitable_new) over start and the first
+ * nargs arguments of the calling function */
+int io_lazy(lua_State *L, lua_CFunction start, int nargs) {
+  lua_settop(L, nargs);
+  lua_async_get_api(L)->awaitable_new(L, start, nargs);
+  return 1;
+}
+
+/* addr:port (IPv4 or IPv6, numeric) into ss: 0, or -1 if it is no address */
+int io_parse_addr(const char *addr, int port, struct sockaddr_storage *ss) {
+  if (uv_ip4_addr(addr, port, (struct sockaddr_in *)ss) == 0) return 0;
+  return uv_ip6_addr(addr, port, (struct sockaddr_in6 *)ss) == 0 ? 0 : -1;
+}
+
+/* a metatable name with methods (its __index) and __gc; the method table
+ * also goes into the module at -1 as `exported` (NULL: not), where the
+ * prelude adds its Lua methods */
+void io_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction gc, const char *exported) {
+  int mod = lua_gettop(L);
+  luaL_newmetatable(L, name);
+  lua_newtable(L);
+  luaL_setfuncs(L, methods, 0);
+  if (exported) { lua_pushvalue(L, -1); lua_setfield(L, mod, exported); }
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
+}
+
 /* the pool's owner: at lua_close, calls still in flight must touch no Lua */
 static int pool_box_gc(lua_State *L) {
   Pool **box = lua_touserdata(L, 1);

@@ -5,6 +5,14 @@
 
 #include <lua.h>
 
+#include <lauxlib.h>
+#include <uv.h>
+
+/* io.c: what the files share */
+int   io_lazy(lua_State *L, lua_CFunction start, int nargs);
+int   io_parse_addr(const char *addr, int port, struct sockaddr_storage *ss);
+void  io_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction gc, const char *exported);
+
 typedef struct Pool Pool;       /* thread.c: worker Lua states */
 Pool *pool_new(void);
 void  pool_unref(Pool *p);

@@ -82,9 +82,7 @@ static int start_wait(lua_State *L) {
 }
 
 static int p_wait(lua_State *L) {
-  lua_settop(L, 1);
-  lua_async_get_api(L)->awaitable_new(L, start_wait, 1);
-  return 1;
+  return io_lazy(L, start_wait, 1);
 }
 
 static int p_kill(lua_State *L) {
@@ -225,10 +223,5 @@ static int p_pid(lua_State *L) { lua_pushinteger(L, check_box(L)->pid); return 1
 
 void io_process_open(lua_State *L) {
   static const luaL_Reg methods[] = { {"_wait", p_wait}, {"kill", p_kill}, {"_pid", p_pid}, {NULL, NULL} };
-  luaL_newmetatable(L, PROCESS_MT);
-  luaL_newlib(L, methods);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, box_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pop(L, 1);
+  io_class(L, PROCESS_MT, methods, box_gc, NULL);
 }

@@ -117,10 +117,5 @@ int io_signal_known(lua_State *L) {
 
 void io_signal_open(lua_State *L) {
   static const luaL_Reg methods[] = { {"ref", w_ref}, {"close", w_close}, {NULL, NULL} };
-  luaL_newmetatable(L, WATCHER_MT);
-  luaL_newlib(L, methods);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, w_close);
-  lua_setfield(L, -2, "__gc");
-  lua_pop(L, 1);
+  io_class(L, WATCHER_MT, methods, w_close, NULL);
 }

@@ -271,9 +271,7 @@ static int start_read(lua_State *L) {
 }
 
 static int s_read_op(lua_State *L) {          /* _read(kind, arg): a lazy awaitable */
-  lua_settop(L, 3);
-  lua_async_get_api(L)->awaitable_new(L, start_read, 3);
-  return 1;
+  return io_lazy(L, start_read, 3);
 }
 
 /* ---- writing ------------------------------------------------------------ */
@@ -341,9 +339,7 @@ static int start_write(lua_State *L) {
 }
 
 static int s_write_op(lua_State *L) {         /* _write(data) */
-  lua_settop(L, 2);
-  lua_async_get_api(L)->awaitable_new(L, start_write, 2);
-  return 1;
+  return io_lazy(L, start_write, 2);
 }
 
 /* ---- closing ------------------------------------------------------------ */
@@ -402,9 +398,7 @@ static int start_close(lua_State *L) {
 }
 
 static int s_close_op(lua_State *L) {         /* _close(how) */
-  lua_settop(L, 2);
-  lua_async_get_api(L)->awaitable_new(L, start_close, 2);
-  return 1;
+  return io_lazy(L, start_close, 2);
 }
 
 /* the box collected with the stream open: close at once, no one to tell */
@@ -547,10 +541,5 @@ void stream_open(lua_State *L) {
     {"peername", s_peername}, {"sockname", s_sockname}, {"set_nodelay", s_set_nodelay},
     {"set_keepalive", s_set_keepalive}, {"_limit", s_limit}, {NULL, NULL}
   };
-  luaL_newmetatable(L, STREAM_MT);
-  luaL_newlib(L, methods);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, box_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pop(L, 1);
+  io_class(L, STREAM_MT, methods, box_gc, "stream_methods");
 }

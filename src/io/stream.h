@@ -23,6 +23,6 @@ uv_tcp_t *stream_tcp(Stream *s);
 uv_pipe_t *stream_pipe(Stream *s);
 uv_stream_t *stream_uv(Stream *s);
 void stream_connected(Stream *s);      /* reading may start */
-void stream_open(lua_State *L);        /* the metatable */
+void stream_open(lua_State *L);        /* the metatable (its methods into the module at -1) */
 
 #endif

@@ -87,9 +87,7 @@ static int start_lookup(lua_State *L) {
 }
 
 int io_getaddrinfo(lua_State *L) {
-  lua_settop(L, 3);
-  lua_async_get_api(L)->awaitable_new(L, start_lookup, 3);
-  return 1;
+  return io_lazy(L, start_lookup, 3);
 }
 
 /* ---- connect: one address (the prelude tries each in turn) ---------------- */
@@ -128,7 +126,7 @@ static int start_connect(lua_State *L) {
   const char *addr = luaL_checkstring(L, 2);
   int port = (int)luaL_checkinteger(L, 3);
   struct sockaddr_storage ss;
-  if (uv_ip4_addr(addr, port, (struct sockaddr_in *)&ss) != 0 && uv_ip6_addr(addr, port, (struct sockaddr_in6 *)&ss) != 0)
+  if (io_parse_addr(addr, port, &ss) != 0)
     return luaL_error(L, "connect: %s is not an address", addr);
   Connect *c = calloc(1, sizeof *c);
   if (!c || !s) { free(c); return luaL_error(L, "connect: out of memory"); }
@@ -145,9 +143,7 @@ static int start_connect(lua_State *L) {
 }
 
 int io_connect_addr(lua_State *L) {
-  lua_settop(L, 3);
-  lua_async_get_api(L)->awaitable_new(L, start_connect, 3);
-  return 1;
+  return io_lazy(L, start_connect, 3);
 }
 
 /* new_tcp(limit): a stream box, not connected */
@@ -269,7 +265,7 @@ int io_listen_tcp(lua_State *L) {
   const char *addr = luaL_checkstring(L, 1);
   int port = (int)luaL_checkinteger(L, 2);
   struct sockaddr_storage ss;
-  if (uv_ip4_addr(addr, port, (struct sockaddr_in *)&ss) != 0 && uv_ip6_addr(addr, port, (struct sockaddr_in6 *)&ss) != 0)
+  if (io_parse_addr(addr, port, &ss) != 0)
     return luaL_error(L, "serve: %s is not an address", addr);
   char where[300];
   snprintf(where, sizeof where, "%s:%d", addr, port);
@@ -314,9 +310,7 @@ static int start_connect_unix(lua_State *L) {
 }
 
 int io_connect_unix(lua_State *L) {
-  lua_settop(L, 2);
-  lua_async_get_api(L)->awaitable_new(L, start_connect_unix, 2);
-  return 1;
+  return io_lazy(L, start_connect_unix, 2);
 }
 
 /* the metatables; their method tables go into the module (at -1) as
@@ -325,17 +319,6 @@ void io_tcp_open(lua_State *L) {
   static const luaL_Reg methods[] = {
     {"_close", sv_close}, {"sockname", sv_sockname}, {"_closed", sv_closed}, {NULL, NULL}
   };
-  luaL_newmetatable(L, SERVER_MT);
-  luaL_newlib(L, methods);
-  lua_pushvalue(L, -1);
-  lua_setfield(L, -4, "server_methods");
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, sv_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pop(L, 1);
+  io_class(L, SERVER_MT, methods, sv_gc, "server_methods");
   stream_open(L);
-  luaL_getmetatable(L, STREAM_MT);
-  lua_getfield(L, -1, "__index");
-  lua_setfield(L, -3, "stream_methods");
-  lua_pop(L, 1);
 }

@@ -104,9 +104,7 @@ static int start_recv(lua_State *L) {
 }
 
 static int u_recv(lua_State *L) {
-  lua_settop(L, 1);
-  lua_async_get_api(L)->awaitable_new(L, start_recv, 1);
-  return 1;
+  return io_lazy(L, start_recv, 1);
 }
 
 typedef struct Send { uv_udp_send_t req; const lua_async_api *api; lua_async_future *fut; int cancelled; char data[]; } Send;
@@ -139,7 +137,7 @@ static int start_send(lua_State *L) {
   if (!lua_isnoneornil(L, 3)) {
     const char *addr = luaL_checkstring(L, 3);
     int port = (int)luaL_checkinteger(L, 4);
-    if (uv_ip4_addr(addr, port, (struct sockaddr_in *)&ss) != 0 && uv_ip6_addr(addr, port, (struct sockaddr_in6 *)&ss) != 0)
+    if (io_parse_addr(addr, port, &ss) != 0)
       return luaL_error(L, "send: %s is not an address", addr);
     to = (struct sockaddr *)&ss;
   }
@@ -161,9 +159,7 @@ static int start_send(lua_State *L) {
 }
 
 static int u_send(lua_State *L) {
-  lua_settop(L, 4);
-  lua_async_get_api(L)->awaitable_new(L, start_send, 4);
-  return 1;
+  return io_lazy(L, start_send, 4);
 }
 
 static int u_sockname(lua_State *L) {
@@ -213,7 +209,7 @@ int io_udp_open(lua_State *L) {
   const char *addr = luaL_checkstring(L, 1);
   int port = (int)luaL_checkinteger(L, 2);
   struct sockaddr_storage ss;
-  if (uv_ip4_addr(addr, port, (struct sockaddr_in *)&ss) != 0 && uv_ip6_addr(addr, port, (struct sockaddr_in6 *)&ss) != 0)
+  if (io_parse_addr(addr, port, &ss) != 0)
     return luaL_error(L, "udp: %s is not an address", addr);
   UBox *b = lua_newuserdatauv(L, sizeof *b, 0);
   b->u = NULL;
@@ -232,7 +228,7 @@ int io_udp_open(lua_State *L) {
     struct sockaddr_storage peer;
     const char *pa = luaL_checkstring(L, 3);
     int pp = (int)luaL_checkinteger(L, 4);
-    if (uv_ip4_addr(pa, pp, (struct sockaddr_in *)&peer) != 0 && uv_ip6_addr(pa, pp, (struct sockaddr_in6 *)&peer) != 0)
+    if (io_parse_addr(pa, pp, &peer) != 0)
       rc = UV_EINVAL;
     else rc = uv_udp_connect(&u->uv, (struct sockaddr *)&peer);
   }
@@ -253,12 +249,5 @@ void io_udp_open_mt(lua_State *L) {
   static const luaL_Reg methods[] = {
     {"recv", u_recv}, {"_send", u_send}, {"sockname", u_sockname}, {"_close", u_close}, {NULL, NULL}
   };
-  luaL_newmetatable(L, UDP_MT);
-  luaL_newlib(L, methods);
-  lua_pushvalue(L, -1);
-  lua_setfield(L, -4, "udp_methods");
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, u_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pop(L, 1);
+  io_class(L, UDP_MT, methods, u_gc, "udp_methods");
 }
