@@ -25,6 +25,7 @@ CFLAGS     = $(OPT) -std=c11 -D_POSIX_C_SOURCE=200809L -fPIC -Wall -Wextra $(WER
              -I$(LUA_INC) $(shell pkg-config --cflags libuv 2>/dev/null) -Iinclude -Ibuild -Isrc/common
 LDLIBS     = $(shell pkg-config --libs libuv 2>/dev/null || echo -luv)
 JSON_LIBS  = $(shell pkg-config --libs libcjson 2>/dev/null || echo -lcjson)
+SSL_LIBS   = $(shell pkg-config --libs openssl 2>/dev/null || echo -lssl -lcrypto)
 CURL_LIBS  = $(shell pkg-config --libs libcurl 2>/dev/null || echo -lcurl)
 LIBFLAG   ?= -shared
 BUILD     := build
@@ -74,10 +75,10 @@ async.so: $(ASYNC_SRC) $(ASYNC_HDR)
 	$(CC) $(CFLAGS) $(LIBFLAG) -o $@ $(ASYNC_SRC) $(LDLIBS) $(JSON_LIBS)
 
 # async.io: threads (and the streams, processes, files and signals to come)
-IO_SRC := $(addprefix src/io/,io.c thread.c copy.c signal.c fs.c stream.c tcp.c process.c udp.c)
-async/io.so: $(IO_SRC) src/io/io.h src/io/copy.h src/io/stream.h include/lua_async.h
+IO_SRC := $(addprefix src/io/,io.c thread.c copy.c signal.c fs.c stream.c tls.c tcp.c process.c udp.c)
+async/io.so: $(IO_SRC) src/io/io.h src/io/copy.h src/io/stream.h src/io/tls.h include/lua_async.h
 	@mkdir -p async
-	$(CC) $(CFLAGS) $(LIBFLAG) -o $@ $(IO_SRC) $(LDLIBS)
+	$(CC) $(CFLAGS) $(LIBFLAG) -o $@ $(IO_SRC) $(LDLIBS) $(SSL_LIBS)
 
 # async.http: its own module, so that libcurl loads only when a script uses it
 $(BUILD)/http_prelude.h: src/io/http.lua tools/embed.lua

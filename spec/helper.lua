@@ -124,4 +124,28 @@ function H.chroma_db()
   return url, { database = name }
 end
 
+-- certificates made once a run with openssl: a CA and a leaf it signed for
+-- localhost, 127.0.0.1 and ::1 (ca, cert, key), and a self-signed one for
+-- localhost (self_cert, self_key); a table of their paths
+local certs
+function H.certs()
+  if certs then return certs end
+  local dir = os.tmpname()
+  os.remove(dir)
+  local ec = " -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
+  local steps = {
+    "mkdir -p " .. dir .. " && cd " .. dir,
+    "openssl req -x509" .. ec .. " -days 2 -subj /CN=lua-async-test-CA -keyout ca.key -out ca.crt",
+    "openssl req" .. ec .. " -subj /CN=localhost -keyout leaf.key -out leaf.csr",
+    "printf 'subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1' > leaf.ext",
+    "openssl x509 -req -in leaf.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -extfile leaf.ext -out leaf.crt",
+    "openssl req -x509" .. ec .. " -days 2 -subj /CN=localhost -addext subjectAltName=DNS:localhost -keyout self.key -out self.crt",
+  }
+  assert(os.execute("(" .. table.concat(steps, " && ") .. ") >/dev/null 2>&1"), "openssl could not make the test certificates")
+  certs = { dir = dir, ca = dir .. "/ca.crt", cert = dir .. "/leaf.crt", key = dir .. "/leaf.key",
+            self_cert = dir .. "/self.crt", self_key = dir .. "/self.key",
+            guard = setmetatable({}, { __gc = function() os.execute("rm -rf " .. dir) end }) }
+  return certs
+end
+
 return H

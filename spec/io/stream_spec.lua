@@ -88,6 +88,30 @@ describe("streams", function()
     end)
   end)
 
+  it("abort closes at once, unawaited; a handler that fails has its stream aborted", function()
+    async.run(function()
+      local ended = async.Event()
+      local got
+      local sv, port = server(function(s) got = await(s:read("a")); ended:set() end)
+      local c = await(async.connect("127.0.0.1", port))
+      c:abort()                                      -- a plain call: nothing to await
+      assert.is_true(async.InvalidStateError:is(H.catch(await, c:read(1))))
+      await(async.wait_for(ended:wait(), 5))
+      assert.equal("", got)
+      -- a handler that fails: its stream is aborted, the peer reads the end
+      await(sv:close())
+      async.set_exception_handler(function() end)   -- (its report is the spec below's)
+      sv, port = server(function(s)
+        await(s:write("partial"))
+        error("handler failed", 0)
+      end)
+      c = await(async.connect("127.0.0.1", port))
+      assert.equal("partial", await(c:read("a")))
+      await(c:close()); await(sv:close())
+    end)
+    async.set_exception_handler(nil)
+  end)
+
   it("writing to a peer that closed is a ConnectionError, never a SIGPIPE death", function()
     async.run(function()
       local sv, port = server(function(s) s:abort() end)
@@ -149,6 +173,93 @@ describe("streams", function()
     end)
     async.set_exception_handler(nil)                 -- (the report comes as run ends, at the latest)
     assert.equal("handler broke", reported)
+  end)
+
+  it("opts.reuse_port lets several servers listen on one port; without it the port is taken", function()
+    async.run(function()
+      local a = await(async.serve(function(s) await(s:write("a")) end, "127.0.0.1", 0, { reuse_port = true }))
+      local _, port = a:sockname()
+      local b = await(async.serve(function(s) await(s:write("b")) end, "127.0.0.1", port, { reuse_port = true }))
+      assert.equal(port, select(2, b:sockname()))
+      local e = H.catch(await, async.serve(function() end, "127.0.0.1", port))
+      assert.equal("EADDRINUSE", e.code)
+      local seen = {}
+      for _ = 1, 40 do                               -- the kernel spreads connections over both
+        local c = await(async.connect("127.0.0.1", port))
+        seen[await(c:read("a"))] = true
+        await(c:close())
+      end
+      assert.is_true(seen.a and seen.b, "both servers took connections")
+      await(a:close()); await(b:close())
+    end)
+  end)
+
+  it("speaks IPv6: serve on ::1, connect by address, getaddrinfo by family", function()
+    async.run(function()
+      local sv = await(async.serve(function(s) await(s:write("six\n")) end, "::1", 0))
+      local host, port = sv:sockname()
+      assert.equal("::1", host)
+      local c = await(async.connect("::1", port))
+      assert.equal("six", await(c:read("l")))
+      assert.equal("::1", (c:peername()))
+      await(c:close())
+      local found = await(async.getaddrinfo("::1", 80, { family = "inet6" }))
+      assert.same({ family = "inet6", address = "::1", port = 80 }, found[1])
+      await(sv:close())
+      -- connect tries each address: "localhost" reaches a server on 127.0.0.1 alone
+      sv = await(async.serve(function(s) await(s:write("four\n")) end, "127.0.0.1", 0))
+      _, port = sv:sockname()
+      c = await(async.connect("localhost", port))
+      assert.equal("four", await(c:read("l")))
+      await(c:close()); await(sv:close())
+    end)
+  end)
+
+  it("a server out of file descriptors (EMFILE under ulimit -n) drops what it cannot take and goes on", function()
+    local script = H.tmpfile() .. ".lua"
+    local f = assert(io.open(script, "w"))
+    f:write([[
+      package.cpath = "./?.so;" .. package.cpath
+      local async = require "async"
+      async.run(function()
+        local sv = async.await(async.serve(function(s)
+          for line in s:lines() do async.await(s:write(line, "\n")) end
+        end, "127.0.0.1", 0))
+        print((select(2, sv:sockname()))); io.stdout:flush()
+        async.await(sv:serve_forever())
+      end)
+    ]])
+    f:close()
+    async.run(function()
+      local p = await(async.process.exec({ "sh", "-c", "ulimit -n 40 && exec lua5.4 " .. script }, { stdout = "pipe" }))
+      local port = tonumber(await(p.stdout:read("l")))
+      local clients, served, dropped = {}, 0, 0
+      for i = 1, 80 do clients[i] = await(async.connect("127.0.0.1", port)) end
+      for _, c in ipairs(clients) do
+        local ok, line = pcall(function()
+          await(c:write("hi\n"))
+          return await(async.wait_for(c:read("l"), 5))
+        end)
+        if ok and line == "hi" then served = served + 1 else dropped = dropped + 1 end
+      end
+      assert.is_true(served > 0 and dropped > 0, ("served %d, dropped %d"):format(served, dropped))
+      for _, c in ipairs(clients) do await(c:close()) end
+      local c                                        -- the descriptors are back: it serves again
+      for _ = 1, 100 do
+        c = await(async.connect("127.0.0.1", port))
+        local ok, line = pcall(function()
+          await(c:write("again\n"))
+          return await(async.wait_for(c:read("l"), 5))
+        end)
+        await(c:close())
+        if ok and line == "again" then c = true; break end
+        await(async.sleep(0.02))
+      end
+      assert.is_true(c == true, "the server came back")
+      p:kill()
+      await(p:wait())
+    end)
+    os.remove(script)
   end)
 
   it("system failures are OSError with the code; bad arguments name themselves", function()

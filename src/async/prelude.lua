@@ -1136,9 +1136,11 @@ local function streams()
   end)
   S.drain = fn(function(s) return await(s:_write("")) end)
   S.close = fn(function(s) return await(s:_close("close")) end)
-  S.abort = function(s) return s:_close("abort") end   -- at once: an awaitable, already going
   S.close_write = fn(function(s) return await(s:_close("write")) end)
-  getmetatable(io_.new_tcp()).__close = function(s) await(s:_close("close")) end
+  -- leaving a `<close>` scope closes the stream; by an error, at once (abort)
+  getmetatable(io_.new_tcp()).__close = function(s, err)
+    if err ~= nil then s:abort() else await(s:_close("close")) end
+  end
 
   local Sv = io_.server_methods
   Sv.close = fn(function(sv)
@@ -1184,13 +1186,73 @@ function M.getaddrinfo(host, port, opts)
   return streams().getaddrinfo(host, port or 0, opts.family)
 end
 
+-- opts.tls: true or a table of the fields named (each a string, insecure a
+-- boolean); a table for a server (cert_file and key_file required)
+local function check_tls(tls, fields, fname, argn)
+  if tls == nil or tls == false then return nil end
+  if tls == true and fields.servername then return {} end
+  if type(tls) ~= "table" then
+    error(("bad argument #%d to '%s' (opts.tls must be %s, got %s)"):format(argn, fname,
+          fields.servername and "true or a table" or "a table", tostring(tls)), 3)
+  end
+  for k, v in pairs(tls) do
+    local want = fields[k]
+    if not want then
+      local names = {}
+      for name in pairs(fields) do names[#names + 1] = name end
+      table.sort(names)
+      error(("bad argument #%d to '%s' (unknown option tls.%s; expected %s)"):format(argn, fname, tostring(k),
+            table.concat(names, ", ")), 3)
+    end
+    if type(v) ~= want then
+      error(("bad argument #%d to '%s' (opts.tls.%s must be a %s, got %s)"):format(argn, fname, k, want, type(v)), 3)
+    end
+  end
+  for k in pairs(fields) do
+    if fields.cert_file and tls[k] == nil then
+      error(("bad argument #%d to '%s' (opts.tls.%s is required)"):format(argn, fname, k), 3)
+    end
+  end
+  return tls
+end
+
+-- a TLS context; what is wrong with its files is raised at the user's
+-- call (level: theirs, counted from here)
+local function new_context(io_, opts, level)
+  local ok, ctx = pcall(io_.tls_context, opts)
+  if ok then return ctx end
+  error(ctx, type(ctx) == "string" and level + 1 or 0)
+end
+
+-- a client's TLS context: the one over the system's CA store is made once
+local system_ctx, insecure_ctx
+local function client_context(io_, tls)
+  if tls.insecure then
+    insecure_ctx = insecure_ctx or new_context(io_, { insecure = true }, 3)
+    return insecure_ctx
+  end
+  if tls.ca_file then return new_context(io_, { ca_file = tls.ca_file }, 3) end
+  system_ctx = system_ctx or new_context(io_, {}, 3)
+  return system_ctx
+end
+
 function M.connect(host, port, opts)
   if type(host) ~= "string" then
     error(("bad argument #1 to 'connect' (a host name or address expected, got %s)"):format(type(host)), 2)
   end
   check_port(port, "connect", 2)
-  opts = check_options(opts, { "timeout", "limit", "nodelay" }, "connect", 3)
+  opts = check_options(opts, { "timeout", "limit", "nodelay", "tls" }, "connect", 3)
+  local tls = check_tls(opts.tls, { servername = "string", ca_file = "string", insecure = "boolean" }, "connect", 3)
   local io_ = streams()
+  local ctx = tls and client_context(io_, tls)  -- (a ca_file that cannot be read fails here, at the call)
+  local function handshake(s)
+    s:_tls(ctx, tls.servername or host)
+    local ok, e = pcall(await, s:_handshake())
+    if ok then return s end
+    s:abort()
+    if type(e) == "table" and e.message then e.message = ("%s:%d: %s"):format(host, port, e.message) end
+    error(e, 0)
+  end
   local body = function()
     local addrs = await(io_.getaddrinfo(host, port))
     local last
@@ -1199,6 +1261,7 @@ function M.connect(host, port, opts)
       local ok, e = pcall(await, io_.connect_addr(s, a.address, port))
       if ok then
         if opts.nodelay ~= false then s:set_nodelay(true) end
+        if tls then return handshake(s) end   -- (a handshake that fails is not retried on another address)
         return s
       end
       s:abort()
@@ -1217,11 +1280,16 @@ end
 
 -- each connection's handler as a Task, the stream closed when it ends;
 -- listen(on_conn) makes the server
-local function serving(handler, listen)
+local TLS_HANDSHAKE_TIMEOUT = 60   -- seconds a TLS client has to finish its handshake (asyncio's default)
+local function serving(handler, listen, tls)
   local handlers = setmetatable({}, { __mode = "k" })
   local function on_conn(s)
     local t = M.spawn(function()
       local stream <close> = s
+      if tls then                    -- the handler sees only streams whose handshake succeeded
+        local ok = pcall(await, M.wait_for(s:_handshake(), TLS_HANDSHAKE_TIMEOUT))
+        if not ok then s:abort(); return end
+      end
       return handler(s)
     end)
     handlers[t] = true
@@ -1243,14 +1311,16 @@ function M.serve(handler, host, port, opts)
     error(("bad argument #2 to 'serve' (a host address expected, got %s)"):format(type(host)), 2)
   end
   check_port(port, "serve", 3)
-  opts = check_options(opts, { "backlog", "limit" }, "serve", 4)
+  opts = check_options(opts, { "backlog", "limit", "reuse_port", "tls" }, "serve", 4)
+  local tls = check_tls(opts.tls, { cert_file = "string", key_file = "string" }, "serve", 4)
   local io_ = streams()
+  local ctx = tls and new_context(io_, { server = true, cert_file = tls.cert_file, key_file = tls.key_file }, 2)
   return core.coro(function()
     local addrs = await(io_.getaddrinfo(host, port))
     if #addrs == 0 then error(M.OSError(("serve %s:%d: no address"):format(host, port)), 0) end
     return serving(handler, function(on_conn)
-      return io_.listen_tcp(addrs[1].address, port, opts.backlog, on_conn, opts.limit)
-    end)
+      return io_.listen_tcp(addrs[1].address, port, opts.backlog, on_conn, opts.limit, opts.reuse_port, ctx)
+    end, tls)
   end)
 end
 

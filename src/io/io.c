@@ -8,6 +8,7 @@
 #include <lauxlib.h>
 #include "lua_async.h"
 #include "io.h"
+#include "tls.h"
 
 /* ---- what the files of this module share -------------------------------- */
 
@@ -82,6 +83,8 @@ int luaopen_async_io(lua_State *L) {
   lua_pushcfunction(L, io_new_pipe); lua_setfield(L, -2, "new_pipe");
   lua_pushcfunction(L, io_connect_unix); lua_setfield(L, -2, "connect_unix");
   lua_pushcfunction(L, io_stdio_stream); lua_setfield(L, -2, "stdio_stream");
+  io_tls_open(L);
+  lua_pushcfunction(L, io_tls_context); lua_setfield(L, -2, "tls_context");
   io_process_open(L);
   io_udp_open_mt(L);
   lua_pushcfunction(L, io_udp_open); lua_setfield(L, -2, "udp_open");

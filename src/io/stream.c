@@ -16,6 +16,13 @@
  * ECONNRESET) fails the waiting writers and every later write with
  * ConnectionError; SIGPIPE is ignored (io.c), so it never kills us.
  *
+ * TLS.  A TLS stream (tls.c) puts OpenSSL between the socket and the
+ * buffer: what the socket brings is fed to it and the plaintext it gives
+ * lands in the same buffer, up to the same limit (the rest waits inside
+ * OpenSSL, and the socket is not read, until a read takes some); a write
+ * is encrypted and its ciphertext queued like plain bytes.  The handshake
+ * runs as bytes come; `_handshake` waits for its end.
+ *
  * Closing.  close flushes what is queued (uv_shutdown), then closes; abort
  * closes at once.  Either wakes a pending read (as at the end of the
  * stream) and fails waiting writers.  The uv handle is a C API handle:
@@ -27,6 +34,7 @@
 #include <string.h>
 #include <lauxlib.h>
 #include "stream.h"
+#include "tls.h"
 #include "io.h"
 
 /* tasks waiting on the stream (writers, closers): each wait knows its list,
@@ -43,6 +51,7 @@ struct Stream {
   char *buf; size_t start, end, cap;
   size_t limit;
   int eof, rerr, werr;           /* the peer ended; a read or write error (libuv codes) */
+  int sock_eof;                  /* the socket ended (for TLS: the plaintext may not have yet) */
   int reading, closed, connected;
   lua_async_future *rfut;        /* the pending read, and what it wants */
   int rkind; size_t rarg; char *sep; size_t seplen;
@@ -51,7 +60,12 @@ struct Stream {
   uv_shutdown_t shut;
   int shutting, flush_then_close;
   struct Box *box;               /* the Lua side's hold, or NULL once collected */
+  Tls *tls;                      /* NULL for a plain stream */
+  int hs;                        /* the TLS handshake: HS_* */
+  lua_async_future *hsfut;       /* who waits for its end */
 };
+
+enum { HS_NONE, HS_RUNNING, HS_DONE, HS_FAILED };
 
 typedef struct Box { Stream *s; } Box;   /* s NULL once the stream is closed */
 
@@ -129,7 +143,8 @@ static int answer(Stream *s, lua_State *L, int *n) {
   *n = 1;
   if (s->rerr && avail(s) == 0 && s->rkind != R_ALL) {
     char msg[200];
-    snprintf(msg, sizeof msg, "the connection was lost: %s", uv_strerror(s->rerr));
+    if (s->tls && s->rerr == UV_EPROTO) snprintf(msg, sizeof msg, "the connection was lost: TLS: %s", tls_why(s->tls));
+    else snprintf(msg, sizeof msg, "the connection was lost: %s", uv_strerror(s->rerr));
     s->api->error_new(L, "ConnectionError", msg);
     return 2;
   }
@@ -179,9 +194,9 @@ static int answer(Stream *s, lua_State *L, int *n) {
 
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b);
 
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b) {
-  Stream *s = ((lua_async_handle *)h->data)->ud;
-  (void)suggested;
+/* room at the buffer's end for at least 16 KiB more (less if memory is
+ * short): its size in *n */
+static char *room(Stream *s, size_t *n) {
   if (s->start > 0 && s->start == s->end) s->start = s->end = 0;
   if (s->cap - s->end < 16384) {
     if (s->start > 0) {                        /* slide the unread bytes down first */
@@ -194,17 +209,34 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b) {
       if (p) { s->buf = p; s->cap = cap; }
     }
   }
-  *b = uv_buf_init(s->buf + s->end, (unsigned)(s->cap - s->end));
-  if (s->cap == s->end) *b = uv_buf_init(NULL, 0);
+  *n = s->cap - s->end;
+  return *n ? s->buf + s->end : NULL;
+}
+
+/* a TLS stream's ciphertext lands here, for the moment between libuv's
+ * alloc and read callbacks (which follow each other on this thread) */
+static _Thread_local char cipher_in[65536];
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b) {
+  Stream *s = ((lua_async_handle *)h->data)->ud;
+  (void)suggested;
+  if (s->tls) { *b = uv_buf_init(cipher_in, sizeof cipher_in); return; }
+  size_t n;
+  char *p = room(s, &n);
+  *b = uv_buf_init(p, (unsigned)n);
+}
+
+/* how many bytes the buffer may hold before the socket is not read */
+static size_t want(const Stream *s) {
+  if (s->rfut && s->rkind == R_ALL) return SIZE_MAX;
+  if (s->rfut && s->rkind == R_EXACTLY && s->rarg > s->limit) return s->rarg;
+  return s->limit;
 }
 
 /* read from the socket only while a read wants more or the buffer holds
  * less than the limit */
 static void update_reading(Stream *s) {
-  size_t want = s->limit;
-  if (s->rfut && s->rkind == R_EXACTLY && s->rarg > want) want = s->rarg;
-  int more = s->connected && !s->eof && !s->rerr && !s->closed &&
-             ((s->rfut && s->rkind == R_ALL) || avail(s) < want);
+  int more = s->connected && !s->sock_eof && !s->eof && !s->rerr && !s->closed && avail(s) < want(s);
   if (more && !s->reading) s->reading = uv_read_start(&s->h.stream, on_alloc, on_read) == 0;
   else if (!more && s->reading) { uv_read_stop(&s->h.stream); s->reading = 0; }
 }
@@ -220,13 +252,16 @@ static void serve_reader(Stream *s) {
   if (r == 1) s->api->resolve(f, n); else s->api->reject(f);
 }
 
+static void tls_pump(Stream *s);
+
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b) {
   Stream *s = ((lua_async_handle *)st->data)->ud;
-  (void)b;
-  if (nread > 0) s->end += (size_t)nread;
-  else if (nread == UV_EOF) s->eof = 1;
+  if (nread > 0 && s->tls) { if (tls_feed(s->tls, b->base, (size_t)nread) != 0) s->rerr = UV_EPROTO; }
+  else if (nread > 0) s->end += (size_t)nread;
+  else if (nread == UV_EOF) { s->sock_eof = 1; if (!s->tls) s->eof = 1; }
   else if (nread < 0) s->rerr = (int)nread;
   if (!s->api->handle_lua(&s->lh)) return;
+  if (s->tls) tls_pump(s);
   serve_reader(s);
   update_reading(s);
 }
@@ -263,6 +298,7 @@ static int start_read(lua_State *L) {
   }
   lua_async_future *f = api->future_new(L);
   s->rfut = f;
+  if (s->tls) tls_pump(s);                       /* plaintext OpenSSL kept while the buffer was full */
   int n, r = answer(s, S(s, f), &n);
   if (r) { s->rfut = NULL; if (r == 1) api->resolve(f, n); else api->reject(f); }
   else api->on_cancel(f, read_cancelled, s);
@@ -308,6 +344,108 @@ static void on_shutdown(uv_shutdown_t *req, int status) {
   if (s->flush_then_close) do_close(s);
 }
 
+static WriteReq *write_req(Stream *s, size_t n) {
+  WriteReq *w = malloc(sizeof *w + n);
+  if (w) { w->s = s; w->n = n; }
+  return w;
+}
+
+/* hand w's bytes to libuv (w is freed by on_written, or here) */
+static void send_req(Stream *s, WriteReq *w) {
+  uv_buf_t b = uv_buf_init(w->data, (unsigned)w->n);
+  int rc = s->lh.closing ? UV_EPIPE : uv_write(&w->req, &s->h.stream, &b, 1, on_written);
+  if (rc < 0) { free(w); if (!s->werr) s->werr = rc; }
+  else s->queued += w->n;
+}
+
+/* send what OpenSSL wrote for the peer: 0, or -1 out of memory */
+static int send_ciphertext(Stream *s) {
+  size_t n = tls_pending(s->tls);
+  if (n == 0 || s->lh.closing) return 0;
+  WriteReq *w = write_req(s, n);
+  if (!w) return -1;
+  w->n = tls_take(s->tls, w->data, n);
+  send_req(s, w);
+  return 0;
+}
+
+/* ---- TLS ------------------------------------------------------------------ */
+
+static void settle_handshake(Stream *s) {
+  lua_async_future *f = s->hsfut;
+  if (!f) return;
+  s->hsfut = NULL;
+  s->api->on_cancel(f, NULL, NULL);
+  if (s->hs == HS_DONE) { s->api->resolve(f, 0); return; }
+  char msg[600];
+  snprintf(msg, sizeof msg, "the TLS handshake failed: %s", tls_why(s->tls));
+  s->api->error_new(S(s, f), "ConnectionError", msg);
+  s->api->reject(f);
+}
+
+/* move the handshake on; then plaintext from OpenSSL into the buffer (up
+ * to what the stream may hold); then send what OpenSSL wrote */
+static void tls_pump(Stream *s) {
+  if (s->hs == HS_RUNNING) {
+    int r = tls_handshake(s->tls);
+    if (r == TLS_DONE) s->hs = HS_DONE;
+    else if (r == TLS_FAILED) s->hs = HS_FAILED;
+    else if (s->sock_eof || s->rerr || s->closed) {
+      s->hs = HS_FAILED;
+      tls_set_why(s->tls, s->rerr && s->rerr != UV_EPROTO ? uv_strerror(s->rerr)
+                  : s->closed ? "the stream was closed" : "the peer closed the connection");
+    }
+  }
+  while (s->hs == HS_DONE && !s->eof && !s->rerr && avail(s) < want(s)) {
+    size_t n;
+    char *p = room(s, &n);
+    if (!p) break;
+    long r = tls_read(s->tls, p, n);
+    if (r > 0) { s->end += (size_t)r; continue; }
+    if (r == TLS_EOF || (r == TLS_AGAIN && s->sock_eof)) s->eof = 1;   /* (an end without close_notify ends it too) */
+    else if (r == TLS_FAILED) s->rerr = UV_EPROTO;
+    break;
+  }
+  if (send_ciphertext(s) != 0 && !s->werr) s->werr = UV_ENOMEM;
+  if (s->hs != HS_RUNNING) settle_handshake(s);
+}
+
+static void handshake_cancelled(void *ud) { ((Stream *)ud)->hsfut = NULL; }
+
+/* stack = box: waits for the handshake's end (ConnectionError if it failed) */
+static int start_handshake(lua_State *L) {
+  Stream *s = check_stream(L, 1);
+  const lua_async_api *api = lua_async_get_api(L);
+  if (!s || !s->tls || s->closed) { api->error_new(L, "ConnectionError", "the TLS handshake failed: the stream is closed"); return lua_error(L); }
+  if (s->hsfut) { api->error_new(L, "InvalidStateError", "another task waits for this handshake"); return lua_error(L); }
+  s->hsfut = api->future_new(L);
+  if (s->hs != HS_RUNNING) settle_handshake(s);
+  else api->on_cancel(s->hsfut, handshake_cancelled, s);
+  return 1;
+}
+
+static int s_handshake_op(lua_State *L) {      /* _handshake() */
+  return io_lazy(L, start_handshake, 1);
+}
+
+int stream_start_tls(Stream *s, SSL_CTX *ctx, const char *servername) {
+  if (s->tls) return -1;
+  if (!(s->tls = tls_new(ctx, servername))) return -1;
+  s->hs = HS_RUNNING;
+  if (s->connected) tls_pump(s);                /* a client speaks first */
+  return 0;
+}
+
+/* _tls(context, servername): a connected client stream starts its handshake */
+static int s_tls(lua_State *L) {
+  Stream *s = check_stream(L, 1);
+  SSL_CTX *ctx = tls_check_context(L, 2);
+  const char *name = luaL_checkstring(L, 3);
+  if (!s || s->closed) return luaL_error(L, "the stream is closed");
+  if (stream_start_tls(s, ctx, name) != 0) return luaL_error(L, "tls: out of memory");
+  return 0;
+}
+
 /* stack = box, data (a string; "" for drain) */
 static int start_write(lua_State *L) {
   Stream *s = check_stream(L, 1);
@@ -318,15 +456,18 @@ static int start_write(lua_State *L) {
     api->error_new(L, "ConnectionError", s && s->werr ? "write: the connection was lost" : "write: the stream is closed");
     return lua_error(L);
   }
-  if (n > 0) {
-    WriteReq *w = malloc(sizeof *w + n);
+  if (s->tls && s->hs != HS_DONE) {
+    api->error_new(L, "InvalidStateError", "write: the TLS handshake has not finished");
+    return lua_error(L);
+  }
+  if (n > 0 && s->tls) {
+    if (tls_write(s->tls, data, n) != 0) s->werr = UV_EPROTO;
+    else if (send_ciphertext(s) != 0) return luaL_error(L, "write: out of memory");
+  } else if (n > 0) {
+    WriteReq *w = write_req(s, n);
     if (!w) return luaL_error(L, "write: out of memory");
     memcpy(w->data, data, n);
-    w->s = s; w->n = n;
-    uv_buf_t b = uv_buf_init(w->data, (unsigned)n);
-    int rc = uv_write(&w->req, &s->h.stream, &b, 1, on_written);
-    if (rc < 0) { free(w); s->werr = rc; }
-    else s->queued += n;
+    send_req(s, w);
   }
   lua_async_future *f = api->future_new(L);
   if (s->werr || s->queued > STREAM_HIGH_WATER) {
@@ -351,6 +492,7 @@ static void on_closed(lua_async_handle *lh) {
   waiters_settle(s, &s->shutters, NULL, NULL);
   free(s->writers.w); free(s->closers.w); free(s->shutters.w);
   free(s->buf); free(s->sep);
+  tls_free(s->tls);
 }
 
 static void do_close(Stream *s) {
@@ -363,6 +505,7 @@ static void end_waits(Stream *s) {
   s->closed = 1;
   if (s->reading) { uv_read_stop(&s->h.stream); s->reading = 0; }
   if (!s->api->handle_lua(&s->lh)) return;
+  if (s->hs == HS_RUNNING) tls_pump(s);         /* (fails it: the handshake waiter learns) */
   serve_reader(s);
   waiters_settle(s, &s->writers, "ConnectionError", "write: the stream was closed");
 }
@@ -377,6 +520,7 @@ static int start_close(lua_State *L) {
   if (!s) { api->resolve(f, 0); return 1; }    /* closed long ago */
   if (how[0] == 'w') {                          /* close_write */
     if (s->closed || s->shutting || !s->connected) { api->resolve(f, 0); return 1; }
+    if (s->hs == HS_DONE) { tls_close_notify(s->tls); send_ciphertext(s); }
     s->shut.data = s;
     if (uv_shutdown(&s->shut, &s->h.stream, on_shutdown) != 0) { api->resolve(f, 0); return 1; }
     s->shutting = 1;
@@ -386,6 +530,7 @@ static int start_close(lua_State *L) {
   if (waiters_add(api, &s->closers, f) != 0) api->resolve(f, 0);
   if (s->lh.closing) return 1;
   int first = !s->closed;
+  if (first && how[0] == 'c' && s->hs == HS_DONE && !s->werr) { tls_close_notify(s->tls); send_ciphertext(s); }
   end_waits(s);
   if (first && how[0] == 'c' && s->queued > 0 && s->connected && !s->werr && !s->shutting) {
     s->flush_then_close = 1;
@@ -399,6 +544,15 @@ static int start_close(lua_State *L) {
 
 static int s_close_op(lua_State *L) {         /* _close(how) */
   return io_lazy(L, start_close, 2);
+}
+
+/* abort(): close at once, dropping what is queued; no one waits */
+static int s_abort(lua_State *L) {
+  Stream *s = check_stream(L, 1);
+  if (!s || s->lh.closing) return 0;
+  end_waits(s);
+  do_close(s);                                  /* (a shutdown in flight is cancelled: its callback comes first) */
+  return 0;
 }
 
 /* the box collected with the stream open: close at once, no one to tell */
@@ -539,7 +693,8 @@ void stream_open(lua_State *L) {
   static const luaL_Reg methods[] = {
     {"_read", s_read_op}, {"_write", s_write_op}, {"_close", s_close_op},
     {"peername", s_peername}, {"sockname", s_sockname}, {"set_nodelay", s_set_nodelay},
-    {"set_keepalive", s_set_keepalive}, {"_limit", s_limit}, {NULL, NULL}
+    {"set_keepalive", s_set_keepalive}, {"_limit", s_limit},
+    {"abort", s_abort}, {"_tls", s_tls}, {"_handshake", s_handshake_op}, {NULL, NULL}
   };
   io_class(L, STREAM_MT, methods, box_gc, "stream_methods");
 }

@@ -3,12 +3,17 @@
  * turn), and servers (one uv_tcp_t listening; each accepted connection a
  * stream handed to the Lua side, which runs the handler as its own Task).
  */
+#define _GNU_SOURCE          /* SO_REUSEPORT */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <lauxlib.h>
+#include <openssl/ssl.h>
 #include "lua_async.h"
 #include "stream.h"
+#include "tls.h"
 #include "io.h"
 
 #define SERVER_MT "async.server"
@@ -162,6 +167,7 @@ typedef struct Server {
   lua_State *T;                  /* where on_conn is called */
   int on_conn;                   /* registry ref: on_conn(stream box) */
   size_t limit;
+  SSL_CTX *tls;                  /* a TLS server's context (its own reference), or NULL */
   struct SBox *box;
 } Server;
 
@@ -174,7 +180,10 @@ static void on_connection(uv_stream_t *st, int status) {
   int top = lua_gettop(T);
   lua_rawgeti(T, LUA_REGISTRYINDEX, sv->on_conn);
   Stream *s = sv->is_pipe ? stream_new_pipe(T, sv->api, sv->limit) : stream_new_tcp(T, sv->api, sv->limit);
-  if (uv_accept(st, stream_uv(s)) != 0) { lua_settop(T, top); return; }   /* its box's __gc closes it */
+  if (uv_accept(st, stream_uv(s)) != 0 || (sv->tls && stream_start_tls(s, sv->tls, NULL) != 0)) {
+    lua_settop(T, top);                        /* its box's __gc closes it */
+    return;
+  }
   stream_connected(s);
   if (lua_pcall(T, 1, 0, 0) != LUA_OK) lua_pop(T, 1);          /* (on_conn only spawns the handler's Task) */
   lua_settop(T, top);
@@ -183,6 +192,7 @@ static void on_connection(uv_stream_t *st, int status) {
 static void server_closed(lua_async_handle *lh) {
   Server *sv = lh->ud;
   if (sv->box) sv->box->sv = NULL;
+  if (sv->tls) SSL_CTX_free(sv->tls);
   if (lh->rt) luaL_unref(sv->T, LUA_REGISTRYINDEX, sv->on_conn);
 }
 
@@ -223,11 +233,22 @@ static int sv_closed(lua_State *L) {
   return 1;
 }
 
+/* SO_REUSEPORT on a TCP handle made with its socket, not yet bound
+ * (libuv 1.44 has no flag for it) */
+static int reuse_port(uv_tcp_t *tcp) {
+  uv_os_fd_t fd;
+  int on = 1, rc = uv_fileno((uv_handle_t *)tcp, &fd);
+  if (rc == 0 && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) != 0) rc = uv_translate_sys_error(errno);
+  return rc;
+}
+
 /* A server box, listening: TCP on address:port, or (pipe) a Unix socket
  * at path; raises OSError (EADDRINUSE ...).  Stack: where..., backlog,
- * on_conn, limit at the indices given. */
+ * on_conn, limit at the indices given; opts: reuse_port, a TLS context. */
+typedef struct ListenOpts { int reuse_port; SSL_CTX *tls; } ListenOpts;
+
 static int listen_on(lua_State *L, int pipe, const char *where, const struct sockaddr *sa,
-                     int backlog, int fnidx, size_t limit) {
+                     int backlog, int fnidx, size_t limit, ListenOpts o) {
   const lua_async_api *api = lua_async_get_api(L);
   luaL_checktype(L, fnidx, LUA_TFUNCTION);
   SBox *b = lua_newuserdatauv(L, sizeof *b, 0);
@@ -240,12 +261,16 @@ static int listen_on(lua_State *L, int pipe, const char *where, const struct soc
   sv->limit = limit;
   sv->on_conn = LUA_NOREF;
   sv->is_pipe = pipe;
-  int rc = pipe ? uv_pipe_init(api->loop(L), &sv->h.pipe, 0) : uv_tcp_init(api->loop(L), &sv->h.tcp);
+  int rc = pipe ? uv_pipe_init(api->loop(L), &sv->h.pipe, 0)
+         : o.reuse_port ? uv_tcp_init_ex(api->loop(L), &sv->h.tcp, sa->sa_family)   /* (its socket now, for the option) */
+         : uv_tcp_init(api->loop(L), &sv->h.tcp);
   if (rc != 0) { api->handle_close(&sv->lh, NULL); return luaL_error(L, "serve: %s", uv_strerror(rc)); }
   api->handle_init(&sv->lh, (uv_handle_t *)&sv->h.stream);
   sv->lh.ud = sv;
   b->sv = sv; sv->box = b;
-  rc = pipe ? uv_pipe_bind(&sv->h.pipe, where) : uv_tcp_bind(&sv->h.tcp, sa, 0);
+  if (o.tls && SSL_CTX_up_ref(o.tls)) sv->tls = o.tls;
+  if (o.reuse_port) rc = reuse_port(&sv->h.tcp);
+  if (rc == 0) rc = pipe ? uv_pipe_bind(&sv->h.pipe, where) : uv_tcp_bind(&sv->h.tcp, sa, 0);
   if (rc == 0) rc = uv_listen(&sv->h.stream, backlog, on_connection);
   if (rc != 0) {
     sv->box = NULL; b->sv = NULL;
@@ -260,7 +285,8 @@ static int listen_on(lua_State *L, int pipe, const char *where, const struct soc
   return 1;
 }
 
-/* listen_tcp(address, port, backlog, on_conn, limit); upvalue 1: the thread on_conn runs on */
+/* listen_tcp(address, port, backlog, on_conn, limit, reuse_port, tls context or nil);
+ * upvalue 1: the thread on_conn runs on */
 int io_listen_tcp(lua_State *L) {
   const char *addr = luaL_checkstring(L, 1);
   int port = (int)luaL_checkinteger(L, 2);
@@ -269,13 +295,15 @@ int io_listen_tcp(lua_State *L) {
     return luaL_error(L, "serve: %s is not an address", addr);
   char where[300];
   snprintf(where, sizeof where, "%s:%d", addr, port);
-  return listen_on(L, 0, where, (struct sockaddr *)&ss, (int)luaL_optinteger(L, 3, 511), 4, (size_t)luaL_optinteger(L, 5, 0));
+  ListenOpts o = { lua_toboolean(L, 6), lua_isnoneornil(L, 7) ? NULL : tls_check_context(L, 7) };
+  return listen_on(L, 0, where, (struct sockaddr *)&ss, (int)luaL_optinteger(L, 3, 511), 4, (size_t)luaL_optinteger(L, 5, 0), o);
 }
 
 /* listen_unix(path, backlog, on_conn, limit); upvalue 1 as above */
 int io_listen_unix(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
-  return listen_on(L, 1, path, NULL, (int)luaL_optinteger(L, 2, 511), 3, (size_t)luaL_optinteger(L, 4, 0));
+  ListenOpts o = { 0, lua_isnoneornil(L, 5) ? NULL : tls_check_context(L, 5) };
+  return listen_on(L, 1, path, NULL, (int)luaL_optinteger(L, 2, 511), 3, (size_t)luaL_optinteger(L, 4, 0), o);
 }
 
 /* ---- Unix sockets: connect ------------------------------------------------ */

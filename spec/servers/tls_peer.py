@@ -1,0 +1,42 @@
+# A TLS peer written with Python's ssl module, for spec/io/tls_spec.lua.
+#   tls_peer.py server CERT KEY   echo server: for each line, "sni=<name the
+#                                  client sent, or None> " + the line upper-cased;
+#                                  prints "PORT PID" when listening
+#   tls_peer.py client PORT CAFILE [NAME]  connects, verifying the server for NAME
+#                                  (default localhost), sends a line, prints the
+#                                  answer and the end it read, then exits
+import os, socket, ssl, sys, threading
+
+def serve(cert, key):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    names = {}
+    ctx.sni_callback = lambda sock, name, _ctx: names.__setitem__(id(sock), name)
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen()
+    print(ls.getsockname()[1], os.getpid(), flush=True)
+    def talk(raw):
+        try:
+            with ctx.wrap_socket(raw, server_side=True) as c:
+                f = c.makefile("rb")
+                for line in f:
+                    c.sendall(b"sni=%s %s" % (str(names.get(id(c))).encode(), line.upper()))
+        except (ssl.SSLError, OSError):
+            pass
+    while True:
+        raw, _ = ls.accept()
+        threading.Thread(target=talk, args=(raw,), daemon=True).start()
+
+def client(port, cafile, name):
+    ctx = ssl.create_default_context(cafile=cafile)
+    with socket.create_connection(("127.0.0.1", int(port))) as raw:
+        with ctx.wrap_socket(raw, server_hostname=name) as c:
+            c.sendall(b"hello from python\n")
+            f = c.makefile("rb")
+            print(f.readline().decode().rstrip("\n"), c.version(), flush=True)
+
+if sys.argv[1] == "server":
+    serve(sys.argv[2], sys.argv[3])
+else:
+    client(sys.argv[2], sys.argv[3], sys.argv[4] if len(sys.argv) > 4 else "localhost")
