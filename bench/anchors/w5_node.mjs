@@ -1,8 +1,8 @@
-// W5, TCP echo on Node: 100 async clients x 1,000 round trips x 64 B against
+// W5, TCP echo on Node: CLIENTS clients x TRIPS round trips x SIZE bytes against
 // an echo server in the same process.  Prints "W5 <seconds>".
 import net from "node:net";
-const CLIENTS = +(process.argv[2] ?? 100), TRIPS = +(process.argv[3] ?? 1000);
-const msg = Buffer.alloc(64, "x");
+const CLIENTS = +(process.argv[2] ?? 100), TRIPS = +(process.argv[3] ?? 1000), SIZE = +(process.argv[4] ?? 64);
+const msg = Buffer.alloc(SIZE, "x");
 const server = net.createServer((s) => s.on("data", (d) => s.write(d)));
 server.listen(0, "127.0.0.1", async () => {
   const port = server.address().port;
@@ -14,7 +14,7 @@ server.listen(0, "127.0.0.1", async () => {
     c.on("connect", () => c.write(msg));
     c.on("data", (d) => {
       got += d.length;
-      while (got >= 64) { got -= 64; if (--left === 0) { c.end(); return done(); } c.write(msg); }
+      while (got >= SIZE) { got -= SIZE; if (--left === 0) { c.end(); return done(); } c.write(msg); }
     });
   })));
   console.log(`W5 ${(Number(process.hrtime.bigint() - t0) / 1e9).toFixed(3)}`);

@@ -175,6 +175,23 @@ describe("streams", function()
     assert.equal("handler broke", reported)
   end)
 
+  it("accepted streams send at once (TCP_NODELAY, as asyncio): two small writes cost no delayed-ACK wait", function()
+    async.run(function()
+      local sv = await(async.serve(function(s)
+        while await(s:read(1)) do await(s:write("a")); await(s:write("b")) end
+      end, "127.0.0.1", 0))
+      local _, port = sv:sockname()
+      local c = await(async.connect("127.0.0.1", port))
+      local took = H.elapsed(function()
+        for _ = 1, 20 do await(c:write("q")); assert.equal("ab", await(c:read_exactly(2))) end
+      end)
+      -- with Nagle each "b" waits for the ACK of "a", which Linux delays
+      -- by at least 40 ms (TCP_DELACK_MIN): 20 of them, 0.8 s or more
+      assert.is_true(took < 0.4, ("20 exchanges took %.3f s"):format(took))
+      await(c:close()); await(sv:close())
+    end)
+  end)
+
   it("opts.reuse_port lets several servers listen on one port; without it the port is taken", function()
     async.run(function()
       local a = await(async.serve(function(s) await(s:write("a")) end, "127.0.0.1", 0, { reuse_port = true }))

@@ -45,8 +45,14 @@ static int lazy_body(lua_State *L) {
 static void capi_awaitable_new(lua_State *L, lua_CFunction start, int nargs) {
   Loop *lp = registry_loop(L);
   int base = lua_gettop(L) - nargs;          /* the args are base + 1 ... */
-  lua_pushlightuserdata(L, lp);
-  lua_pushcclosure(L, lazy_body, 1);         /* a library awaitable's body: the loop its upvalue */
+  loop_push_ref(L, lp, LS_LAZY);             /* a library awaitable's body (the loop its upvalue): made once */
+  if (!lua_iscfunction(L, -1)) {
+    lua_pop(L, 1);
+    lua_pushlightuserdata(L, lp);
+    lua_pushcclosure(L, lazy_body, 1);
+    lua_pushvalue(L, -1);
+    loop_set_ref(L, lp, LS_LAZY);
+  }
   lua_pushcfunction(L, start);
   for (int i = 1; i <= nargs; i++) lua_pushvalue(L, base + i);
   coro_push_on(L, lp, base + nargs + 1, nargs + 1);

@@ -145,7 +145,7 @@ void loop_register_mt(lua_State *L, Loop *lp, int which);  /* the table at -1 */
 
 /* the loop's tables, each held by a registry ref (lp->refs) */
 enum { LS_PENDING = 1, LS_QUEUE, LS_KEEP, LS_UNRETRIEVED, LS_GENTHREADS,
-       LS_TRACEBACKS, LS_STRTB, LS_ERRORS, LS_HANDLER, LS_POOL, LS_LISTMT, LS_N = LS_LISTMT };
+       LS_TRACEBACKS, LS_STRTB, LS_ERRORS, LS_HANDLER, LS_POOL, LS_LISTMT, LS_LAZY, LS_N = LS_LAZY };
 
 /* loop.c */
 Loop *loop_get(lua_State *L);              /* upvalue 1 of every core function */

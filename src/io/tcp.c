@@ -184,6 +184,7 @@ static void on_connection(uv_stream_t *st, int status) {
     lua_settop(T, top);                        /* its box's __gc closes it */
     return;
   }
+  if (!sv->is_pipe) uv_tcp_nodelay(stream_tcp(s), 1);   /* as a client's (and asyncio's): no Nagle delay on replies */
   stream_connected(s);
   if (lua_pcall(T, 1, 0, 0) != LUA_OK) lua_pop(T, 1);          /* (on_conn only spawns the handler's Task) */
   lua_settop(T, top);
