@@ -2,12 +2,14 @@
 #   tls_peer.py server CERT KEY   echo server: for each line, "sni=<name the
 #                                  client sent, or None> " + the line upper-cased;
 #                                  prints "PORT PID" when listening
+#   tls_peer.py corrupt CERT KEY  after each handshake, a record that fails
+#                                  its integrity check, sent under TLS's feet
 #   tls_peer.py client PORT CAFILE [NAME]  connects, verifying the server for NAME
 #                                  (default localhost), sends a line, prints the
 #                                  answer and the end it read, then exits
 import os, socket, ssl, sys, threading
 
-def serve(cert, key):
+def serve(cert, key, corrupt=False):
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(cert, key)
     names = {}
@@ -19,6 +21,11 @@ def serve(cert, key):
     def talk(raw):
         try:
             with ctx.wrap_socket(raw, server_side=True) as c:
+                if corrupt:
+                    c.sendall(b"sound\n")
+                    os.write(c.fileno(), b"\x17\x03\x03\x00\x20" + os.urandom(32))
+                    c.recv(1)
+                    return
                 f = c.makefile("rb")
                 for line in f:
                     c.sendall(b"sni=%s %s" % (str(names.get(id(c))).encode(), line.upper()))
@@ -36,7 +43,7 @@ def client(port, cafile, name):
             f = c.makefile("rb")
             print(f.readline().decode().rstrip("\n"), c.version(), flush=True)
 
-if sys.argv[1] == "server":
-    serve(sys.argv[2], sys.argv[3])
+if sys.argv[1] in ("server", "corrupt"):
+    serve(sys.argv[2], sys.argv[3], sys.argv[1] == "corrupt")
 else:
     client(sys.argv[2], sys.argv[3], sys.argv[4] if len(sys.argv) > 4 else "localhost")

@@ -1290,8 +1290,12 @@ local function serving(handler, listen, tls)
     local t = M.spawn(function()
       local stream <close> = s
       if tls then                    -- the handler sees only streams whose handshake succeeded
-        local ok = pcall(await, M.wait_for(s:_handshake(), TLS_HANDSHAKE_TIMEOUT))
-        if not ok then s:abort(); return end
+        local ok, e = pcall(await, M.wait_for(s:_handshake(), TLS_HANDSHAKE_TIMEOUT))
+        if not ok then
+          s:abort()
+          if CancelledError:is(e) then error(e, 0) end   -- (a failed handshake is no one's error; a cancellation is)
+          return
+        end
       end
       return handler(s)
     end)

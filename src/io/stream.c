@@ -358,14 +358,39 @@ static void send_req(Stream *s, WriteReq *w) {
   else s->queued += w->n;
 }
 
-/* send what OpenSSL wrote for the peer: 0, or -1 out of memory */
-static int send_ciphertext(Stream *s) {
-  size_t n = tls_pending(s->tls);
-  if (n == 0 || s->lh.closing) return 0;
+/* send n bytes: at once when nothing is queued and the socket takes them
+ * (no request, no copy, no callback: the common case), else what is left
+ * is copied into a request; 0, or -1 out of memory */
+#define WRITE_CHUNK ((size_t)1 << 30)   /* (libuv counts a buffer in an unsigned int) */
+static int send_bytes(Stream *s, const char *p, size_t n) {
+  while (n > WRITE_CHUNK) {
+    if (send_bytes(s, p, WRITE_CHUNK) != 0) return -1;
+    p += WRITE_CHUNK; n -= WRITE_CHUNK;
+  }
+  if (s->queued == 0 && !s->lh.closing) {
+    uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
+    int done = uv_try_write(&s->h.stream, &b, 1);
+    if (done == (int)n) return 0;
+    if (done > 0) { p += done; n -= (size_t)done; }
+    else if (done != UV_EAGAIN && done != UV_ENOSYS) { if (!s->werr) s->werr = done; return 0; }
+  }
   WriteReq *w = write_req(s, n);
   if (!w) return -1;
-  w->n = tls_take(s->tls, w->data, n);
+  memcpy(w->data, p, n);
   send_req(s, w);
+  return 0;
+}
+
+/* send what OpenSSL wrote for the peer: 0, or -1 out of memory */
+static int send_ciphertext(Stream *s) {
+  size_t n;
+  while ((n = tls_pending(s->tls)) > 0 && !s->lh.closing) {
+    if (n > WRITE_CHUNK) n = WRITE_CHUNK;
+    WriteReq *w = write_req(s, n);
+    if (!w) return -1;
+    w->n = tls_take(s->tls, w->data, n);
+    send_req(s, w);
+  }
   return 0;
 }
 
@@ -463,11 +488,8 @@ static int start_write(lua_State *L) {
   if (n > 0 && s->tls) {
     if (tls_write(s->tls, data, n) != 0) s->werr = UV_EPROTO;
     else if (send_ciphertext(s) != 0) return luaL_error(L, "write: out of memory");
-  } else if (n > 0) {
-    WriteReq *w = write_req(s, n);
-    if (!w) return luaL_error(L, "write: out of memory");
-    memcpy(w->data, data, n);
-    send_req(s, w);
+  } else if (n > 0 && send_bytes(s, data, n) != 0) {
+    return luaL_error(L, "write: out of memory");
   }
   lua_async_future *f = api->future_new(L);
   if (s->werr || s->queued > STREAM_HIGH_WATER) {
