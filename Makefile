@@ -75,7 +75,7 @@ async.so: $(ASYNC_SRC) $(ASYNC_HDR)
 	$(CC) $(CFLAGS) $(LIBFLAG) -o $@ $(ASYNC_SRC) $(LDLIBS) $(JSON_LIBS)
 
 # async.io: threads (and the streams, processes, files and signals to come)
-IO_SRC := $(addprefix src/io/,io.c thread.c copy.c signal.c fs.c stream.c tls.c tcp.c process.c udp.c)
+IO_SRC := $(addprefix src/io/,io.c thread.c copy.c signal.c fs.c stream.c tls.c tcp.c pipe.c server.c process.c udp.c)
 async/io.so: $(IO_SRC) src/io/io.h src/io/copy.h src/io/stream.h src/io/tls.h include/lua_async.h
 	@mkdir -p async
 	$(CC) $(CFLAGS) $(LIBFLAG) -o $@ $(IO_SRC) $(LDLIBS) $(SSL_LIBS)

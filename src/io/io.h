@@ -27,7 +27,15 @@ struct lua_async_api;
 void  io_push_oserror(lua_State *L, const struct lua_async_api *api, int err, const char *op, const char *what);
 void  io_push_uverror(lua_State *L, const struct lua_async_api *api, const char *cls, int rc, const char *what);
 
-/* tcp.c, stream.c */
+/* tcp.c, pipe.c, server.c, stream.c */
+typedef struct ssl_ctx_st SSL_CTX;
+typedef struct ListenOpts { int reuse_port; SSL_CTX *tls; } ListenOpts;
+int   io_listen(lua_State *L, int pipe, const char *where, const struct sockaddr *sa,
+                int backlog, int fnidx, size_t limit, ListenOpts o);
+void  io_server_open(lua_State *L);
+uv_connect_t *io_connect_request(lua_State *L, int idx);
+int   io_connect_started(lua_State *L, uv_connect_t *req, int rc);
+void  io_on_connect(uv_connect_t *req, int status);
 struct sockaddr_storage;
 int   io_push_sockaddr(lua_State *L, const struct sockaddr_storage *ss);   /* host, port */
 int   io_getaddrinfo(lua_State *L);
