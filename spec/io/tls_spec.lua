@@ -235,6 +235,74 @@ describe("TLS", function()
     end)
   end)
 
+  it("mutual TLS: a client certificate (cert_file, key_file) to Python's ssl server that requires one", function()
+    local c = H.certs()
+    local port, stop = H.server("/usr/bin/python3 spec/servers/tls_peer.py mtls " .. c.cert .. " " .. c.key .. " " .. c.ca)
+    async.run(function()
+      local s = await(async.connect("localhost", port, { tls = { ca_file = c.ca, cert_file = c.cert, key_file = c.key } }))
+      await(s:write("with a certificate\n"))
+      assert.equal("client=localhost WITH A CERTIFICATE", await(s:read("l")))
+      await(s:close())
+      -- without one: TLS 1.3 ends the client's handshake first, so the refusal is the first read's error
+      s = await(async.connect("localhost", port, { tls = { ca_file = c.ca } }))
+      await(s:write("without\n"))
+      local e = H.catch(await, s:read("l"))
+      assert.is_true(async.ConnectionError:is(e))
+      assert.matches("TLS: .*certificate required", e.message)
+      s:abort()
+      assert.matches("opts.tls.key_file is required",
+                     H.catch(async.connect, "localhost", port, { tls = { cert_file = c.cert } }))
+    end)
+    stop()
+  end)
+
+  it("mutual TLS: a server with ca_file serves only clients whose certificate it signed", function()
+    local c = H.certs()
+    async.run(function()
+      local handled = 0
+      local sv = await(async.serve(function(s) handled = handled + 1; upper_echo(s) end, "127.0.0.1", 0,
+        { tls = { cert_file = c.cert, key_file = c.key, ca_file = c.ca } }))
+      local _, port = sv:sockname()
+      local s = await(async.connect("localhost", port, { tls = { ca_file = c.ca, cert_file = c.cert, key_file = c.key } }))
+      await(s:write("signed\n"))
+      assert.equal("SIGNED", await(s:read("l")))
+      await(s:close())
+      for _, cert in ipairs { false, "self" } do     -- no certificate; one the CA did not sign
+        local opts = { ca_file = c.ca }
+        if cert then opts.cert_file, opts.key_file = c.self_cert, c.self_key end
+        local ok, e = pcall(function()
+          local t = await(async.connect("localhost", port, { tls = opts }))
+          await(t:write("refused\n"))
+          return await(t:read("l"))
+        end)
+        assert.is_false(ok)
+        assert.is_true(async.ConnectionError:is(e), tostring(e))
+      end
+      assert.equal(1, handled)
+      await(sv:close())
+    end)
+  end)
+
+  it("a client that never finishes its handshake is dropped after opts.tls.handshake_timeout; the server goes on", function()
+    async.run(function()
+      local c = H.certs()
+      local sv = await(async.serve(upper_echo, "127.0.0.1", 0,
+        { tls = { cert_file = c.cert, key_file = c.key, handshake_timeout = 0.1 } }))
+      local _, port = sv:sockname()
+      local silent = await(async.connect("127.0.0.1", port))     -- plain TCP, says nothing
+      local took, got = H.elapsed(function() return await(async.wait_for(silent:read("a"), 30)) end)
+      assert.equal("", got)                                        -- dropped: the end, nothing else
+      assert.is_true(took >= 0.1)
+      await(silent:close())
+      local s = await(async.connect("localhost", port, { tls = { ca_file = c.ca } }))
+      await(s:write("next\n"))
+      assert.equal("NEXT", await(s:read("l")))
+      await(s:close()); await(sv:close())
+      assert.matches("handshake_timeout must be a number of seconds above 0", H.catch(async.serve, upper_echo,
+        "127.0.0.1", 0, { tls = { cert_file = c.cert, key_file = c.key, handshake_timeout = 0 } }))
+    end)
+  end)
+
   it("TLS to a server that does not speak it: ConnectionError saying why; a silent one: opts.timeout", function()
     async.run(function()
       local sv, port = plain_server(function(s)
@@ -266,7 +334,7 @@ describe("TLS", function()
                      H.catch(async.connect, "localhost", 443, { tls = 5 }))
       assert.matches("opts.tls.insecure must be a boolean, got string",
                      H.catch(async.connect, "localhost", 443, { tls = { insecure = "yes" } }))
-      assert.matches("unknown option tls.verify; expected ca_file, insecure, servername",
+      assert.matches("unknown option tls.verify; expected ca_file, cert_file, insecure, key_file, servername",
                      H.catch(async.connect, "localhost", 443, { tls = { verify = false } }))
       assert.matches("bad argument #4 to 'serve' %(opts.tls must be a table, got true%)",
                      H.catch(async.serve, upper_echo, "127.0.0.1", 0, { tls = true }))

@@ -4,14 +4,20 @@
 #                                  prints "PORT PID" when listening
 #   tls_peer.py corrupt CERT KEY  after each handshake, a record that fails
 #                                  its integrity check, sent under TLS's feet
+#   tls_peer.py mtls CERT KEY CA  echo server that requires a client
+#                                  certificate signed by CA; each answer
+#                                  starts "client=<its subject CN>"
 #   tls_peer.py client PORT CAFILE [NAME]  connects, verifying the server for NAME
 #                                  (default localhost), sends a line, prints the
 #                                  answer and the end it read, then exits
 import os, socket, ssl, sys, threading
 
-def serve(cert, key, corrupt=False):
+def serve(cert, key, corrupt=False, client_ca=None):
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(cert, key)
+    if client_ca:
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.load_verify_locations(client_ca)
     names = {}
     ctx.sni_callback = lambda sock, name, _ctx: names.__setitem__(id(sock), name)
     ls = socket.socket()
@@ -28,7 +34,11 @@ def serve(cert, key, corrupt=False):
                     return
                 f = c.makefile("rb")
                 for line in f:
-                    c.sendall(b"sni=%s %s" % (str(names.get(id(c))).encode(), line.upper()))
+                    if client_ca:
+                        cn = dict(x[0] for x in c.getpeercert()["subject"])["commonName"]
+                        c.sendall(b"client=%s %s" % (cn.encode(), line.upper()))
+                    else:
+                        c.sendall(b"sni=%s %s" % (str(names.get(id(c))).encode(), line.upper()))
         except (ssl.SSLError, OSError):
             pass
     while True:
@@ -43,7 +53,7 @@ def client(port, cafile, name):
             f = c.makefile("rb")
             print(f.readline().decode().rstrip("\n"), c.version(), flush=True)
 
-if sys.argv[1] in ("server", "corrupt"):
-    serve(sys.argv[2], sys.argv[3], sys.argv[1] == "corrupt")
+if sys.argv[1] in ("server", "corrupt", "mtls"):
+    serve(sys.argv[2], sys.argv[3], sys.argv[1] == "corrupt", sys.argv[4] if sys.argv[1] == "mtls" else None)
 else:
     client(sys.argv[2], sys.argv[3], sys.argv[4] if len(sys.argv) > 4 else "localhost")

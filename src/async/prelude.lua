@@ -1189,14 +1189,15 @@ function M.getaddrinfo(host, port, opts)
   return streams().getaddrinfo(host, port or 0, opts.family)
 end
 
--- opts.tls: true or a table of the fields named (each a string, insecure a
--- boolean); a table for a server (cert_file and key_file required)
-local function check_tls(tls, fields, fname, argn)
+-- opts.tls: true (a client's) or a table of the fields named, each of the
+-- type named; a server's needs cert_file and key_file, a client's both or
+-- neither
+local function check_tls(tls, fields, fname, argn, server)
   if tls == nil or tls == false then return nil end
-  if tls == true and fields.servername then return {} end
+  if tls == true and not server then return {} end
   if type(tls) ~= "table" then
     error(("bad argument #%d to '%s' (opts.tls must be %s, got %s)"):format(argn, fname,
-          fields.servername and "true or a table" or "a table", tostring(tls)), 3)
+          server and "a table" or "true or a table", tostring(tls)), 3)
   end
   for k, v in pairs(tls) do
     local want = fields[k]
@@ -1211,10 +1212,13 @@ local function check_tls(tls, fields, fname, argn)
       error(("bad argument #%d to '%s' (opts.tls.%s must be a %s, got %s)"):format(argn, fname, k, want, type(v)), 3)
     end
   end
-  for k in pairs(fields) do
-    if fields.cert_file and tls[k] == nil then
+  for _, k in ipairs { "cert_file", "key_file" } do   -- a server's both; a client's (mutual TLS) both or neither
+    if (server or tls.cert_file or tls.key_file) and tls[k] == nil then
       error(("bad argument #%d to '%s' (opts.tls.%s is required)"):format(argn, fname, k), 3)
     end
+  end
+  if tls.handshake_timeout ~= nil and not (tls.handshake_timeout > 0) then
+    error(("bad argument #%d to '%s' (opts.tls.handshake_timeout must be a number of seconds above 0)"):format(argn, fname), 3)
   end
   return tls
 end
@@ -1227,14 +1231,18 @@ local function new_context(io_, opts, level)
   error(ctx, type(ctx) == "string" and level + 1 or 0)
 end
 
--- a client's TLS context: the one over the system's CA store is made once
+-- a client's TLS context: the two without files of their own (the
+-- system's CA store; insecure) are made once
 local system_ctx, insecure_ctx
 local function client_context(io_, tls)
+  if tls.ca_file or tls.cert_file then
+    return new_context(io_, { ca_file = tls.ca_file, cert_file = tls.cert_file, key_file = tls.key_file,
+                              insecure = tls.insecure }, 3)
+  end
   if tls.insecure then
     insecure_ctx = insecure_ctx or new_context(io_, { insecure = true }, 3)
     return insecure_ctx
   end
-  if tls.ca_file then return new_context(io_, { ca_file = tls.ca_file }, 3) end
   system_ctx = system_ctx or new_context(io_, {}, 3)
   return system_ctx
 end
@@ -1245,7 +1253,8 @@ function M.connect(host, port, opts)
   end
   check_port(port, "connect", 2)
   opts = check_options(opts, { "timeout", "limit", "nodelay", "tls" }, "connect", 3)
-  local tls = check_tls(opts.tls, { servername = "string", ca_file = "string", insecure = "boolean" }, "connect", 3)
+  local tls = check_tls(opts.tls, { servername = "string", ca_file = "string", insecure = "boolean",
+                                    cert_file = "string", key_file = "string" }, "connect", 3)
   local io_ = streams()
   local ctx = tls and client_context(io_, tls)  -- (a ca_file that cannot be read fails here, at the call)
   local function handshake(s)
@@ -1283,14 +1292,14 @@ end
 
 -- each connection's handler as a Task, the stream closed when it ends;
 -- listen(on_conn) makes the server
-local TLS_HANDSHAKE_TIMEOUT = 60   -- seconds a TLS client has to finish its handshake (asyncio's default)
+local TLS_HANDSHAKE_TIMEOUT = 60   -- seconds a TLS client has by default to finish its handshake (asyncio's)
 local function serving(handler, listen, tls)
   local handlers = setmetatable({}, { __mode = "k" })
   local function on_conn(s)
     local t = M.spawn(function()
       local stream <close> = s
       if tls then                    -- the handler sees only streams whose handshake succeeded
-        local ok, e = pcall(await, M.wait_for(s:_handshake(), TLS_HANDSHAKE_TIMEOUT))
+        local ok, e = pcall(await, M.wait_for(s:_handshake(), tls.handshake_timeout or TLS_HANDSHAKE_TIMEOUT))
         if not ok then
           s:abort()
           if CancelledError:is(e) then error(e, 0) end   -- (a failed handshake is no one's error; a cancellation is)
@@ -1319,9 +1328,11 @@ function M.serve(handler, host, port, opts)
   end
   check_port(port, "serve", 3)
   opts = check_options(opts, { "backlog", "limit", "reuse_port", "tls" }, "serve", 4)
-  local tls = check_tls(opts.tls, { cert_file = "string", key_file = "string" }, "serve", 4)
+  local tls = check_tls(opts.tls, { cert_file = "string", key_file = "string", ca_file = "string",
+                                    handshake_timeout = "number" }, "serve", 4, true)
   local io_ = streams()
-  local ctx = tls and new_context(io_, { server = true, cert_file = tls.cert_file, key_file = tls.key_file }, 2)
+  local ctx = tls and new_context(io_, { server = true, cert_file = tls.cert_file, key_file = tls.key_file,
+                                         ca_file = tls.ca_file }, 2)
   return core.coro(function()
     local addrs = await(io_.getaddrinfo(host, port))
     if #addrs == 0 then error(M.OSError(("serve %s:%d: no address"):format(host, port)), 0) end

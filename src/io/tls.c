@@ -81,7 +81,31 @@ static int load_chain(SSL_CTX *c, const char *p) { return SSL_CTX_use_certificat
 static int load_key(SSL_CTX *c, const char *p) { return SSL_CTX_use_PrivateKey_file(c, p, SSL_FILETYPE_PEM); }
 static int load_cas(SSL_CTX *c, const char *p) { return SSL_CTX_load_verify_locations(c, p, NULL); }
 
-/* tls_context(opts): opts = {server=, cert_file=, key_file=, ca_file=, insecure=} (checked by the prelude) */
+/* cert_file and key_file, when given: a server's certificate, or a
+ * client's (mutual TLS) */
+static void load_identity(lua_State *L, SSL_CTX *ctx) {
+  load_file(L, ctx, "cert_file", "certificate", load_chain);
+  load_file(L, ctx, "key_file", "private key", load_key);
+  lua_getfield(L, 1, "cert_file");
+  int has = !lua_isnil(L, -1);
+  lua_pop(L, 1);
+  ERR_clear_error();
+  if (has && SSL_CTX_check_private_key(ctx) != 1)
+    fail(L, "tls: key_file does not match cert_file (%s)%s%s", reason("no key"), "", "");
+}
+
+/* opts.ca_file: 1 if given (and loaded), else 0 */
+static int load_cas_of(lua_State *L, SSL_CTX *ctx) {
+  lua_getfield(L, 1, "ca_file");
+  int own = !lua_isnil(L, -1);
+  lua_pop(L, 1);
+  if (own) load_file(L, ctx, "ca_file", "CA certificate", load_cas);
+  return own;
+}
+
+/* tls_context(opts): opts = {server=, cert_file=, key_file=, ca_file=, insecure=}
+ * (checked by the prelude); a server with ca_file asks each client for a
+ * certificate signed by one of them and refuses a client without one */
 int io_tls_context(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_getfield(L, 1, "server");
@@ -98,21 +122,14 @@ int io_tls_context(lua_State *L) {
   SSL_CTX_set_min_proto_version(c->ctx, TLS1_2_VERSION);
   SSL_CTX_set_options(c->ctx, SSL_OP_NO_RENEGOTIATION);   /* (a renegotiation would make a write wait for a read) */
   SSL_CTX_set_mode(c->ctx, SSL_MODE_RELEASE_BUFFERS);     /* an idle stream keeps no record buffers */
+  load_identity(L, c->ctx);
   if (server) {
-    load_file(L, c->ctx, "cert_file", "certificate", load_chain);
-    load_file(L, c->ctx, "key_file", "private key", load_key);
-    ERR_clear_error();
-    if (SSL_CTX_check_private_key(c->ctx) != 1)
-      return fail(L, "tls: key_file does not match cert_file (%s)%s%s", reason("no key"), "", "");
+    if (load_cas_of(L, c->ctx)) SSL_CTX_set_verify(c->ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
     return 1;
   }
   if (!insecure) {
     SSL_CTX_set_verify(c->ctx, SSL_VERIFY_PEER, NULL);
-    lua_getfield(L, 1, "ca_file");
-    int own = !lua_isnil(L, -1);
-    lua_pop(L, 1);
-    if (own) load_file(L, c->ctx, "ca_file", "CA certificate", load_cas);
-    else if (SSL_CTX_set_default_verify_paths(c->ctx) != 1)
+    if (!load_cas_of(L, c->ctx) && SSL_CTX_set_default_verify_paths(c->ctx) != 1)
       return fail(L, "tls: cannot load the system's CA certificates (%s)%s%s", reason("unknown reason"), "", "");
   }
   return 1;
