@@ -30,7 +30,7 @@ int luaopen_async(lua_State *L) {
   lua_setmetatable(L, -2);
   lua_setfield(L, LUA_REGISTRYINDEX, "lua_async.loopud");
   lua_pushlightuserdata(L, lp);
-  lua_setfield(L, LUA_REGISTRYINDEX, "lua_async.loopptr");
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &loop_registry_key);
 
   lua_newtable(L);                             /* core */
   loop_open(L, lp);

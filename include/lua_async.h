@@ -14,8 +14,9 @@
  * Version 3 adds what an I/O module needs besides: a lazy awaitable whose
  * work starts only when it is awaited (awaitable_new), async's error
  * classes by name (error_new), and one life cycle for libuv handles
- * (handle_*).  A module built against an older header still works: the
- * table only grows at its end.
+ * (handle_*).  Version 4: a lazy awaitable's start may give its results
+ * at once.  A module built against an older header still works: the
+ * table only grows at its end, and what a version allows stays allowed.
  *
  * A pending future is pinned (it cannot be collected) until it is resolved,
  * rejected or cancelled (see on_cancel to hear of a cancellation at once).  A future that the awaiting task cancels stays
@@ -28,7 +29,7 @@
 #include <lua.h>
 #include <uv.h>
 
-#define LUA_ASYNC_API_VERSION 3
+#define LUA_ASYNC_API_VERSION 4
 #define LUA_ASYNC_API_KEY "lua_async.api"   /* registry field: light userdata */
 #define LUA_ASYNC_LOOP_KEY "lua_async.loop" /* registry field set by use_loop */
 
@@ -79,8 +80,13 @@ typedef struct lua_async_api {
   void (*on_cancel)(lua_async_future *f, void (*cb)(void *ud), void *ud);
   /* version 3: push a lazy awaitable made of start and the nargs values on
    * top of L (popped).  Nothing runs until it is awaited (or a Task runs
-   * it); then start(L) is called with those values and must push a future
-   * from future_new (or raise): the awaitable gives that future's outcome. */
+   * it); then start(L) is called with those values (as the only ones on
+   * its stack) and pushes a future from future_new and returns 1, or
+   * raises: the awaitable gives that future's outcome.  Version 4: start
+   * may instead return its results at once (return n with n values pushed,
+   * none of them a lone future), and no future is made: the fast path
+   * for work already done (data already buffered, a write the socket
+   * took). */
   void (*awaitable_new)(lua_State *L, lua_CFunction start, int nargs);
   /* version 3: push an instance of async's error class `name`
    * ("ConnectionError", "TimeoutError", "InvalidStateError", ...; an

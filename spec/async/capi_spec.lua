@@ -79,6 +79,20 @@ describe("the C API", function()
     end)
   end)
 
+  it("version 4: a lazy awaitable's start may give its results at once, with no future", function()
+    async.run(function()
+      local _, _, starts0 = capi.counts()
+      local now = capi.now("a", nil, 3)
+      local _, _, starts1 = capi.counts()
+      assert.equal(starts0, starts1)                 -- still lazy
+      assert.same({ n = 3, "a", nil, 3 }, table.pack(await(now)))
+      assert.equal(0, select("#", await(capi.now())))
+      assert.equal("t", await(async.create_task(capi.now("t"))))   -- and when a Task runs it
+      local _, _, starts2 = capi.counts()
+      assert.equal(starts0 + 3, starts2)
+    end)
+  end)
+
   it("version 3: error classes by name", function()
     async.run(function()
       local e = capi.error("ConnectionError", "refused")

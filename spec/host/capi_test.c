@@ -86,6 +86,18 @@ static int l_lazy(lua_State *L) {
   return 1;
 }
 
+/* version 4: now(values...): a lazy awaitable whose start gives the values
+ * at once, with no future */
+static int start_now(lua_State *L) {
+  starts++;
+  return lua_gettop(L);
+}
+
+static int l_now(lua_State *L) {
+  lua_async_get_api(L)->awaitable_new(L, start_now, lua_gettop(L));
+  return 1;
+}
+
 static int l_error(lua_State *L) {
   lua_async_get_api(L)->error_new(L, luaL_checkstring(L, 1), luaL_checkstring(L, 2));
   return 1;
@@ -152,7 +164,7 @@ static int l_ticker(lua_State *L) {
 
 int luaopen_capi_test(lua_State *L) {
   static const luaL_Reg f[] = {
-    {"after", l_after}, {"counts", l_counts}, {"lazy", l_lazy}, {"error", l_error}, {"ticker", l_ticker},
+    {"after", l_after}, {"counts", l_counts}, {"lazy", l_lazy}, {"now", l_now}, {"error", l_error}, {"ticker", l_ticker},
     {NULL, NULL}
   };
   static const luaL_Reg ticker_methods[] = { {"stop", ticker_stop}, {"ticks", ticker_ticks}, {NULL, NULL} };

@@ -10,12 +10,7 @@
 #include <stdlib.h>
 #include "core.h"
 
-static Loop *registry_loop(lua_State *L) {
-  lua_getfield(L, LUA_REGISTRYINDEX, "lua_async.loopptr");
-  Loop *lp = lua_touserdata(L, -1);
-  lua_pop(L, 1);
-  return lp;
-}
+static Loop *registry_loop(lua_State *L) { return loop_of_registry(L); }
 
 /* ---- lazy awaitables ---------------------------------------------------- */
 
@@ -32,11 +27,17 @@ static int lazy_k(lua_State *L, int status, lua_KContext ctx) {
 }
 
 /* The body of an awaitable_new awaitable, run when it is awaited (inline,
- * with no frame of its own) or by a Task: stack = start, args... */
+ * with no frame of its own) or by a Task: stack = start, args...  start
+ * is called directly, in this frame (a lua_call's frame was a good part of
+ * a stream read's cost); it gives one future to wait for, or (version 4)
+ * its results at once. */
 static int lazy_body(lua_State *L) {
-  lua_call(L, lua_gettop(L) - 1, 1);         /* start(args...): a future */
-  Future *f = future_test(L, -1);
-  if (!f) return luaL_error(L, "async C API: an awaitable's start function must push a future (future_new)");
+  lua_CFunction start = lua_tocfunction(L, 1);
+  lua_remove(L, 1);
+  luaL_checkstack(L, LUA_MINSTACK, "too many arguments");
+  int n = start(L);
+  Future *f = n == 1 ? future_test(L, -1) : NULL;
+  if (!f) return n;                          /* done at once: these are its results */
   int fidx = lua_gettop(L);
   if (f->state != PENDING) return future_push_results(L, fidx);
   return await_future_k(L, fidx, fidx, lazy_k);

@@ -154,6 +154,8 @@ int loop_msgh(lua_State *L);               /* message handler recording tracebac
 int loop_c_frames(lua_State *L);
 int loop_ref_thread_main(lua_State *L, Loop *lp, lua_CFunction main);   /* (report.c) */             /* C functions on the stack (report.c) */
 int loop_call_reported(lua_State *L, Loop *lp, int nargs);  /* pcall under loop_msgh: 0 or the error on top */
+extern const char loop_registry_key;
+Loop *loop_of_registry(lua_State *L);      /* the loop, from any C function (the C API's callers) */
 void loop_push_ref(lua_State *L, Loop *lp, int which);   /* one of the loop's tables (LS_*) */
 void loop_set_ref(lua_State *L, Loop *lp, int which);    /* pops the new value (nil: false) */
 void loop_enqueue(lua_State *L, Loop *lp, int cb, int arg);   /* stack indices */

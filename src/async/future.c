@@ -366,16 +366,12 @@ static const luaL_Reg future_methods[] = {
 /* ---- the C API's futures (its table is in capi.c) ------------------------ */
 
 uv_loop_t *capi_loop(lua_State *L) {
-  lua_getfield(L, LUA_REGISTRYINDEX, "lua_async.loopptr");
-  Loop *lp = lua_touserdata(L, -1);
-  lua_pop(L, 1);
+  Loop *lp = loop_of_registry(L);
   return lp ? lp->uv : NULL;
 }
 
 lua_async_future *capi_future_new(lua_State *L) {
-  lua_getfield(L, LUA_REGISTRYINDEX, "lua_async.loopptr");
-  Loop *lp = lua_touserdata(L, -1);
-  lua_pop(L, 1);
+  Loop *lp = loop_of_registry(L);
   Future *f = future_new(L, lp);
   lua_pushvalue(L, -1);
   f->pin_ref = luaL_ref(L, LUA_REGISTRYINDEX);

@@ -19,6 +19,17 @@
 
 Loop *loop_get(lua_State *L) { return (Loop *)lua_touserdata(L, lua_upvalueindex(1)); }
 
+/* the registry's key for the loop (a light userdata): a pointer key, so
+ * that C API calls find it without hashing a string */
+const char loop_registry_key = 0;
+
+Loop *loop_of_registry(lua_State *L) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &loop_registry_key);
+  Loop *lp = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  return lp;
+}
+
 void loop_push_ref(lua_State *L, Loop *lp, int which) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, lp->refs[which]);
 }

@@ -1095,49 +1095,13 @@ local server_handlers = setmetatable({}, { __mode = "k" })   -- server -> its ha
 local function streams()
   local io_ = require "async.io"
   local S = io_.stream_methods
-  if S.read then return io_ end                  -- (a module loaded again, as busted's insulation does, has none)
+  if S.lines then return io_ end                 -- (a module loaded again, as busted's insulation does, has none)
 
-  -- (the hot calls give the C awaitable itself, with no coroutine object
-  -- around it; a bad argument is raised at the call)
-  local function read_op(s, fmt)
-    if fmt == nil then return s:_read("n", 65536) end
-    if math.type(fmt) == "integer" then
-      if fmt < 0 then error("bad argument #1 to 'read' (a byte count must not be negative)", 3) end
-      if fmt == 0 then return core.coro(function() return "" end) end
-      return s:_read("n", fmt)
-    end
-    if type(fmt) == "string" then fmt = fmt:gsub("^%*", "") end
-    if fmt == "l" or fmt == "L" or fmt == "a" then return s:_read(fmt) end
-    error(("bad argument #1 to 'read' (a byte count, \"l\", \"L\" or \"a\" expected, got %s)"):format(tostring(fmt)), 3)
-  end
-  S.read = read_op
-  function S.read_exactly(s, n)
-    if math.type(n) ~= "integer" or n < 0 then
-      error(("bad argument #1 to 'read_exactly' (a byte count expected, got %s)"):format(tostring(n)), 2)
-    end
-    if n == 0 then return core.coro(function() return "" end) end
-    return s:_read("x", n)
-  end
-  function S.read_until(s, sep)
-    if type(sep) ~= "string" or sep == "" then
-      error("bad argument #1 to 'read_until' (a non-empty separator expected)", 2)
-    end
-    return s:_read("u", sep)
-  end
+  -- (read, read_exactly, read_until, write and drain are C's: each gives
+  -- the operation's awaitable itself, a bad argument raised at the call)
   function S:lines(fmt)
-    return function() return await(read_op(self, fmt or "l")) end
+    return function() return await(self:read(fmt or "l")) end
   end
-  function S.write(s, data, ...)
-    if type(data) == "string" and select("#", ...) == 0 then return s:_write(data) end
-    local parts = pack(data, ...)
-    for i = 1, parts.n do
-      if type(parts[i]) ~= "string" and type(parts[i]) ~= "number" then
-        error(("bad argument #%d to 'write' (string expected, got %s)"):format(i, type(parts[i])), 2)
-      end
-    end
-    return s:_write(table.concat(parts, "", 1, parts.n))
-  end
-  S.drain = fn(function(s) return await(s:_write("")) end)
   S.close = fn(function(s) return await(s:_close("close")) end)
   S.close_write = fn(function(s) return await(s:_close("write")) end)
   -- leaving a `<close>` scope closes the stream; by an error, at once (abort)

@@ -14,9 +14,11 @@
 
 /* a lazy awaitable (the C API's awaitable_new) over start and the first
  * nargs arguments of the calling function */
+const lua_async_api *io_api;
+
 int io_lazy(lua_State *L, lua_CFunction start, int nargs) {
   lua_settop(L, nargs);
-  lua_async_get_api(L)->awaitable_new(L, start, nargs);
+  io_api->awaitable_new(L, start, nargs);
   return 1;
 }
 
@@ -53,7 +55,7 @@ int luaopen_async_io(lua_State *L) {
   lua_pushliteral(L, "async");
   lua_call(L, 1, 1);
   lua_pop(L, 1);
-  if (!lua_async_get_api(L))
+  if (!(io_api = lua_async_get_api(L)))
     return luaL_error(L, "async.io: needs the async module's C API version %d", LUA_ASYNC_API_VERSION);
   lua_newtable(L);
   Pool **box = lua_newuserdatauv(L, sizeof *box, 0);

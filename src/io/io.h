@@ -9,6 +9,8 @@
 #include <uv.h>
 
 /* io.c: what the files share */
+struct lua_async_api;
+extern const struct lua_async_api *io_api;   /* async's C API (one table for every state), set at luaopen */
 int   io_lazy(lua_State *L, lua_CFunction start, int nargs);
 int   io_parse_addr(const char *addr, int port, struct sockaddr_storage *ss);
 void  io_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction gc, const char *exported);

@@ -54,6 +54,7 @@ struct Stream {
   int sock_eof;                  /* the socket ended (for TLS: the plaintext may not have yet) */
   int reading, closed, connected;
   lua_async_future *rfut;        /* the pending read, and what it wants */
+  int rbusy;                     /* a read is being answered or waits (its kind counts in want) */
   int rkind; size_t rarg; char *sep; size_t seplen;
   size_t queued;                 /* bytes given to libuv, not yet written */
   Waiters writers, closers, shutters;
@@ -228,8 +229,8 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b) {
 
 /* how many bytes the buffer may hold before the socket is not read */
 static size_t want(const Stream *s) {
-  if (s->rfut && s->rkind == R_ALL) return SIZE_MAX;
-  if (s->rfut && s->rkind == R_EXACTLY && s->rarg > s->limit) return s->rarg;
+  if (s->rbusy && s->rkind == R_ALL) return SIZE_MAX;
+  if (s->rbusy && s->rkind == R_EXACTLY && s->rarg > s->limit) return s->rarg;
   return s->limit;
 }
 
@@ -248,6 +249,7 @@ static void serve_reader(Stream *s) {
   int n, r = answer(s, S(s, f), &n);
   if (r == 0) return;
   s->rfut = NULL;
+  s->rbusy = 0;
   s->api->on_cancel(f, NULL, NULL);
   if (r == 1) s->api->resolve(f, n); else s->api->reject(f);
 }
@@ -269,18 +271,30 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b) {
 static void read_cancelled(void *ud) {
   Stream *s = ud;
   s->rfut = NULL;                              /* nothing was taken: the bytes stay */
+  s->rbusy = 0;
   update_reading(s);
 }
 
+/* the metatable, also under a pointer key: a hot call checks its stream
+ * without hashing the name */
+static const char stream_mt_key = 0;
+
 static Stream *check_stream(lua_State *L, int idx) {
-  Box *b = luaL_checkudata(L, idx, STREAM_MT);
-  return b->s;
+  Box *b = lua_touserdata(L, idx);
+  if (b && lua_getmetatable(L, idx)) {
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &stream_mt_key);
+    int ok = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+    if (ok) return b->s;
+  }
+  luaL_checkudata(L, idx, STREAM_MT);          /* (raises the usual error) */
+  return NULL;
 }
 
 /* the awaitable's start: stack = box, kind, arg */
 static int start_read(lua_State *L) {
   Stream *s = check_stream(L, 1);
-  const lua_async_api *api = lua_async_get_api(L);
+  const lua_async_api *api = io_api;
   if (!s || s->closed) { api->error_new(L, "InvalidStateError", "read: the stream is closed"); return lua_error(L); }
   if (s->rfut) { api->error_new(L, "InvalidStateError", "read: another task is reading this stream"); return lua_error(L); }
   const char *kind = luaL_checkstring(L, 2);
@@ -296,18 +310,70 @@ static int start_read(lua_State *L) {
     free(s->sep);
     s->sep = copy; s->seplen = n;
   }
-  lua_async_future *f = api->future_new(L);
-  s->rfut = f;
+  s->rbusy = 1;
   if (s->tls) tls_pump(s);                       /* plaintext OpenSSL kept while the buffer was full */
-  int n, r = answer(s, S(s, f), &n);
-  if (r) { s->rfut = NULL; if (r == 1) api->resolve(f, n); else api->reject(f); }
-  else api->on_cancel(f, read_cancelled, s);
+  int n, r = answer(s, L, &n);
+  if (r) {                                      /* answered from the buffer: no future, no wait */
+    s->rbusy = 0;
+    update_reading(s);
+    return r == 1 ? n : lua_error(L);
+  }
+  s->rfut = api->future_new(L);
+  api->on_cancel(s->rfut, read_cancelled, s);
   update_reading(s);
   return 1;
 }
 
-static int s_read_op(lua_State *L) {          /* _read(kind, arg): a lazy awaitable */
+/* an awaitable giving "" at once (a read of 0 bytes) */
+static int start_empty(lua_State *L) { lua_pushliteral(L, ""); return 1; }
+
+/* the awaitable of a read of kind (with its arg at index 3, or none) */
+static int read_awaitable(lua_State *L, const char *kind) {
+  lua_settop(L, 3);
+  lua_pushstring(L, kind);
+  lua_replace(L, 2);
   return io_lazy(L, start_read, 3);
+}
+
+/* The read methods give the read's awaitable itself (a bad argument is
+ * raised at the call): s:read(n or fmt), s:read_exactly(n), s:read_until(sep) */
+static int s_read(lua_State *L) {
+  check_stream(L, 1);
+  if (lua_isnoneornil(L, 2)) { lua_settop(L, 1); lua_pushnil(L); lua_pushinteger(L, 65536); return read_awaitable(L, "n"); }
+  if (lua_isinteger(L, 2)) {
+    lua_Integer n = lua_tointeger(L, 2);
+    if (n < 0) return luaL_error(L, "bad argument #1 to 'read' (a byte count must not be negative)");
+    if (n == 0) return io_lazy(L, start_empty, 0);
+    lua_settop(L, 2); lua_pushnil(L); lua_insert(L, 2);
+    return read_awaitable(L, "n");
+  }
+  const char *fmt = lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : "";
+  if (fmt[0] == '*') fmt++;
+  if ((fmt[0] == 'l' || fmt[0] == 'L' || fmt[0] == 'a') && fmt[1] == '\0') {
+    char kind[2] = { fmt[0], 0 };
+    lua_settop(L, 1);
+    return read_awaitable(L, kind);
+  }
+  return luaL_error(L, "bad argument #1 to 'read' (a byte count, \"l\", \"L\" or \"a\" expected, got %s)",
+                    luaL_tolstring(L, 2, NULL));
+}
+
+static int s_read_exactly(lua_State *L) {
+  check_stream(L, 1);
+  if (!lua_isinteger(L, 2) || lua_tointeger(L, 2) < 0)
+    return luaL_error(L, "bad argument #1 to 'read_exactly' (a byte count expected, got %s)", luaL_tolstring(L, 2, NULL));
+  if (lua_tointeger(L, 2) == 0) return io_lazy(L, start_empty, 0);
+  lua_settop(L, 2); lua_pushnil(L); lua_insert(L, 2);
+  return read_awaitable(L, "x");
+}
+
+static int s_read_until(lua_State *L) {
+  check_stream(L, 1);
+  size_t n;
+  if (lua_type(L, 2) != LUA_TSTRING || (lua_tolstring(L, 2, &n), n == 0))
+    return luaL_error(L, "bad argument #1 to 'read_until' (a non-empty separator expected)");
+  lua_settop(L, 2); lua_pushnil(L); lua_insert(L, 2);
+  return read_awaitable(L, "u");
 }
 
 /* ---- writing ------------------------------------------------------------ */
@@ -440,7 +506,7 @@ static void handshake_cancelled(void *ud) { ((Stream *)ud)->hsfut = NULL; }
 /* stack = box: waits for the handshake's end (ConnectionError if it failed) */
 static int start_handshake(lua_State *L) {
   Stream *s = check_stream(L, 1);
-  const lua_async_api *api = lua_async_get_api(L);
+  const lua_async_api *api = io_api;
   if (!s || !s->tls || s->closed) { api->error_new(L, "ConnectionError", "the TLS handshake failed: the stream is closed"); return lua_error(L); }
   if (s->hsfut) { api->error_new(L, "InvalidStateError", "another task waits for this handshake"); return lua_error(L); }
   s->hsfut = api->future_new(L);
@@ -474,7 +540,7 @@ static int s_tls(lua_State *L) {
 /* stack = box, data (a string; "" for drain) */
 static int start_write(lua_State *L) {
   Stream *s = check_stream(L, 1);
-  const lua_async_api *api = lua_async_get_api(L);
+  const lua_async_api *api = io_api;
   size_t n;
   const char *data = luaL_checklstring(L, 2, &n);
   if (!s || s->closed || s->werr) {
@@ -491,17 +557,35 @@ static int start_write(lua_State *L) {
   } else if (n > 0 && send_bytes(s, data, n) != 0) {
     return luaL_error(L, "write: out of memory");
   }
+  if (!s->werr && s->queued <= STREAM_HIGH_WATER) return 0;   /* done at once: nothing to wait for */
   lua_async_future *f = api->future_new(L);
-  if (s->werr || s->queued > STREAM_HIGH_WATER) {
-    if (waiters_add(api, &s->writers, f) != 0) return luaL_error(L, "write: out of memory");
-    settle_writers(s);
-  } else {
-    api->resolve(f, 0);
-  }
+  if (waiters_add(api, &s->writers, f) != 0) return luaL_error(L, "write: out of memory");
+  settle_writers(s);
   return 1;
 }
 
-static int s_write_op(lua_State *L) {         /* _write(data) */
+/* s:write(data, ...): the write's awaitable (the parts joined; a bad one
+ * raised at the call); s:drain(): a write of nothing */
+static int s_write(lua_State *L) {
+  check_stream(L, 1);
+  int top = lua_gettop(L);
+  if (top == 2 && lua_type(L, 2) == LUA_TSTRING) return io_lazy(L, start_write, 2);
+  if (top < 2) return luaL_error(L, "bad argument #1 to 'write' (string expected, got no value)");
+  for (int i = 2; i <= top; i++)
+    if (lua_type(L, i) != LUA_TSTRING && lua_type(L, i) != LUA_TNUMBER)
+      return luaL_error(L, "bad argument #%d to 'write' (string expected, got %s)", i - 1, luaL_typename(L, i));
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  for (int i = 2; i <= top; i++) { lua_pushvalue(L, i); luaL_addvalue(&b); }
+  luaL_pushresult(&b);
+  lua_replace(L, 2);
+  return io_lazy(L, start_write, 2);
+}
+
+static int s_drain(lua_State *L) {
+  check_stream(L, 1);
+  lua_settop(L, 1);
+  lua_pushliteral(L, "");
   return io_lazy(L, start_write, 2);
 }
 
@@ -535,7 +619,7 @@ static void end_waits(Stream *s) {
 /* stack = box, how ("close" flushes first, "abort" does not, "write" is a half-close) */
 static int start_close(lua_State *L) {
   Box *b = luaL_checkudata(L, 1, STREAM_MT);
-  const lua_async_api *api = lua_async_get_api(L);
+  const lua_async_api *api = io_api;
   const char *how = luaL_checkstring(L, 2);
   Stream *s = b->s;
   lua_async_future *f = api->future_new(L);
@@ -713,10 +797,13 @@ void stream_connected(Stream *s) {
 
 void stream_open(lua_State *L) {
   static const luaL_Reg methods[] = {
-    {"_read", s_read_op}, {"_write", s_write_op}, {"_close", s_close_op},
+    {"read", s_read}, {"read_exactly", s_read_exactly}, {"read_until", s_read_until},
+    {"write", s_write}, {"drain", s_drain}, {"_close", s_close_op},
     {"peername", s_peername}, {"sockname", s_sockname}, {"set_nodelay", s_set_nodelay},
     {"set_keepalive", s_set_keepalive}, {"_limit", s_limit},
     {"abort", s_abort}, {"_tls", s_tls}, {"_handshake", s_handshake_op}, {NULL, NULL}
   };
   io_class(L, STREAM_MT, methods, box_gc, "stream_methods");
+  luaL_getmetatable(L, STREAM_MT);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &stream_mt_key);
 }
