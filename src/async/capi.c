@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include "core.h"
 
-static Loop *registry_loop(lua_State *L) { return loop_of_registry(L); }
 
 /* ---- lazy awaitables ---------------------------------------------------- */
 
@@ -44,7 +43,7 @@ static int lazy_body(lua_State *L) {
 }
 
 static void capi_awaitable_new(lua_State *L, lua_CFunction start, int nargs) {
-  Loop *lp = registry_loop(L);
+  Loop *lp = loop_of_registry(L);
   int base = lua_gettop(L) - nargs;          /* the args are base + 1 ... */
   loop_push_ref(L, lp, LS_LAZY);             /* a library awaitable's body (the loop its upvalue): made once */
   if (!lua_iscfunction(L, -1)) {
@@ -64,7 +63,7 @@ static void capi_awaitable_new(lua_State *L, lua_CFunction start, int nargs) {
 /* ---- errors by name ----------------------------------------------------- */
 
 static void capi_error_new(lua_State *L, const char *name, const char *msg) {
-  Loop *lp = registry_loop(L);
+  Loop *lp = loop_of_registry(L);
   lua_pushstring(L, msg);
   loop_push_ref(L, lp, LS_ERRORS);
   if (lua_getfield(L, -1, name) != LUA_TTABLE) {   /* not a class (async.sleep is no error) */
@@ -100,7 +99,7 @@ static lua_async_handle *capi_handle_new(lua_State *L, size_t size) {
   lua_async_handle *h = calloc(1, size);
   if (!h) return NULL;
   h->pin = LUA_NOREF;
-  h->rt = registry_loop(L);
+  h->rt = loop_of_registry(L);
   handle_link(h->rt, h);
   return h;
 }

@@ -13,6 +13,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,8 +81,8 @@ static int write_fd(Fs *j, int fd) {
 static void size_for_file(Fs *j, int fd) {
   struct stat st;
   if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size <= 0) return;
+  if ((uintmax_t)st.st_size >= SIZE_MAX) return;
   size_t n = (size_t)st.st_size + 1;
-  if ((off_t)(n - 1) != st.st_size || n == 0) return;
   char *p = malloc(n);
   if (p) { j->data.p = p; j->data.cap = n; }
 }

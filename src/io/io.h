@@ -7,6 +7,7 @@
 
 #include <lauxlib.h>
 #include <uv.h>
+#include "tls.h"
 
 /* io.c: what the files share */
 struct lua_async_api;
@@ -30,7 +31,6 @@ void  io_push_oserror(lua_State *L, const struct lua_async_api *api, int err, co
 void  io_push_uverror(lua_State *L, const struct lua_async_api *api, const char *cls, int rc, const char *what);
 
 /* tcp.c, pipe.c, server.c, stream.c */
-typedef struct ssl_ctx_st SSL_CTX;
 typedef struct ListenOpts { int reuse_port; SSL_CTX *tls; } ListenOpts;
 int   io_listen(lua_State *L, int pipe, const char *where, const struct sockaddr *sa,
                 int backlog, int fnidx, size_t limit, ListenOpts o);

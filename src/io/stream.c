@@ -327,11 +327,12 @@ static int start_read(lua_State *L) {
 /* an awaitable giving "" at once (a read of 0 bytes) */
 static int start_empty(lua_State *L) { lua_pushliteral(L, ""); return 1; }
 
-/* the awaitable of a read of kind (with its arg at index 3, or none) */
-static int read_awaitable(lua_State *L, const char *kind) {
-  lua_settop(L, 3);
+/* the awaitable of a read of kind, its argument at index 2 (or none) */
+static int read_awaitable(lua_State *L, const char *kind, int has_arg) {
+  lua_settop(L, has_arg ? 2 : 1);
+  if (!has_arg) lua_pushnil(L);
   lua_pushstring(L, kind);
-  lua_replace(L, 2);
+  lua_insert(L, 2);                             /* box, kind, arg */
   return io_lazy(L, start_read, 3);
 }
 
@@ -339,20 +340,18 @@ static int read_awaitable(lua_State *L, const char *kind) {
  * raised at the call): s:read(n or fmt), s:read_exactly(n), s:read_until(sep) */
 static int s_read(lua_State *L) {
   check_stream(L, 1);
-  if (lua_isnoneornil(L, 2)) { lua_settop(L, 1); lua_pushnil(L); lua_pushinteger(L, 65536); return read_awaitable(L, "n"); }
+  if (lua_isnoneornil(L, 2)) { lua_settop(L, 1); lua_pushinteger(L, 65536); return read_awaitable(L, "n", 1); }
   if (lua_isinteger(L, 2)) {
     lua_Integer n = lua_tointeger(L, 2);
     if (n < 0) return luaL_error(L, "bad argument #1 to 'read' (a byte count must not be negative)");
     if (n == 0) return io_lazy(L, start_empty, 0);
-    lua_settop(L, 2); lua_pushnil(L); lua_insert(L, 2);
-    return read_awaitable(L, "n");
+    return read_awaitable(L, "n", 1);
   }
   const char *fmt = lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : "";
   if (fmt[0] == '*') fmt++;
   if ((fmt[0] == 'l' || fmt[0] == 'L' || fmt[0] == 'a') && fmt[1] == '\0') {
     char kind[2] = { fmt[0], 0 };
-    lua_settop(L, 1);
-    return read_awaitable(L, kind);
+    return read_awaitable(L, kind, 0);
   }
   return luaL_error(L, "bad argument #1 to 'read' (a byte count, \"l\", \"L\" or \"a\" expected, got %s)",
                     luaL_tolstring(L, 2, NULL));
@@ -363,8 +362,7 @@ static int s_read_exactly(lua_State *L) {
   if (!lua_isinteger(L, 2) || lua_tointeger(L, 2) < 0)
     return luaL_error(L, "bad argument #1 to 'read_exactly' (a byte count expected, got %s)", luaL_tolstring(L, 2, NULL));
   if (lua_tointeger(L, 2) == 0) return io_lazy(L, start_empty, 0);
-  lua_settop(L, 2); lua_pushnil(L); lua_insert(L, 2);
-  return read_awaitable(L, "x");
+  return read_awaitable(L, "x", 1);
 }
 
 static int s_read_until(lua_State *L) {
@@ -372,8 +370,7 @@ static int s_read_until(lua_State *L) {
   size_t n;
   if (lua_type(L, 2) != LUA_TSTRING || (lua_tolstring(L, 2, &n), n == 0))
     return luaL_error(L, "bad argument #1 to 'read_until' (a non-empty separator expected)");
-  lua_settop(L, 2); lua_pushnil(L); lua_insert(L, 2);
-  return read_awaitable(L, "u");
+  return read_awaitable(L, "u", 1);
 }
 
 /* ---- writing ------------------------------------------------------------ */
@@ -733,9 +730,10 @@ static int s_limit(lua_State *L) {
 
 /* ---- making one ----------------------------------------------------------- */
 
-/* a new stream of the kind asked, its box pushed */
-static Stream *stream_new(lua_State *L, const lua_async_api *api, size_t limit, int pipe) {
-  Box *b = lua_newuserdatauv(L, sizeof *b, 0);
+/* the box (pushed, empty until its stream is ready) and the stream's C
+ * memory, its uv handle not yet made */
+static Stream *stream_alloc(lua_State *L, const lua_async_api *api, size_t limit, int pipe, Box **box) {
+  Box *b = *box = lua_newuserdatauv(L, sizeof *b, 0);
   b->s = NULL;
   luaL_setmetatable(L, STREAM_MT);
   Stream *s = (Stream *)api->handle_new(L, sizeof *s);
@@ -743,11 +741,18 @@ static Stream *stream_new(lua_State *L, const lua_async_api *api, size_t limit, 
   s->api = api;
   s->limit = limit ? limit : STREAM_LIMIT;
   s->is_pipe = pipe;
+  return s;
+}
+
+/* a new stream of the kind asked, its box pushed */
+static Stream *stream_new(lua_State *L, const lua_async_api *api, size_t limit, int pipe) {
+  Box *b;
+  Stream *s = stream_alloc(L, api, limit, pipe, &b);
   int rc = pipe ? uv_pipe_init(api->loop(L), &s->h.pipe, 0) : uv_tcp_init(api->loop(L), &s->h.tcp);
   if (rc != 0) { api->handle_close(&s->lh, NULL); luaL_error(L, "cannot make a stream: %s", uv_strerror(rc)); }
   api->handle_init(&s->lh, (uv_handle_t *)&s->h.stream);
   s->lh.ud = s;
-  b->s = s;
+  b->s = s;                                     /* (the uv handle is made: the box holds it) */
   s->box = b;
   return s;
 }
@@ -760,14 +765,8 @@ Stream *stream_new_tcp(lua_State *L, const lua_async_api *api, size_t limit) { r
 Stream *stream_new_fd(lua_State *L, const lua_async_api *api, int fd) {
   uv_handle_type t = uv_guess_handle(fd);
   if (t != UV_TTY && t != UV_NAMED_PIPE && t != UV_TCP) { lua_pushnil(L); return NULL; }
-  Box *b = lua_newuserdatauv(L, sizeof *b, 0);
-  b->s = NULL;
-  luaL_setmetatable(L, STREAM_MT);
-  Stream *s = (Stream *)api->handle_new(L, sizeof *s);
-  if (!s) { luaL_error(L, "out of memory"); return NULL; }
-  s->api = api;
-  s->limit = STREAM_LIMIT;
-  s->is_pipe = 1;
+  Box *b;
+  Stream *s = stream_alloc(L, api, 0, 1, &b);
   int rc = t == UV_TTY ? uv_tty_init(api->loop(L), &s->h.tty, fd, fd == 0) : uv_pipe_init(api->loop(L), &s->h.pipe, 0);
   if (rc == 0) {                              /* from here the one close path is uv_close */
     api->handle_init(&s->lh, (uv_handle_t *)&s->h.stream);
@@ -779,7 +778,7 @@ Stream *stream_new_fd(lua_State *L, const lua_async_api *api, int fd) {
     luaL_error(L, "cannot use descriptor %d as a stream: %s", fd, uv_strerror(rc));
     return NULL;
   }
-  b->s = s;
+  b->s = s;                                     /* (the uv handle is made: the box holds it) */
   s->box = b;
   s->connected = 1;
   return s;

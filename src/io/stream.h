@@ -8,6 +8,7 @@
 
 #include <lua.h>
 #include "lua_async.h"
+#include "tls.h"
 
 typedef struct Stream Stream;
 
@@ -23,7 +24,6 @@ uv_tcp_t *stream_tcp(Stream *s);
 uv_pipe_t *stream_pipe(Stream *s);
 uv_stream_t *stream_uv(Stream *s);
 void stream_connected(Stream *s);      /* reading may start */
-typedef struct ssl_ctx_st SSL_CTX;
 int  stream_start_tls(Stream *s, SSL_CTX *ctx, const char *servername);   /* servername NULL: a server's; 0 or -1 (no memory) */
 void stream_open(lua_State *L);        /* the metatable (its methods into the module at -1) */
 

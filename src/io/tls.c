@@ -11,6 +11,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,18 +52,22 @@ static const char *reason(const char *dflt) {
 }
 
 /* an error with no position: the prelude names the user's call */
-static int fail(lua_State *L, const char *fmt, const char *a, const char *b, const char *c) {
-  lua_pushfstring(L, fmt, a, b, c);
+static int fail(lua_State *L, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  lua_pushvfstring(L, fmt, ap);
+  va_end(ap);
   return lua_error(L);
 }
 
-/* opts.<field>: a file to load with load(); OSError when it cannot be
- * opened, an error naming the field when it holds no such thing */
-static void load_file(lua_State *L, SSL_CTX *ctx, const char *field, const char *what,
-                      int (*load)(SSL_CTX *, const char *)) {
+/* opts.<field>: a file to load with load(), if given (1; 0 when not);
+ * OSError when it cannot be opened, an error naming the field when it
+ * holds no such thing */
+static int load_file(lua_State *L, SSL_CTX *ctx, const char *field, const char *what,
+                     int (*load)(SSL_CTX *, const char *)) {
   lua_getfield(L, 1, field);
   const char *path = lua_tostring(L, -1);
-  if (!path) { lua_pop(L, 1); return; }
+  if (!path) { lua_pop(L, 1); return 0; }
   FILE *f = fopen(path, "r");
   if (!f) {
     io_push_oserror(L, lua_async_get_api(L), errno, "tls: cannot open", path);
@@ -70,11 +75,13 @@ static void load_file(lua_State *L, SSL_CTX *ctx, const char *field, const char 
   }
   fclose(f);
   ERR_clear_error();
-  if (load(ctx, path) != 1 && ERR_GET_REASON(ERR_peek_error()) == X509_R_KEY_VALUES_MISMATCH)
-    fail(L, "tls: %s %s does not match cert_file%s", field, path, "");
-  else if (ERR_peek_error())
+  if (load(ctx, path) != 1) {
+    if (ERR_GET_REASON(ERR_peek_error()) == X509_R_KEY_VALUES_MISMATCH)
+      fail(L, "tls: %s %s does not match cert_file", field, path);
     fail(L, "tls: %s %s holds no usable %s", field, path, what);
+  }
   lua_pop(L, 1);
+  return 1;
 }
 
 static int load_chain(SSL_CTX *c, const char *p) { return SSL_CTX_use_certificate_chain_file(c, p); }
@@ -84,23 +91,11 @@ static int load_cas(SSL_CTX *c, const char *p) { return SSL_CTX_load_verify_loca
 /* cert_file and key_file, when given: a server's certificate, or a
  * client's (mutual TLS) */
 static void load_identity(lua_State *L, SSL_CTX *ctx) {
-  load_file(L, ctx, "cert_file", "certificate", load_chain);
+  int cert = load_file(L, ctx, "cert_file", "certificate", load_chain);
   load_file(L, ctx, "key_file", "private key", load_key);
-  lua_getfield(L, 1, "cert_file");
-  int has = !lua_isnil(L, -1);
-  lua_pop(L, 1);
   ERR_clear_error();
-  if (has && SSL_CTX_check_private_key(ctx) != 1)
-    fail(L, "tls: key_file does not match cert_file (%s)%s%s", reason("no key"), "", "");
-}
-
-/* opts.ca_file: 1 if given (and loaded), else 0 */
-static int load_cas_of(lua_State *L, SSL_CTX *ctx) {
-  lua_getfield(L, 1, "ca_file");
-  int own = !lua_isnil(L, -1);
-  lua_pop(L, 1);
-  if (own) load_file(L, ctx, "ca_file", "CA certificate", load_cas);
-  return own;
+  if (cert && SSL_CTX_check_private_key(ctx) != 1)
+    fail(L, "tls: key_file does not match cert_file (%s)", reason("no key"));
 }
 
 /* tls_context(opts): opts = {server=, cert_file=, key_file=, ca_file=, insecure=}
@@ -118,19 +113,19 @@ int io_tls_context(lua_State *L) {
   luaL_setmetatable(L, TLS_CONTEXT_MT);
   ERR_clear_error();
   c->ctx = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
-  if (!c->ctx) return fail(L, "tls: cannot make a context (%s)%s%s", reason("out of memory"), "", "");
+  if (!c->ctx) return fail(L, "tls: cannot make a context (%s)", reason("out of memory"));
   SSL_CTX_set_min_proto_version(c->ctx, TLS1_2_VERSION);
   SSL_CTX_set_options(c->ctx, SSL_OP_NO_RENEGOTIATION);   /* (a renegotiation would make a write wait for a read) */
   SSL_CTX_set_mode(c->ctx, SSL_MODE_RELEASE_BUFFERS);     /* an idle stream keeps no record buffers */
   load_identity(L, c->ctx);
   if (server) {
-    if (load_cas_of(L, c->ctx)) SSL_CTX_set_verify(c->ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+    if (load_file(L, c->ctx, "ca_file", "CA certificate", load_cas)) SSL_CTX_set_verify(c->ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
     return 1;
   }
   if (!insecure) {
     SSL_CTX_set_verify(c->ctx, SSL_VERIFY_PEER, NULL);
-    if (!load_cas_of(L, c->ctx) && SSL_CTX_set_default_verify_paths(c->ctx) != 1)
-      return fail(L, "tls: cannot load the system's CA certificates (%s)%s%s", reason("unknown reason"), "", "");
+    if (!load_file(L, c->ctx, "ca_file", "CA certificate", load_cas) && SSL_CTX_set_default_verify_paths(c->ctx) != 1)
+      return fail(L, "tls: cannot load the system's CA certificates (%s)", reason("unknown reason"));
   }
   return 1;
 }
