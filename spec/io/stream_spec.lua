@@ -108,6 +108,24 @@ describe("streams", function()
       c = await(async.connect("127.0.0.1", port))
       assert.equal("partial", await(c:read("a")))
       await(c:close()); await(sv:close())
+      -- aborted, not flushed: what it had queued and not sent is dropped
+      local big, failing = 64 << 20, async.Event()
+      sv, port = server(function(s)
+        async.spawn(function() await(s:write(("z"):rep(big))) end)   -- queued far beyond the socket buffers
+        for _ = 1, 3 do await(async.sleep(0)) end
+        failing:set()
+        error("handler failed with bytes queued", 0)
+      end)
+      c = await(async.connect("127.0.0.1", port))
+      await(failing:wait())
+      local got = 0
+      while true do
+        local ok, d = pcall(await, c:read())
+        if not ok or not d then break end                -- (the end, or a reset)
+        got = got + #d
+      end
+      assert.is_true(got < big, ("the peer read %d of %d queued bytes"):format(got, big))
+      await(c:close()); await(sv:close())
     end)
     async.set_exception_handler(nil)
   end)
